@@ -1,0 +1,26 @@
+"""s2s-core's own plugin: the ``s2s plugins`` command."""
+
+from __future__ import annotations
+
+from .hookspecs import hookimpl
+
+
+@hookimpl
+def register_commands(subparsers):
+    parser = subparsers.add_parser("plugins", help="list installed plugins and what they register")
+    parser.set_defaults(func=_list_plugins)
+
+
+def _list_plugins(args) -> int:
+    from .plugins import get_plugins
+
+    plugins = get_plugins()
+    for info in plugins.info.values():
+        line = f"{info.name}  ({info.distribution} {info.version})"
+        if info.error:
+            print(f"{line}  BROKEN: {info.error}")
+            continue
+        registered = plugins.registered_by(info.name)
+        parts = [f"{kind}s: {', '.join(names)}" for kind, names in registered.items() if names]
+        print(f"{line}  {'; '.join(parts) or 'registers nothing'}")
+    return 0

@@ -1,0 +1,207 @@
+"""Reading and writing model weights: ``.bin``, ``.safetensors``, sharded indexes, load reports.
+
+Weights are read with ``torch.load(..., weights_only=True)``: a checkpoint that needs
+unpickling code is refused, never executed. A load fills every parameter a backbone has or
+fails with a :class:`LoadReport` naming missing and mis-shaped keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save as safetensors_bytes
+
+from .io import atomic_write
+
+# File names looked for in a checkpoint directory, in order of preference.
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+def find_weights(path: str | os.PathLike) -> Path:
+    """The weights file (or shard index) for ``path``: a file, or a directory holding one."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_file():
+        return path
+    for name in WEIGHT_FILES:
+        if (path / name).is_file():
+            return path / name
+    candidates = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    if len(candidates) == 1:
+        return candidates[0]
+    found = ", ".join(p.name for p in candidates) or "no weight files"
+    raise CheckpointError(
+        f"checkpoint directory {path} has {found}; expected one of {', '.join(WEIGHT_FILES)}"
+    )
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint file, directory or shard index, on the CPU."""
+    file = find_weights(path)
+    if file.name.endswith(".index.json"):
+        return _read_sharded(file)
+    if file.suffix == ".safetensors":
+        return load_safetensors(str(file))
+    return _read_pickle(file)
+
+
+def _read_sharded(index_file: Path) -> dict[str, torch.Tensor]:
+    try:
+        weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{index_file}: not a shard index with a 'weight_map' ({exc})") from exc
+    state_dict: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        shard_path = index_file.parent / shard
+        if not shard_path.is_file():
+            raise CheckpointError(f"{index_file} names shard {shard}, which does not exist")
+        state_dict.update(read_state_dict(shard_path))
+    missing = sorted(set(weight_map) - set(state_dict))
+    if missing:
+        raise CheckpointError(f"{index_file}: keys listed but absent from the shards: {missing[:10]}")
+    return state_dict
+
+
+def _read_pickle(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        loaded = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{file} is not a plain state dict: it needs code to be unpickled, which s2s refuses "
+            f"(weights_only=True). Re-save it from the code that made it with "
+            f"torch.save(model.state_dict(), path) or as safetensors. Detail: {exc}"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {file}: {exc}") from exc
+    return _unwrap(loaded, file)
+
+
+def _unwrap(loaded, file: Path) -> dict[str, torch.Tensor]:
+    if isinstance(loaded, Mapping) and loaded and all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
+        return dict(loaded)
+    if isinstance(loaded, Mapping):
+        for key in WRAPPER_KEYS:
+            if isinstance(loaded.get(key), Mapping):
+                return _unwrap(loaded[key], file)
+    raise CheckpointError(
+        f"{file} holds a {type(loaded).__name__}, not a state dict of tensors "
+        f"(or one under {', '.join(WRAPPER_KEYS)})"
+    )
+
+
+@dataclass
+class LoadReport:
+    """What a load did: keys the model lacked, keys left over, shapes that differ."""
+
+    source: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+    newly_initialized: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.mismatched
+
+    @property
+    def empty(self) -> bool:
+        return self.ok and not self.unexpected and not self.newly_initialized
+
+    def __str__(self) -> str:
+        lines = [f"load report for {self.source}:"]
+        if self.missing:
+            lines.append(f"  missing ({len(self.missing)}): {', '.join(self.missing)}")
+        if self.mismatched:
+            shapes = ", ".join(f"{k} (model {tuple(a)}, checkpoint {tuple(b)})" for k, a, b in self.mismatched)
+            lines.append(f"  mis-shaped ({len(self.mismatched)}): {shapes}")
+        if self.unexpected:
+            lines.append(f"  unexpected, ignored ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+        if self.newly_initialized:
+            lines.append(
+                f"  newly initialised ({len(self.newly_initialized)}): {', '.join(self.newly_initialized)}"
+            )
+        if len(lines) == 1:
+            lines.append("  every key loaded")
+        return "\n".join(lines)
+
+
+def strip_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: Iterable[str] = ("module.",)):
+    """Keys without DDP-style wrappers' prefixes (``module.``), repeated ones too."""
+    prefixes = tuple(prefixes)
+    out = {}
+    for key, value in state_dict.items():
+        while key.startswith(prefixes):
+            key = key[len(next(p for p in prefixes if key.startswith(p))):]
+        out[key] = value
+    return out
+
+
+def load_into(
+    module: torch.nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    may_be_missing: Callable[[str], bool] = lambda key: False,
+    ignore_unexpected: Callable[[str], bool] = lambda key: False,
+) -> LoadReport:
+    """Copy ``state_dict`` (already in ``module``'s names) into ``module``, all or nothing.
+
+    Keys for which ``may_be_missing`` is true (a new task head, a tied weight) may be absent
+    and are reported as newly initialised. Raises :class:`CheckpointError` with the report
+    when any other key is missing or any shape differs; nothing is copied then.
+    """
+    own = module.state_dict()
+    report = LoadReport(source)
+    for key, tensor in own.items():
+        if key not in state_dict:
+            (report.newly_initialized if may_be_missing(key) else report.missing).append(key)
+        elif tuple(state_dict[key].shape) != tuple(tensor.shape):
+            report.mismatched.append((key, tuple(tensor.shape), tuple(state_dict[key].shape)))
+    report.unexpected = sorted(k for k in state_dict if k not in own and not ignore_unexpected(k))
+    if not report.ok:
+        raise CheckpointError(
+            f"{report}\nThe checkpoint does not fit this model: check the model name, size and "
+            f"config.json (a missing LayerNorm often means a checkpoint of another architecture)."
+        )
+    with torch.no_grad():
+        module.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
+    return report
+
+
+def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Write tensors as safetensors, atomically. Callers leave out tied copies (as HF does)."""
+    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in state_dict.items()}
+    with atomic_write(path) as handle:
+        handle.write(safetensors_bytes(tensors, metadata={"format": "pt"}))
+
+
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "find_weights",
+    "load_into",
+    "read_state_dict",
+    "save_weights",
+    "strip_prefixes",
+]

@@ -1,0 +1,90 @@
+"""``load_model``: a backbone from the registry, wrapped in a task, optionally with weights."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, read_json
+from .plugins import get_backbone, get_plugins, get_task
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILES = ("config.json", "bert_config.json")
+
+
+class IncompatibleTaskError(ValueError):
+    """A task asked for on a backbone it cannot run on."""
+
+
+def load_model(
+    vocab=None,
+    model_name: str = "bert",
+    task_name: str | None = None,
+    *,
+    size: str | None = None,
+    config: str | os.PathLike | Mapping[str, Any] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    **task_options,
+):
+    """Build ``model_name`` (a registered backbone, e.g. ``"roberta"`` or ``"roberta-large"``)
+    wrapped in the task ``task_name`` (``None``: the bare backbone).
+
+    ``vocab`` is a :class:`s2s.Tokenizer`, a ``vocab.txt`` path or a token→id mapping.
+    The config is, in increasing priority: the backbone's size preset, the ``config.json``
+    of ``checkpoint`` (when a directory), ``config`` (a path or a dict), and the vocab size.
+    With ``checkpoint`` the weights are loaded and the load report is logged.
+    """
+    from .tokenizer import Tokenizer
+
+    tokenizer = vocab if isinstance(vocab, Tokenizer) or vocab is None else Tokenizer(vocab)
+    entry, parsed_size = get_backbone(model_name)
+    values = entry.config_values(size or parsed_size)
+    given: dict[str, Any] = {}
+    if checkpoint is not None:
+        given.update(_checkpoint_config(Path(checkpoint)))
+    if isinstance(config, Mapping):
+        given.update(config)
+    elif config is not None:
+        given.update(read_json(config))
+    values.update(given)
+    if tokenizer is not None:
+        declared = given.get("vocab_size")
+        if declared is not None and declared != len(tokenizer):
+            raise ConfigError(
+                f"the config says vocab_size={declared} but the vocab has {len(tokenizer)} tokens: "
+                f"use the vocab.txt that belongs to the checkpoint"
+            )
+        values["vocab_size"] = len(tokenizer)
+    backbone = entry.cls(entry.cls.config_class.from_dict(values, source=f"config of {model_name!r}"))
+
+    model = backbone if task_name is None else _wrap(backbone, model_name, task_name, tokenizer, task_options)
+    if checkpoint is not None:
+        report = model.load_pretrained(checkpoint)
+        logger.info("%s", report)
+    return model
+
+
+def _checkpoint_config(path: Path) -> dict[str, Any]:
+    directory = path if path.is_dir() else path.parent
+    for name in CONFIG_FILES:
+        if (directory / name).is_file():
+            return read_json(directory / name)
+    return {}
+
+
+def _wrap(backbone, model_name: str, task_name: str, tokenizer, options):
+    task_cls = get_task(task_name).cls
+    reason = task_cls.unsupported_reason(type(backbone))
+    if reason is not None:
+        qualifying = [
+            e.name for e in get_plugins().backbones.entries() if task_cls.unsupported_reason(e.cls) is None
+        ]
+        raise IncompatibleTaskError(
+            f"task {task_name!r} cannot run on backbone {model_name!r}: {reason}. "
+            f"Installed backbones that qualify: {', '.join(qualifying) or 'none'}"
+        )
+    return task_cls(backbone, tokenizer, **options)

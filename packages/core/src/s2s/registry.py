@@ -1,0 +1,138 @@
+"""The registry of backbones and tasks, filled by plugins through callbacks.
+
+The host owns it: plugins call ``register(...)``; names and aliases are checked for
+duplicates here, and an unknown name is answered with what is installed and, for the
+first-party names, which package provides it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# First-party names and the distribution that provides them, for "pip install" hints.
+FIRST_PARTY = {
+    "backbone": {
+        "bert": "s2s-models-bert",
+        "roberta": "s2s-models-bert",
+        "nezha": "s2s-models-bert",
+        "gpt2": "s2s-models-gpt2",
+        "t5": "s2s-models-t5",
+        "t5-pegasus": "s2s-models-t5",
+        "mt5": "s2s-models-t5",
+        "bart": "s2s-models-bart",
+    },
+    "task": {
+        name: "s2s-tasks"
+        for name in (
+            "seq2seq", "classification", "cls", "matching", "sequence_labeling", "ner",
+            "crf", "global_pointer", "relation_extraction", "embedding", "mlm", "causal_lm",
+            "chat",
+        )
+    },
+}
+
+
+class RegistryError(LookupError):
+    """A name that is unknown, or registered twice."""
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """A registered backbone name: an architecture class plus the config values of this flavour.
+
+    ``sizes`` maps a size name (``"base"``, ``"large"``) to config values; ``defaults`` are
+    the values every size of this name shares (e.g. RoBERTa's on top of the BERT class).
+    """
+
+    name: str
+    cls: type
+    provider: str
+    sizes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    default_size: str | None = None
+
+    def config_values(self, size: str | None = None) -> dict[str, Any]:
+        """The config values for ``size`` (or the default size) of this backbone."""
+        size = size or self.default_size
+        values = dict(self.defaults)
+        if size is not None:
+            if size not in self.sizes:
+                raise RegistryError(
+                    f"backbone {self.name!r} has no size {size!r}; "
+                    f"known sizes: {', '.join(sorted(self.sizes)) or 'none'}"
+                )
+            values.update(self.sizes[size])
+        return values
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    cls: type
+    provider: str
+
+
+class Registry:
+    """Names and aliases of one kind (``"backbone"`` or ``"task"``)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Any] = {}
+        self._aliases: dict[str, str] = {}
+        self._alias_provider: dict[str, str] = {}
+
+    def add(self, entry, aliases=()) -> None:
+        for name in (entry.name, *aliases):
+            self._check_free(name, entry.provider)
+        self._entries[entry.name] = entry
+        for alias in aliases:
+            self._aliases[alias] = entry.name
+            self._alias_provider[alias] = entry.provider
+
+    def _check_free(self, name: str, provider: str) -> None:
+        if name in self._entries:
+            other = self._entries[name].provider
+        elif name in self._aliases:
+            other = self._alias_provider[name]
+        else:
+            return
+        raise RegistryError(
+            f"{self.kind} {name!r} is registered twice: by plugin {other!r} and by plugin "
+            f"{provider!r}; uninstall one of them or restrict plugins with S2S_LOAD_PLUGINS"
+        )
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def aliases(self) -> dict[str, str]:
+        return dict(self._aliases)
+
+    def entries(self) -> list:
+        return [self._entries[name] for name in self.names()]
+
+    def resolve(self, name: str) -> tuple[Any, str | None]:
+        """The entry for ``name`` and a size parsed from it (``"roberta-large"``), if any."""
+        key = self._aliases.get(name, name)
+        if key in self._entries:
+            return self._entries[key], None
+        base, _, size = name.rpartition("-")
+        base = self._aliases.get(base, base)
+        entry = self._entries.get(base)
+        if entry is not None and size in getattr(entry, "sizes", {}):
+            return entry, size
+        raise RegistryError(self._unknown_message(name))
+
+    def get(self, name: str):
+        return self.resolve(name)[0]
+
+    def _unknown_message(self, name: str) -> str:
+        installed = ", ".join(self.names()) or "none"
+        message = f"unknown {self.kind} {name!r}; installed: {installed}"
+        dist = FIRST_PARTY.get(self.kind, {}).get(name)
+        if dist is None:
+            dist = FIRST_PARTY.get(self.kind, {}).get(name.rpartition("-")[0])
+        if dist is not None:
+            message += f". {name!r} is provided by {dist}: pip install {dist}"
+        return message

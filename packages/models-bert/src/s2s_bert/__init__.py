@@ -1,0 +1,3 @@
+"""s2s backbones (bert)."""
+
+__version__ = "0.1.0"
