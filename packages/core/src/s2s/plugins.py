@@ -61,7 +61,8 @@ class Plugins:
 
         self._register(builtin_plugin, PluginInfo(BUILTIN, "s2s-core", _version("s2s-core")))
         allowed = allowed_plugins()
-        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+        for entry_point in entry_points:
             if allowed is not None and entry_point.name not in allowed:
                 continue
             dist = entry_point.dist.name if entry_point.dist else "?"
@@ -94,8 +95,14 @@ class Plugins:
         logger.warning("s2s plugin %r (%s) is not loaded: %s", info.name, info.distribution, error)
         self.info[info.name] = PluginInfo(info.name, info.distribution, info.version, error)
 
+    def _impls(self, hook_name: str):
+        """Implementations of ``hook_name`` in the order their plugins loaded."""
+        order = list(self.info)
+        impls = getattr(self.manager.hook, hook_name).get_hookimpls()
+        return sorted(impls, key=lambda impl: order.index(impl.plugin_name))
+
     def _fill(self, registry: Registry, hook_name: str, make_register) -> None:
-        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
+        for impl in self._impls(hook_name):
             info = self.info[impl.plugin_name]
             if info.error:
                 continue
@@ -106,7 +113,7 @@ class Plugins:
 
     def add_commands(self, subparsers) -> None:
         """Let every plugin add its subcommands, recording which plugin added which."""
-        for impl in self.manager.hook.register_commands.get_hookimpls():
+        for impl in self._impls("register_commands"):
             if self.info[impl.plugin_name].error:
                 continue
             before = set(subparsers.choices)
