@@ -1,0 +1,72 @@
+"""Test, lint and benchmark sessions.
+
+``nox -s tests`` tests every package alone in a fresh venv (core alone; core + one backbone;
+core + bert + tasks), the third-party plugin template beside core alone, then everything
+together. Sessions use uv, and every install goes through ``constraints.txt`` so torch
+resolves to the pinned CPU build; uv's cache makes the repeated torch install cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
+LOCAL_WHEELS = Path("/opt/wheels")  # where these machines keep the torch CPU wheel
+TEST_DEPS = ("pytest>=7", "transformers>=4.40")
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "tests"]
+if LOCAL_WHEELS.is_dir():
+    os.environ.setdefault("UV_FIND_LINKS", str(LOCAL_WHEELS))
+
+CORE = "packages/core"
+BERT = "packages/models-bert"
+GPT2 = "packages/models-gpt2"
+TASKS = "packages/tasks"
+TEMPLATE = "examples/plugins/s2s-task-template"
+
+# suite -> (packages installed, test folders run)
+SUITES = {
+    "core": ([CORE], [f"{CORE}/tests"]),
+    "bert": ([CORE, BERT], [f"{BERT}/tests"]),
+    "gpt2": ([CORE, GPT2], [f"{GPT2}/tests"]),
+    "tasks": ([CORE, BERT, TASKS], [f"{TASKS}/tests"]),
+    "template": ([CORE, TEMPLATE], [f"{TEMPLATE}/tests"]),
+    "all": ([CORE, BERT, GPT2, TASKS], ["tests"]),
+}
+
+
+def install(session: nox.Session, *args: str) -> None:
+    session.install(*CONSTRAINTS, *args)
+
+
+@nox.session
+@nox.parametrize("suite", list(SUITES))
+def tests(session: nox.Session, suite: str) -> None:
+    """Each package alone with only what it needs, then all packages together."""
+    packages, folders = SUITES[suite]
+    install(session, *TEST_DEPS, *packages)
+    session.run("pytest", *session.posargs, *folders, env={"S2S_LOAD_PLUGINS": None})
+    if suite == "template":
+        check_template_discovery(session)
+
+
+def check_template_discovery(session: nox.Session) -> None:
+    """``s2s plugins`` lists the installed template; ``S2S_LOAD_PLUGINS=`` hides it."""
+    listing = session.run("s2s", "plugins", silent=True, env={"S2S_LOAD_PLUGINS": None})
+    if "task-template  (s2s-task-template 0.1.0)  tasks: text_regression" not in listing:
+        session.error(f"s2s plugins does not list the template:\n{listing}")
+    hidden = session.run("s2s", "plugins", silent=True, env={"S2S_LOAD_PLUGINS": ""})
+    if "task-template" in hidden:
+        session.error(f"S2S_LOAD_PLUGINS= did not hide the template:\n{hidden}")
+    session.log("the template is discovered, listed and hidden by S2S_LOAD_PLUGINS=")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
