@@ -38,9 +38,7 @@ def load_model(
     of ``checkpoint`` (when a directory), ``config`` (a path or a dict), and the vocab size.
     With ``checkpoint`` the weights are loaded and the load report is logged.
     """
-    from .tokenizer import Tokenizer
-
-    tokenizer = vocab if isinstance(vocab, Tokenizer) or vocab is None else Tokenizer(vocab)
+    tokenizer = _tokenizer(vocab)
     entry, parsed_size = get_backbone(model_name)
     values = entry.config_values(size or parsed_size)
     given: dict[str, Any] = {}
@@ -66,6 +64,14 @@ def load_model(
         report = model.load_pretrained(checkpoint)
         logger.info("%s", report)
     return model
+
+
+def _tokenizer(vocab):
+    if vocab is None:
+        return None
+    from .tokenizer import Tokenizer
+
+    return vocab if isinstance(vocab, Tokenizer) else Tokenizer(vocab)
 
 
 def _checkpoint_config(path: Path) -> dict[str, Any]:
