@@ -1,0 +1,105 @@
+"""Checkpoint reading and all-or-nothing loading, on a small module written here."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+
+import pytest
+import torch
+from s2s.checkpoint import CheckpointError, load_into, read_state_dict, save_weights, strip_prefixes
+from s2s.io import atomic_write
+from safetensors.torch import save_file
+from torch import nn
+
+
+def small_module() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict(dense=nn.Linear(3, 4), norm=nn.LayerNorm(4)))
+
+
+class NotAStateDict:
+    def __init__(self):
+        self.weights = torch.zeros(2)
+
+
+def test_bin_safetensors_and_sharded_index_read_the_same_tensors(tmp_path):
+    expected = small_module().state_dict()
+    torch.save(expected, tmp_path / "pytorch_model.bin")
+    save_file(dict(expected), tmp_path / "weights.safetensors")
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    save_file({"dense.weight": expected["dense.weight"]}, sharded / "model-00001-of-00002.safetensors")
+    rest = {k: v for k, v in expected.items() if k != "dense.weight"}
+    save_file(rest, sharded / "model-00002-of-00002.safetensors")
+    weight_map = {k: "model-00002-of-00002.safetensors" for k in rest}
+    weight_map["dense.weight"] = "model-00001-of-00002.safetensors"
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+    for source in (tmp_path, tmp_path / "weights.safetensors", sharded):
+        loaded = read_state_dict(source)
+        assert loaded.keys() == expected.keys()
+        for key in expected:
+            assert torch.equal(loaded[key], expected[key])
+
+
+def test_pickle_that_needs_code_is_refused_with_an_explanation(tmp_path):
+    torch.save(NotAStateDict(), tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="not a plain state dict.*weights_only=True"):
+        read_state_dict(tmp_path / "model.pt")
+
+
+def test_wrapped_state_dict_is_unwrapped_and_prefixes_stripped(tmp_path):
+    expected = small_module().state_dict()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in expected.items()}, "epoch": 3}, tmp_path / "x.bin")
+    loaded = strip_prefixes(read_state_dict(tmp_path / "x.bin"))
+    assert loaded.keys() == expected.keys()
+
+
+def test_missing_paths_and_ambiguous_directories_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_state_dict(tmp_path / "nope")
+    (tmp_path / "a.bin").write_bytes(b"")
+    (tmp_path / "b.bin").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="has a.bin, b.bin; expected one of model.safetensors"):
+        read_state_dict(tmp_path)
+
+
+def test_load_is_all_or_nothing_and_reports_keys():
+    source = small_module().state_dict()
+    target = nn.Sequential(OrderedDict(dense=nn.Linear(3, 4), norm=nn.LayerNorm(4)))
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+
+    partial = {k: v for k, v in source.items() if not k.startswith("norm.")}
+    with pytest.raises(CheckpointError, match=r"missing \(2\): norm.weight, norm.bias"):
+        load_into(target, partial, source="partial")
+    wrong = dict(source, **{"dense.weight": torch.zeros(5, 3)})
+    with pytest.raises(CheckpointError, match=r"dense.weight \(model \(4, 3\), checkpoint \(5, 3\)\)"):
+        load_into(target, wrong, source="wrong")
+    for key, value in target.state_dict().items():  # nothing was copied by the failed loads
+        assert torch.equal(value, before[key])
+
+    report = load_into(
+        target, dict(partial, extra=torch.ones(1)), source="ok", may_be_missing=lambda k: k.startswith("norm.")
+    )
+    assert report.ok and report.newly_initialized == ["norm.weight", "norm.bias"]
+    assert report.unexpected == ["extra"]
+    assert torch.equal(target.dense.weight, source["dense.weight"])
+
+
+def test_save_weights_round_trip_and_atomic_write_keeps_old_file_on_error(tmp_path):
+    state = small_module().state_dict()
+    save_weights(state, tmp_path / "model.safetensors")
+    loaded = read_state_dict(tmp_path / "model.safetensors")
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+    target = tmp_path / "notes.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_write(target, "w", encoding="utf-8") as handle:
+        handle.write("new, half written")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path).count("notes.txt") == 1 and not [
+        p for p in os.listdir(tmp_path) if p.endswith(".tmp")
+    ]
