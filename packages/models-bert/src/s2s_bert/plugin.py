@@ -1,8 +1,21 @@
-"""Registers this package's backbones with s2s."""
+"""Registers this package's backbones with s2s: bert, roberta (RoBERTa-wwm), nezha."""
 
 from s2s import hookimpl
+
+from .config import SIZES
 
 
 @hookimpl
 def register_backbones(register):
-    pass
+    from .modeling import BertBackbone
+    from .nezha import NezhaBackbone
+
+    register("bert", BertBackbone, sizes=SIZES, aliases=("bert-chinese", "bert-base-chinese"))
+    # Chinese RoBERTa-wwm(-ext) is the BERT architecture with BERT's vocabulary and config.
+    register(
+        "roberta",
+        BertBackbone,
+        sizes=SIZES,
+        aliases=("roberta-wwm", "roberta-wwm-ext", "chinese-roberta-wwm-ext", "chinese-roberta-wwm"),
+    )
+    register("nezha", NezhaBackbone, sizes=SIZES, aliases=("nezha-cn", "nezha-chinese"))

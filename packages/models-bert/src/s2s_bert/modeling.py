@@ -1,0 +1,346 @@
+"""The BERT encoder (BERT, Chinese RoBERTa-wwm, NEZHA), in Hugging Face's module layout.
+
+Parameter names match ``transformers``' ``BertForPreTraining`` without the ``bert.`` prefix
+(``embeddings.word_embeddings``, ``encoder.layer.N.attention.self.query``, ``pooler.dense``,
+``cls.predictions.transform.dense``, ``cls.predictions.bias``), so HF checkpoints load as
+they are. The MLM decoder has no weight of its own: it is the word embedding matrix.
+
+Shapes: B batch, L new positions, T cached positions, K = T + L keys, H hidden size,
+N heads, D head size (H = N * D), V vocabulary size.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from s2s.backbone import ENCODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
+from torch import nn
+
+from .config import ATTN_IMPLEMENTATIONS, BertConfig
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": partial(F.gelu, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+KeyValue = tuple[torch.Tensor, torch.Tensor]  # ([B, N, K, D], [B, N, K, D])
+
+
+def activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"hidden_act={name!r} is not supported; known: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class Embeddings(nn.Module):
+    """Word + token type (+ absolute position) embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig, absolute_positions: bool = True):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
+        if absolute_positions:
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids, position_ids=None):  # [B, L] each
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        if position_ids is not None:
+            x = x + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(x))  # [B, L, H]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention over the cached keys/values plus the new positions."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config  # shared: ``config.attn_implementation`` is read at every call
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def split_heads(self, x):  # [B, L, H] -> [B, N, L, D]
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, hidden, bias=None, past: KeyValue | None = None, relative=None):
+        # hidden [B, L, H]; bias [B, 1, 1 or L, K] additive (0 or dtype min) or None
+        q = self.split_heads(self.query(hidden))
+        k = self.split_heads(self.key(hidden))
+        v = self.split_heads(self.value(hidden))
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)  # [B, N, K, D]
+            v = torch.cat([past[1], v], dim=2)
+        if relative is None and self.config.attn_implementation == "sdpa":
+            dropout = self.dropout.p if self.training else 0.0
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+        else:
+            context = self.eager(q, k, v, bias, relative)
+        context = context.transpose(1, 2).reshape(hidden.shape)  # [B, L, H]
+        return context, (k, v)
+
+    def eager(self, q, k, v, bias, relative):
+        scores = q @ k.transpose(-1, -2)  # [B, N, L, K]
+        if relative is not None:
+            scores = scores + relative.key_scores(q)
+        scores = scores / math.sqrt(self.head_dim)
+        if bias is not None:
+            scores = scores + bias
+        probs = self.dropout(scores.softmax(dim=-1))  # [B, N, L, K]
+        context = probs @ v  # [B, N, L, D]
+        if relative is not None:
+            context = context + relative.value_context(probs)
+        return context
+
+
+class SelfOutput(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, context, residual):  # [B, L, H] each
+        return self.LayerNorm(self.dropout(self.dense(context)) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.self = SelfAttention(config)
+        self.output = SelfOutput(config)
+
+    def forward(self, hidden, bias=None, past=None, relative=None):
+        context, key_value = self.self(hidden, bias, past, relative)
+        return self.output(context, hidden), key_value
+
+
+class Intermediate(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, hidden):  # [B, L, H] -> [B, L, 4H]
+        return self.act(self.dense(hidden))
+
+
+class Output(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, intermediate, residual):  # [B, L, 4H], [B, L, H] -> [B, L, H]
+        return self.LayerNorm(self.dropout(self.dense(intermediate)) + residual)
+
+
+class Layer(nn.Module):
+    """One post-LayerNorm transformer block: attention, then the feed-forward network."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = Attention(config)
+        self.intermediate = Intermediate(config)
+        self.output = Output(config)
+
+    def forward(self, hidden, bias=None, past=None, relative=None):
+        attended, key_value = self.attention(hidden, bias, past, relative)
+        return self.output(self.intermediate(attended), attended), key_value
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+
+
+class Pooler(nn.Module):
+    """tanh(dense(hidden of the first token)), as pre-trained by next sentence prediction."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden):  # [B, L, H] -> [B, H]
+        return torch.tanh(self.dense(hidden[:, 0]))
+
+
+class PredictionHeadTransform(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.hidden_act)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden):
+        return self.LayerNorm(self.act(self.dense(hidden)))
+
+
+class LMPredictionHead(nn.Module):
+    """The MLM head: transform, then a decoder whose weight is the word embedding matrix."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.transform = PredictionHeadTransform(config)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden, word_embeddings):  # [.., H], [V, H] -> [.., V]
+        return F.linear(self.transform(hidden), word_embeddings, self.bias)
+
+
+def attention_bias(mask, batch: int, length: int, keys: int, dtype) -> torch.Tensor | None:
+    """An additive bias [B, 1, 1 or L, K] from a padding mask [B, K] or a full mask [B, L, K]
+    (a batch dimension of 1 is broadcast).
+
+    1/True = may attend (0 in the bias), 0/False = hidden (the dtype's minimum, not -inf, so a
+    fully masked row gives a uniform softmax instead of NaN).
+    """
+    if mask is None:
+        return None
+    if mask.dim() not in (2, 3):
+        raise ValueError(
+            f"attention_mask must be [batch, keys] (padding) or [batch, queries, keys]; "
+            f"got shape {tuple(mask.shape)}"
+        )
+    expected = (batch, keys) if mask.dim() == 2 else (batch, length, keys)
+    if mask.shape[0] not in (1, batch) or tuple(mask.shape[1:]) != expected[1:]:
+        raise ValueError(
+            f"attention_mask has shape {tuple(mask.shape)}, expected {expected} "
+            f"(keys = cached positions + new positions = {keys})"
+        )
+    mask = mask[:, None, None, :] if mask.dim() == 2 else mask[:, None]  # [B, 1, 1 or L, K]
+    blocked = ~mask.bool()
+    return torch.zeros(blocked.shape, dtype=dtype, device=mask.device).masked_fill(
+        blocked, torch.finfo(dtype).min
+    )
+
+
+class BertBackbone(Backbone):
+    """BERT / RoBERTa-wwm encoder with pooler and tied MLM head.
+
+    ``forward(input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+    past_key_values=None, use_cache=False, output_hidden_states=False) -> BackboneOutput``.
+    ``attention_mask`` is a padding mask [B, K] or a full mask [B, L, K] (1 = may attend),
+    K counting cached positions; ``None`` lets every position see every key. With
+    ``past_key_values`` (per layer ``(key, value)`` [B, N, T, D]) the new positions get
+    position ids T, T+1, … unless ``position_ids`` are given.
+    """
+
+    kind = ENCODER
+    capabilities = frozenset({MASK_3D, LM_HEAD, KV_CACHE})
+    config_class = BertConfig
+    absolute_positions = True
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.embeddings = Embeddings(config, absolute_positions=self.absolute_positions)
+        self.encoder = Encoder(config)
+        self.pooler = Pooler(config)
+        self.cls = nn.ModuleDict({"predictions": LMPredictionHead(config)})
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                nn.init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def attn_implementation(self) -> str:
+        return self.config.attn_implementation
+
+    @attn_implementation.setter
+    def attn_implementation(self, value: str) -> None:
+        if value not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation={value!r}; expected one of {ATTN_IMPLEMENTATIONS}")
+        self.config.attn_implementation = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: tuple[KeyValue, ...] | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BackboneOutput:
+        batch, length = input_ids.shape
+        past_length = past_key_values[0][0].shape[2] if past_key_values else 0
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        position_ids, relative = self.positions(input_ids, position_ids, past_length)
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids)  # [B, L, H]
+        bias = attention_bias(attention_mask, batch, length, past_length + length, hidden.dtype)
+
+        all_hidden = [hidden]
+        cache = []
+        for i, layer in enumerate(self.encoder.layer):
+            past = past_key_values[i] if past_key_values else None
+            hidden, key_value = layer(hidden, bias, past, relative)
+            all_hidden.append(hidden)
+            if use_cache:
+                cache.append(key_value)
+        return BackboneOutput(
+            last_hidden_state=hidden,
+            pooler_output=self.pooler(hidden),
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            past_key_values=tuple(cache) if use_cache else None,
+        )
+
+    def positions(self, input_ids, position_ids, past_length: int):
+        """Absolute position ids [B or 1, L] and, for NEZHA, the relative positions."""
+        if position_ids is None:
+            length = input_ids.shape[1]
+            position_ids = torch.arange(past_length, past_length + length, device=input_ids.device)[None]
+        return position_ids, None
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """MLM logits [.., V] of hidden states [.., H], decoded with the word embeddings."""
+        return self.cls["predictions"](hidden, self.embeddings.word_embeddings.weight)
+
+    @staticmethod
+    def reorder_cache(past_key_values: tuple[KeyValue, ...], index: torch.Tensor):
+        """The cache with its batch rows picked by ``index`` (beam search)."""
+        return tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in past_key_values)
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow or shrink the vocabulary (added tokens): embeddings and MLM bias together.
+
+        Kept rows keep their values; new rows are initialised like a fresh model's.
+        """
+        old = self.embeddings.word_embeddings
+        new = nn.Embedding(vocab_size, old.embedding_dim, padding_idx=old.padding_idx)
+        new.to(old.weight.device, old.weight.dtype)
+        self._init_weights(new)
+        head = self.cls["predictions"]
+        bias = head.bias.new_zeros(vocab_size)
+        keep = min(vocab_size, old.num_embeddings)
+        with torch.no_grad():
+            new.weight[:keep] = old.weight[:keep]
+            bias[:keep] = head.bias[:keep]
+        self.embeddings.word_embeddings = new
+        head.bias = nn.Parameter(bias)
+        self.config.vocab_size = vocab_size

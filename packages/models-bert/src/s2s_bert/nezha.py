@@ -1,0 +1,84 @@
+"""NEZHA: BERT with functional relative positions instead of absolute position embeddings.
+
+Query position i and key position j are related through the sinusoid of the clipped
+distance ``r = clip(j - i, -P, P) + P`` (P = ``max_relative_position``, 64), a row of a
+``[2P + 1, D]`` table. The row is added to the keys for the scores and to the values for the
+context (Wei et al. 2019, "NEZHA", section 3.2)::
+
+    score[i, j]   = q_i . (k_j + R[r(i, j)]) / sqrt(D)
+    context[i]    = sum_j p[i, j] (v_j + R[r(i, j)])
+
+Instead of the original's [L, L, D] tensor per layer, the terms are computed through the
+``2P + 1`` table: ``q . R[r]`` for every r, gathered to [L, K]; and the probabilities summed
+per r, times the table. Nothing is kept between calls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import NezhaConfig
+from .modeling import BertBackbone
+
+
+def sinusoid_table(rows: int, depth: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``table[r, 2k] = sin(r / 10000^(2k/depth))``, ``table[r, 2k+1] = cos(...)``: [rows, depth]."""
+    position = torch.arange(rows, dtype=torch.float32, device=device)[:, None]  # [R, 1]
+    frequency = torch.exp(
+        torch.arange(0, depth, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / depth)
+    )  # [D/2]
+    table = torch.zeros(rows, depth, device=device)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table.to(dtype)
+
+
+class RelativePositions:
+    """The relative positions of one forward pass (all layers share them)."""
+
+    def __init__(self, query_positions, keys: int, max_distance: int, depth: int, dtype):
+        # query_positions [L]: absolute positions of the new tokens; keys are 0 .. K-1
+        key_positions = torch.arange(keys, device=query_positions.device)
+        distance = key_positions[None, :] - query_positions[:, None]  # [L, K], j - i
+        self.index = distance.clamp(-max_distance, max_distance) + max_distance  # [L, K]
+        self.table = sinusoid_table(2 * max_distance + 1, depth, query_positions.device, dtype)  # [R, D]
+
+    def key_scores(self, q):  # [B, N, L, D] -> [B, N, L, K]: q_i . R[r(i, j)]
+        per_distance = q @ self.table.T  # [B, N, L, R]
+        return per_distance.gather(-1, self.index.expand(*q.shape[:2], -1, -1))
+
+    def value_context(self, probs):  # [B, N, L, K] -> [B, N, L, D]: sum_j p[i, j] R[r(i, j)]
+        index = self.index.expand(*probs.shape[:2], -1, -1)
+        per_distance = probs.new_zeros(*probs.shape[:3], self.table.shape[0])  # [B, N, L, R]
+        return per_distance.scatter_add(-1, index, probs) @ self.table
+
+
+class NezhaBackbone(BertBackbone):
+    """NEZHA encoder: BERT layout without ``embeddings.position_embeddings``.
+
+    Attention always runs the eager path (the relative value term needs the probabilities);
+    ``position_ids`` are not accepted: positions are the indices in the sequence, continuing
+    after the cache.
+    """
+
+    config_class = NezhaConfig
+    absolute_positions = False
+
+    def positions(self, input_ids, position_ids, past_length: int):
+        if position_ids is not None:
+            raise ValueError(
+                "NEZHA has no absolute positions: leave position_ids=None (relative positions "
+                "follow the token order, continuing after past_key_values)"
+            )
+        length = input_ids.shape[1]
+        query_positions = torch.arange(past_length, past_length + length, device=input_ids.device)
+        relative = RelativePositions(
+            query_positions,
+            past_length + length,
+            self.config.max_relative_position,
+            self.config.head_dim,
+            self.embeddings.word_embeddings.weight.dtype,
+        )
+        return None, relative

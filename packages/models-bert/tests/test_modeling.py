@@ -1,0 +1,132 @@
+"""The backbone against independent references: transformers on identical weights, brute force."""
+
+import pytest
+import torch
+from s2s.masks import causal_mask, unilm_mask
+from s2s_bert import BertBackbone, BertConfig
+
+transformers = pytest.importorskip("transformers")
+
+TINY = dict(
+    vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+    intermediate_size=128, max_position_embeddings=64,
+)
+BASE = dict(vocab_size=21128)  # every other value is BERT-base's default in both libraries
+
+
+def hf_pretraining(values, seed=0):
+    torch.manual_seed(seed)
+    return transformers.BertForPreTraining(transformers.BertConfig(**values)).eval()
+
+
+def ours_from(hf, values):
+    model = BertBackbone(BertConfig(**values)).eval()
+    weights = {k.removeprefix("bert."): v for k, v in hf.state_dict().items()}
+    weights = {k: v for k, v in weights.items() if not k.startswith(("cls.seq", "cls.predictions.decoder"))}
+    model.load_state_dict(weights, strict=True)
+    return model
+
+
+def batch(vocab_size, lengths=(10, 7, 4), seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.randint(1, vocab_size, (len(lengths), width), generator=generator)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    ids = ids * mask
+    types = torch.zeros_like(ids)
+    types[:, width // 2:] = 1
+    return ids, mask, types
+
+
+@pytest.mark.parametrize("values", [TINY, BASE], ids=["tiny", "base"])
+def test_matches_transformers(values):
+    hf = hf_pretraining(values)
+    ours = ours_from(hf, values)
+    ids, mask, types = batch(values["vocab_size"])
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
+        ref_base = hf.bert(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        for impl in ("sdpa", "eager"):
+            ours.attn_implementation = impl
+            out = ours(ids, mask, types, output_hidden_states=True)
+            torch.testing.assert_close(out.last_hidden_state, ref_base.last_hidden_state, atol=1e-5, rtol=0)
+            torch.testing.assert_close(out.pooler_output, ref_base.pooler_output, atol=1e-5, rtol=0)
+            for ours_h, ref_h in zip(out.hidden_states, ref.hidden_states, strict=True):
+                torch.testing.assert_close(ours_h, ref_h, atol=1e-5, rtol=0)
+            logits = ours.lm_logits(out.last_hidden_state)
+            torch.testing.assert_close(logits, ref.prediction_logits, atol=1e-5, rtol=0)
+
+
+def test_eager_and_sdpa_agree_with_3d_mask_and_dropout_off():
+    torch.manual_seed(0)
+    model = BertBackbone(BertConfig(**TINY)).eval()
+    ids, mask, types = batch(TINY["vocab_size"])
+    full = unilm_mask(types, mask)
+    with torch.no_grad():
+        model.attn_implementation = "sdpa"
+        sdpa = model(ids, full, types).last_hidden_state
+        model.attn_implementation = "eager"
+        eager = model(ids, full, types).last_hidden_state
+    torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=0)
+
+
+def test_unilm_mask_follows_the_formula():
+    types = torch.tensor([[0, 0, 0, 1, 1, 0]])  # last position is padding
+    pad = torch.tensor([[1, 1, 1, 1, 1, 0]])
+    got = unilm_mask(types, pad)[0].int()
+    s, m = types[0], pad[0]
+    want = torch.tensor([
+        [int(m[j]) * ((1 - s[i]) * (1 - s[j]) + s[i] * int(j <= i)) for j in range(6)] for i in range(6)
+    ])
+    assert torch.equal(got, want)
+    # hand-worked: source rows see the 3 source tokens; target rows see source + earlier target
+    assert got[0].tolist() == [1, 1, 1, 0, 0, 0]
+    assert got[3].tolist() == [1, 1, 1, 1, 0, 0]
+    assert got[4].tolist() == [1, 1, 1, 1, 1, 0]
+
+
+def test_causal_mask_hand_worked():
+    got = causal_mask(2, torch.tensor([[0, 1, 1, 1]]), past_length=2)[0].int().tolist()
+    assert got == [[0, 1, 1, 0], [0, 1, 1, 1]]
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_cached_unilm_decoding_equals_full_forward(impl):
+    torch.manual_seed(0)
+    model = BertBackbone(BertConfig(**TINY, attn_implementation=impl)).eval()
+    source_lengths, source_width, target_length = (6, 4), 6, 5
+    ids, pad, _ = batch(TINY["vocab_size"], lengths=source_lengths)
+    target = torch.randint(1, TINY["vocab_size"], (2, target_length))
+    full_ids = torch.cat([ids, target], dim=1)
+    full_pad = torch.cat([pad, torch.ones_like(target)], dim=1)
+    types = torch.cat([torch.zeros_like(ids), torch.ones_like(target)], dim=1)
+    with torch.no_grad():
+        full = model(full_ids, unilm_mask(types, full_pad), types).last_hidden_state
+        full_logits = model.lm_logits(full)[:, source_width:]
+
+        # the source once, then one target token per step, each seeing the cache + itself
+        out = model(ids, pad, torch.zeros_like(ids), use_cache=True)
+        cache, steps = out.past_key_values, []
+        for t in range(target_length):
+            keys = full_pad[:, : source_width + t + 1]
+            out = model(target[:, t : t + 1], keys, torch.ones(2, 1, dtype=torch.long),
+                        past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            steps.append(model.lm_logits(out.last_hidden_state))
+        torch.testing.assert_close(torch.cat(steps, dim=1), full_logits, atol=1e-5, rtol=0)
+
+        # several target tokens at once under the matching rows of the UniLM mask
+        out = model(ids, pad, torch.zeros_like(ids), use_cache=True)
+        rows = unilm_mask(types, full_pad)[:, source_width:]
+        chunk = model(target, rows, torch.ones_like(target), past_key_values=out.past_key_values)
+        torch.testing.assert_close(model.lm_logits(chunk.last_hidden_state), full_logits, atol=1e-5, rtol=0)
+    assert cache[0][0].shape == (2, 4, source_width + target_length, 16)
+
+
+def test_bad_mask_shape_is_named():
+    model = BertBackbone(BertConfig(**TINY)).eval()
+    ids = torch.ones(2, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"expected \(2, 5\)"):
+        model(ids, torch.ones(2, 4))
