@@ -1,0 +1,12 @@
+"""The generation engine: greedy, beam search, sampling and streaming over a decoder protocol.
+
+A model takes part by implementing :class:`Decoder` (``start`` / ``step`` / ``reorder``);
+tasks call :func:`generate` or :func:`stream` with a :class:`GenerationConfig` or keyword
+settings (``num_beams`` / ``beam_size``, ``max_new_tokens``, ``top_k``, ``top_p``, …).
+"""
+
+from .config import GenerationConfig
+from .protocol import Decoder
+from .search import beam_search, generate, make_config, stream
+
+__all__ = ["Decoder", "GenerationConfig", "beam_search", "generate", "make_config", "stream"]

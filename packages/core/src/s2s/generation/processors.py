@@ -1,0 +1,70 @@
+"""Score adjustments applied before a token is picked, each the same as in ``transformers``.
+
+``history`` is every token each row has seen so far (the prompt as given to the engine plus
+the tokens generated), ``[N, T]``; ``scores`` are that step's logits or log-probabilities,
+``[N, vocab]``, adjusted in place.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import GenerationConfig
+
+NEG_INF = float("-inf")
+
+
+def adjust_scores(
+    scores: torch.Tensor, history: torch.Tensor, generated: int, config: GenerationConfig
+) -> torch.Tensor:
+    """Apply every adjustment ``config`` asks for; ``generated`` tokens were produced so far."""
+    if config.min_new_tokens and generated < config.min_new_tokens:
+        scores[:, config.eos_ids] = NEG_INF
+    if config.repetition_penalty != 1.0 and history.shape[1]:
+        penalise_repetition(scores, history, config.repetition_penalty)
+    if config.no_repeat_ngram_size:
+        ban_repeated_ngrams(scores, history, config.no_repeat_ngram_size)
+    if config.banned_token_ids:
+        scores[:, list(config.banned_token_ids)] = NEG_INF
+    return scores
+
+
+def penalise_repetition(scores: torch.Tensor, history: torch.Tensor, penalty: float) -> None:
+    """CTRL's penalty: a seen token's score is divided by ``penalty`` when positive, multiplied when negative."""
+    seen = scores.gather(1, history)
+    scores.scatter_(1, history, torch.where(seen < 0, seen * penalty, seen / penalty))
+
+
+def ban_repeated_ngrams(scores: torch.Tensor, history: torch.Tensor, n: int) -> None:
+    """Forbid each token that would complete an n-gram already present in ``history``."""
+    length = history.shape[1]
+    if length < n:
+        return
+    prefix = history[:, length + 1 - n :]  # the last n-1 tokens  [N, n-1]
+    windows = history.unfold(1, n, 1)  # every n-gram  [N, W, n]
+    matches = (windows[..., :-1] == prefix.unsqueeze(1)).all(-1)  # [N, W]
+    vocab = scores.shape[-1]
+    # Non-matching windows point at a spare column past the vocab.
+    banned = scores.new_zeros((scores.shape[0], vocab + 1), dtype=torch.bool)
+    banned.scatter_(1, torch.where(matches, windows[..., -1], vocab), True)
+    scores.masked_fill_(banned[:, :vocab], NEG_INF)
+
+
+def warp_for_sampling(logits: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
+    """Temperature, then top-k, then top-p: tokens outside the kept set get ``-inf``."""
+    if config.temperature != 1.0:
+        logits = logits / config.temperature
+    if config.top_k is not None and config.top_k < logits.shape[-1]:
+        kth = logits.topk(config.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, NEG_INF)
+    if config.top_p is not None and config.top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # Keep a token while the probability of the tokens ranked above it is below top_p:
+        # the smallest set reaching top_p, and always the most likely token.
+        before = probs.cumsum(-1) - probs
+        drop_sorted = before >= config.top_p
+        drop_sorted[:, 0] = False
+        drop = drop_sorted.scatter(1, order, drop_sorted)
+        logits = logits.masked_fill(drop, NEG_INF)
+    return logits

@@ -1,0 +1,42 @@
+"""The decoder protocol: what a model implements so the engine can generate with it.
+
+The engine (:mod:`s2s.generation.search`) knows nothing about the model behind a decoder. A
+decoder turns its inputs into next-token logits and keeps whatever it needs between steps
+(a KV cache, an encoded source, positions, padding) in an opaque ``state``. One row of the
+state is one running sequence: the engine grows, shrinks and permutes rows with
+:meth:`Decoder.reorder` (expanding an input into beams or samples, following the surviving
+beams, dropping finished rows).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """A model as the generation engine sees it.
+
+    Implementations: ``s2s_gpt2.GPT2Decoder`` (decoder-only, KV cache, left-padded batches),
+    the UniLM decoder of ``s2s_tasks.seq2seq`` (the source is encoded once, each step costs one
+    position).
+    """
+
+    def start(self, inputs: Any) -> tuple[torch.Tensor, Any]:
+        """Read the prompt/source ``inputs`` (a batch of ``B`` rows).
+
+        Returns the logits of the first new token, float ``[B, vocab]``, and the state.
+        """
+        ...
+
+    def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """Append ``tokens`` (long ``[N]``, one per row of ``state``) and return the logits of
+        the next token, ``[N, vocab]``, with the updated state."""
+        ...
+
+    def reorder(self, state: Any, index: torch.Tensor) -> Any:
+        """A state whose row ``i`` is row ``index[i]`` of ``state`` (long ``[M]``; rows may repeat
+        or be left out, so ``M`` may differ from ``N``)."""
+        ...

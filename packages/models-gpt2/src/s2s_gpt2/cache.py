@@ -1,0 +1,75 @@
+"""A preallocated key/value cache: one tensor for every layer, written in place each step.
+
+Appending a token writes into the tensor instead of concatenating (no per-step copy of the
+whole cache), and reordering rows for beam search is one indexed copy for all layers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    """Keys and values ``[layers, 2, batch, heads, capacity, head_dim]``; the first ``length``
+    positions are filled. The capacity grows (doubling) when a write would overflow it."""
+
+    def __init__(self, data: torch.Tensor, length: int = 0):
+        self.data = data
+        self.length = length
+        self._spare: torch.Tensor | None = None  # reused by reorder, so beams cost no allocation
+
+    @classmethod
+    def empty(cls, layers: int, batch: int, heads: int, capacity: int, head_dim: int, *, like: torch.Tensor):
+        data = like.new_empty((layers, 2, batch, heads, capacity, head_dim))
+        return cls(data)
+
+    @classmethod
+    def from_tuples(cls, past: tuple[tuple[torch.Tensor, torch.Tensor], ...], extra: int) -> KVCache:
+        """A cache holding ``past`` (per layer ``(key, value)`` [B, heads, T, head_dim]) with room for ``extra``."""
+        key = past[0][0]
+        batch, heads, length, head_dim = key.shape
+        cache = cls.empty(len(past), batch, heads, length + extra, head_dim, like=key)
+        for layer, (k, v) in enumerate(past):
+            cache.data[layer, 0, :, :, :length] = k
+            cache.data[layer, 1, :, :, :length] = v
+        cache.length = length
+        return cache
+
+    @property
+    def capacity(self) -> int:
+        return self.data.shape[4]
+
+    def reserve(self, new_tokens: int) -> None:
+        """Make room for ``new_tokens`` more positions."""
+        needed = self.length + new_tokens
+        if needed > self.capacity:
+            grown = self.data.new_empty((*self.data.shape[:4], max(needed, 2 * self.capacity), self.data.shape[5]))
+            grown[:, :, :, :, : self.length] = self.data[:, :, :, :, : self.length]
+            self.data = grown
+
+    def write(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's ``key``/``value`` [B, heads, q, head_dim] of ``layer`` after the
+        filled positions; return all keys and values so far (views). Call :meth:`advance` once
+        every layer has written."""
+        end = self.length + key.shape[2]
+        self.data[layer, 0, :, :, self.length : end] = key
+        self.data[layer, 1, :, :, self.length : end] = value
+        return self.data[layer, 0, :, :, :end], self.data[layer, 1, :, :, :end]
+
+    def advance(self, tokens: int) -> None:
+        self.length += tokens
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` (may repeat rows or drop them), in that order."""
+        shape = (*self.data.shape[:2], index.numel(), *self.data.shape[3:])
+        target = self._spare if self._spare is not None and self._spare.shape == shape else None
+        if target is None:
+            target = self.data.new_empty(shape)
+        filled = self.data[:, :, :, :, : self.length]
+        torch.index_select(filled, 2, index, out=target[:, :, :, :, : self.length])
+        self._spare = self.data
+        self.data = target
+
+    def to_tuples(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        filled = self.data[:, :, :, :, : self.length]
+        return tuple((layer[0], layer[1]) for layer in filled)

@@ -1,0 +1,88 @@
+"""GPT-2 as a :class:`s2s.generation.Decoder`: a preallocated KV cache, left-padded batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .cache import KVCache
+from .model import GPT2Backbone, attention_bias, positions_from_mask
+
+
+@dataclass
+class GPT2State:
+    """What a running batch carries between steps (one row per sequence)."""
+
+    cache: KVCache
+    key_mask: torch.Tensor | None  # [N, capacity] bool, True = real token; None: no padding
+    next_position: torch.Tensor  # [N, 1] position id of the next token
+    token_type: torch.Tensor | None  # [N, 1] type id the new tokens get (CDial-GPT speaker)
+
+
+class GPT2Decoder:
+    """Decode with a :class:`GPT2Backbone`.
+
+    ``start`` takes ``{"input_ids": [B, L], "attention_mask": [B, L] (optional, 1 = real
+    token; pad on the left), "token_type_ids": [B, L] (optional)}``. New tokens continue the
+    last token type. The cache is sized for ``max_new_tokens`` new tokens up front.
+    """
+
+    def __init__(self, model: GPT2Backbone, max_new_tokens: int = 64):
+        self.model = model
+        self.max_new_tokens = max_new_tokens
+
+    @torch.no_grad()
+    def start(self, inputs):
+        input_ids = inputs["input_ids"]
+        attention_mask = inputs.get("attention_mask")
+        token_type_ids = inputs.get("token_type_ids")
+        batch, length = input_ids.shape
+        if length == 0 or batch == 0:
+            raise ValueError("GPT-2 needs at least one prompt token per input (got an empty prompt)")
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None
+        if attention_mask is not None and not bool(attention_mask[:, -1].all()):
+            raise ValueError("pad prompts on the left: the last position of every row must be a real token")
+        config = self.model.config
+        capacity = min(length + self.max_new_tokens, config.n_positions)
+        cache = KVCache.empty(
+            config.n_layer, batch, config.n_head, capacity, config.head_dim,
+            like=self.model.transformer.wte.weight,
+        )
+        positions = positions_from_mask(attention_mask, 0, length, input_ids.device)
+        mask = attention_bias(attention_mask, 0, length)
+        hidden = self.model.run(input_ids, positions, token_type_ids, mask, cache)
+        logits = self.model.lm_logits(hidden[:, -1])
+        key_mask = None
+        if attention_mask is not None:
+            key_mask = torch.ones((batch, capacity), dtype=torch.bool, device=input_ids.device)
+            key_mask[:, :length] = attention_mask.bool()
+        token_type = token_type_ids[:, -1:] if token_type_ids is not None else None
+        return logits, GPT2State(cache, key_mask, positions[:, -1:].expand(batch, 1) + 1, token_type)
+
+    @torch.no_grad()
+    def step(self, tokens, state: GPT2State):
+        if state.cache.length >= self.model.config.n_positions:
+            raise ValueError(
+                f"generation reached n_positions={self.model.config.n_positions}: "
+                f"lower max_new_tokens or shorten the prompt"
+            )
+        mask = None
+        if state.key_mask is not None:
+            end = state.cache.length + 1
+            if end > state.key_mask.shape[1]:
+                state.key_mask = torch.nn.functional.pad(state.key_mask, (0, end), value=True)
+            mask = state.key_mask[:, None, None, :end]
+        hidden = self.model.run(tokens[:, None], state.next_position, state.token_type, mask, state.cache)
+        state.next_position = state.next_position + 1
+        return self.model.lm_logits(hidden[:, -1]), state
+
+    def reorder(self, state: GPT2State, index):
+        state.cache.reorder(index)
+        return GPT2State(
+            state.cache,
+            state.key_mask[index] if state.key_mask is not None else None,
+            state.next_position[index],
+            state.token_type[index] if state.token_type is not None else None,
+        )

@@ -1,0 +1,283 @@
+"""GPT-2 in the Hugging Face layout (``transformer.wte / wpe / h.N.attn.c_attn`` Conv1D, ``ln_f``),
+the layout of gpt2-chinese and CDial-GPT2 checkpoints, with the LM head tied to ``wte``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from s2s.backbone import DECODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
+from s2s.checkpoint import LoadReport, load_into, read_state_dict, save_weights, strip_prefixes
+from s2s.io import atomic_write
+from torch import nn
+
+from .cache import KVCache
+from .config import GPT2Config
+
+logger = logging.getLogger(__name__)
+
+
+def gelu_new(x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's tanh approximation of GELU, written as in the original (and transformers)."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+ACTIVATION_FUNCTIONS = {
+    "gelu_new": gelu_new,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu": F.gelu,
+    "relu": F.relu,
+}
+
+
+class Conv1D(nn.Module):
+    """A linear layer with the weight stored ``[in, out]`` (GPT-2's checkpoint layout)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+
+class Attention(nn.Module):
+    def __init__(self, config: GPT2Config, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.heads, self.head_dim = config.n_head, config.head_dim
+        self.scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
+        self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)
+        self.c_proj = Conv1D(config.n_embd, config.n_embd)
+        self.attn_dropout = config.attn_pdrop
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x, mask, cache: KVCache | None):
+        # x [B, Q, E] -> q, k, v [B, heads, Q, head_dim]
+        batch, length, _ = x.shape
+        q, k, v = self.c_attn(x).view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            k, v = cache.write(self.layer, k, v)
+        causal = mask is None and length > 1
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+        )
+        out = out.transpose(1, 2).reshape(batch, length, -1)
+        return self.resid_dropout(self.c_proj(out))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.c_fc = Conv1D(config.n_embd, config.inner_size)
+        self.c_proj = Conv1D(config.inner_size, config.n_embd)
+        self.act = ACTIVATION_FUNCTIONS[config.activation_function]
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPT2Config, layer: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = Attention(config, layer)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x, mask, cache):
+        x = self.attn(self.ln_1(x), mask, cache) + x
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    """The ``transformer.*`` part of an HF checkpoint."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+
+
+class GPT2Backbone(Backbone):
+    """GPT-2 decoder with a tied LM head.
+
+    ``forward(input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+    past_key_values=None, use_cache=False)``:
+
+    - ``attention_mask`` [B, K]: padding (1 = real token), combined with the causal mask;
+      [B, Q, K]: the full mask (1 = may attend), used as given. K counts cached positions.
+    - ``position_ids`` default: from the padding mask (``cumsum - 1``, so left-padded rows
+      start at 0), else ``past .. past + Q - 1``.
+    - ``token_type_ids`` are embedded with ``wte`` and added, as in HF GPT-2 (CDial-GPT's
+      speaker tokens).
+    - ``past_key_values``: per-layer ``(key, value)`` [B, heads, T, head_dim] or a
+      :class:`~s2s_gpt2.cache.KVCache` (updated in place).
+    """
+
+    kind = DECODER
+    capabilities = frozenset({LM_HEAD, KV_CACHE, MASK_3D})
+    config_class = GPT2Config
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.transformer = Transformer(config)
+        self.apply(self._init_weights)
+        # GPT-2 scales the output projections by 1/sqrt(2 * layers).
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(param, std=config.initializer_range / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, (Conv1D, nn.Embedding)):
+            nn.init.normal_(module.weight, std=std)
+        if isinstance(module, Conv1D):
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.transformer.wte.num_embeddings
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``[..., vocab]``: the hidden states times the word embeddings."""
+        return F.linear(hidden, self.transformer.wte.weight)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values=None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BackboneOutput:
+        batch, length = input_ids.shape
+        cache = past_key_values
+        if isinstance(cache, (tuple, list)):
+            cache = KVCache.from_tuples(cache, extra=length)
+        elif cache is None and use_cache:
+            cache = KVCache.empty(
+                self.config.n_layer, batch, self.config.n_head, length, self.config.head_dim,
+                like=self.transformer.wte.weight,
+            )
+        past = cache.length if cache is not None else 0
+        if past + length > self.config.n_positions:
+            raise ValueError(
+                f"{past + length} positions, but this GPT-2 has n_positions={self.config.n_positions}: "
+                f"truncate the input"
+            )
+        if position_ids is None:
+            position_ids = positions_from_mask(attention_mask, past, length, input_ids.device)
+        mask = attention_bias(attention_mask, past, length)
+        hidden_states = [] if output_hidden_states else None
+        hidden = self.run(input_ids, position_ids, token_type_ids, mask, cache, hidden_states)
+        if isinstance(past_key_values, (tuple, list)) or (past_key_values is None and use_cache):
+            cache = cache.to_tuples()
+        return BackboneOutput(
+            last_hidden_state=hidden,
+            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
+            past_key_values=cache if use_cache else None,
+        )
+
+    def run(self, input_ids, position_ids, token_type_ids, mask, cache, hidden_states=None):
+        """The transformer on ``input_ids`` [B, Q] with a ready bool ``mask`` [B, 1, Q, K] (or
+        ``None``: causal); writes into ``cache`` and advances it. Returns ``ln_f`` output."""
+        t = self.transformer
+        if cache is not None:
+            cache.reserve(input_ids.shape[1])
+        x = t.wte(input_ids) + t.wpe(position_ids)
+        if token_type_ids is not None:
+            x = x + t.wte(token_type_ids)
+        x = t.drop(x)
+        for block in t.h:
+            if hidden_states is not None:
+                hidden_states.append(x)
+            x = block(x, mask, cache)
+        if cache is not None:
+            cache.advance(input_ids.shape[1])
+        x = t.ln_f(x)
+        if hidden_states is not None:
+            hidden_states.append(x)
+        return x
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def load_pretrained(self, path: str | os.PathLike, *, head_prefixes: tuple[str, ...] = ()) -> LoadReport:
+        """Load an HF ``GPT2LMHeadModel`` / ``GPT2Model`` checkpoint (gpt2-chinese, CDial-GPT2).
+
+        The tied ``lm_head.weight`` and the old ``attn.bias`` / ``attn.masked_bias`` buffers
+        are ignored; every other parameter must be present with the right shape."""
+        state_dict = strip_prefixes(read_state_dict(path), ("module.", "model."))
+        if not any(k.startswith("transformer.") for k in state_dict):  # a bare GPT2Model
+            state_dict = {f"transformer.{k}": v for k, v in state_dict.items()}
+        state_dict = {k: v for k, v in state_dict.items() if not _is_ignored(k)}
+        return load_into(
+            self, state_dict, source=str(path),
+            ignore_unexpected=lambda key: key.startswith(head_prefixes) if head_prefixes else False,
+        )
+
+    def save_pretrained(self, directory: str | os.PathLike, tokenizer=None) -> None:
+        """Write ``config.json``, ``model.safetensors`` (HF names) and ``vocab.txt``; the
+        folder loads with ``GPT2LMHeadModel.from_pretrained`` as well."""
+        import json
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_write(directory / "config.json", "w") as handle:
+            handle.write(json.dumps(self.config.to_hf_dict(), indent=2, ensure_ascii=False))
+        save_weights(self.state_dict(), directory / "model.safetensors")
+        if tokenizer is not None:
+            tokenizer.save(directory)
+
+
+def _is_ignored(key: str) -> bool:
+    return key == "lm_head.weight" or key.endswith((".attn.bias", ".attn.masked_bias"))
+
+
+def positions_from_mask(attention_mask, past: int, length: int, device) -> torch.Tensor:
+    """Position ids [B or 1, Q]: ``cumsum(mask) - 1`` over a padding mask, else ``past + arange``."""
+    if attention_mask is not None and attention_mask.dim() == 2:
+        positions = attention_mask.long().cumsum(-1) - 1
+        return positions.clamp(min=0)[:, -length:]
+    return torch.arange(past, past + length, device=device)[None]
+
+
+def attention_bias(attention_mask, past: int, length: int) -> torch.Tensor | None:
+    """The bool mask [B, 1, Q, K] for :meth:`GPT2Backbone.run`, or ``None`` for plain causal.
+
+    A query that may see no key at all (a left-padding position) sees itself, so softmax stays
+    finite; such rows are padding and their outputs are never used."""
+    if attention_mask is None:
+        if past == 0 or length == 1:
+            return None
+        keys = torch.arange(past + length)
+        return (keys[None, :] <= keys[past:, None])[None, None]
+    if attention_mask.dim() == 2 and bool(attention_mask.all()):
+        return attention_bias(None, past, length)
+    if attention_mask.dim() == 3:
+        mask = attention_mask.bool()
+    else:
+        from s2s.masks import causal_mask
+
+        mask = causal_mask(length, attention_mask, past_length=past)
+    mask = mask.clone()
+    diagonal = torch.arange(length, device=mask.device)
+    blind = ~mask.any(-1)  # [B, Q]
+    mask[:, diagonal, past + diagonal] |= blind
+    return mask[:, None]
