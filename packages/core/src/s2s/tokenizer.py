@@ -83,7 +83,6 @@ class Tokenizer:
                 config = _read_config(path / CONFIG_FILE)
                 do_lower_case = config.get("do_lower_case", do_lower_case)
                 special_tokens = config.get("additional_special_tokens", []) + special_tokens
-                path = path / VOCAB_FILE
             self.vocab = read_vocab(path)
         self.do_lower_case = do_lower_case
         self._added = []  # extra special tokens, in the order they were added
@@ -258,7 +257,9 @@ class Tokenizer:
             return batch
         import torch
 
-        return {k: torch.tensor(v, dtype=torch.long).view(len(encodings), -1) for k, v in batch.items()}
+        if not encodings:
+            return {k: torch.zeros((0, 0), dtype=torch.long) for k in batch}
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
 
     def encode_plus(
         self, src: str, tgt: str | None = None, max_length: int | None = None
@@ -339,13 +340,16 @@ class Tokenizer:
         for i, text in enumerate(corpus):
             text = _check_text(text, f"corpus[{i}]")
             seen_text = True
-            words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+            words.update(
+                w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+            )
         if not seen_text:
             raise ValueError("build_vocab got an empty corpus; pass an iterable of texts")
 
         chars, inner_chars = Counter(), Counter()
         for word, count in words.items():
-            chars[word[0]] += count
+            for char in word:
+                chars[char] += count
             for char in word[1:]:
                 inner_chars["##" + char] += count
         unused_tokens = [f"[unused{i}]" for i in range(1, unused + 1)]
@@ -378,13 +382,16 @@ class Tokenizer:
 
 # ------------------------------------------------------------------ helpers
 def read_vocab(path: str | os.PathLike) -> dict[str, int]:
-    """Read a BERT ``vocab.txt``: one token per line, the id is the line number from 0."""
+    """Read a BERT ``vocab.txt`` (or the one in a directory): one token per line, the id is the
+    line number from 0."""
     path = Path(path)
     fix = "pass a BERT vocab.txt (one token per line) or build one with Tokenizer.build_vocab"
+    if path.is_dir():
+        if not (path / VOCAB_FILE).exists():
+            raise FileNotFoundError(f"{path} is a directory without {VOCAB_FILE}; {fix}")
+        path = path / VOCAB_FILE
     if not path.exists():
         raise FileNotFoundError(f"vocab file {path} does not exist; {fix}")
-    if path.is_dir():
-        raise FileNotFoundError(f"{path} is a directory without {VOCAB_FILE}; {fix}")
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -436,7 +443,9 @@ def _check_mapping(vocab: Mapping[str, int]) -> dict[str, int]:
                 f"vocab mapping entry {token!r}: {index!r} must map a str to an int id >= 0"
             )
         if index in by_id:
-            raise VocabError(f"vocab mapping gives id {index} to both {by_id[index]!r} and {token!r}")
+            raise VocabError(
+                f"vocab mapping gives id {index} to both {by_id[index]!r} and {token!r}"
+            )
         by_id[index] = token
     _check_required(vocab, "the vocab mapping")
     return vocab
