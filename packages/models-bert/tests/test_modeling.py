@@ -5,18 +5,11 @@ import torch
 from s2s.masks import causal_mask, unilm_mask
 from s2s_bert import BertBackbone, BertConfig
 
+from bert_helpers import TINY, hf_model, make_batch
+
 transformers = pytest.importorskip("transformers")
 
-TINY = dict(
-    vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-    intermediate_size=128, max_position_embeddings=64,
-)
 BASE = dict(vocab_size=21128)  # every other value is BERT-base's default in both libraries
-
-
-def hf_pretraining(values, seed=0):
-    torch.manual_seed(seed)
-    return transformers.BertForPreTraining(transformers.BertConfig(**values)).eval()
 
 
 def ours_from(hf, values):
@@ -27,24 +20,11 @@ def ours_from(hf, values):
     return model
 
 
-def batch(vocab_size, lengths=(10, 7, 4), seed=1):
-    generator = torch.Generator().manual_seed(seed)
-    width = max(lengths)
-    ids = torch.randint(1, vocab_size, (len(lengths), width), generator=generator)
-    mask = torch.zeros(len(lengths), width, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        mask[row, :n] = 1
-    ids = ids * mask
-    types = torch.zeros_like(ids)
-    types[:, width // 2:] = 1
-    return ids, mask, types
-
-
 @pytest.mark.parametrize("values", [TINY, BASE], ids=["tiny", "base"])
 def test_matches_transformers(values):
-    hf = hf_pretraining(values)
+    hf = hf_model("BertForPreTraining", values)
     ours = ours_from(hf, values)
-    ids, mask, types = batch(values["vocab_size"])
+    ids, mask, types = make_batch(values["vocab_size"])
     with torch.no_grad():
         ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
         ref_base = hf.bert(input_ids=ids, attention_mask=mask, token_type_ids=types)
@@ -62,7 +42,7 @@ def test_matches_transformers(values):
 def test_eager_and_sdpa_agree_with_3d_mask_and_dropout_off():
     torch.manual_seed(0)
     model = BertBackbone(BertConfig(**TINY)).eval()
-    ids, mask, types = batch(TINY["vocab_size"])
+    ids, mask, types = make_batch(TINY["vocab_size"])
     full = unilm_mask(types, mask)
     with torch.no_grad():
         model.attn_implementation = "sdpa"
@@ -97,7 +77,7 @@ def test_cached_unilm_decoding_equals_full_forward(impl):
     torch.manual_seed(0)
     model = BertBackbone(BertConfig(**TINY, attn_implementation=impl)).eval()
     source_lengths, source_width, target_length = (6, 4), 6, 5
-    ids, pad, _ = batch(TINY["vocab_size"], lengths=source_lengths)
+    ids, pad, _ = make_batch(TINY["vocab_size"], lengths=source_lengths)
     target = torch.randint(1, TINY["vocab_size"], (2, target_length))
     full_ids = torch.cat([ids, target], dim=1)
     full_pad = torch.cat([pad, torch.ones_like(target)], dim=1)

@@ -11,15 +11,27 @@ N heads, D head size (H = N * D), V vocabulary size.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
+from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from s2s.backbone import ENCODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
+from s2s.checkpoint import LoadReport, load_into, read_state_dict, save_weights
+from s2s.config import ConfigError, read_json
+from s2s.io import atomic_write
+from s2s.models import CONFIG_FILES
 from torch import nn
 
+from . import weights
 from .config import ATTN_IMPLEMENTATIONS, BertConfig
+
+logger = logging.getLogger(__name__)
 
 ACTIVATIONS = {
     "gelu": F.gelu,
@@ -245,6 +257,7 @@ class BertBackbone(Backbone):
     capabilities = frozenset({MASK_3D, LM_HEAD, KV_CACHE})
     config_class = BertConfig
     absolute_positions = True
+    hf_prefix = "bert"  # of the backbone's names in transformers' *ForMaskedLM
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -344,3 +357,56 @@ class BertBackbone(Backbone):
         self.embeddings.word_embeddings = new
         head.bias = nn.Parameter(bias)
         self.config.vocab_size = vocab_size
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **config_changes):
+        """A model built from the ``config.json`` / ``bert_config.json`` beside the weights."""
+        path = Path(path)
+        directory = path if path.is_dir() else path.parent
+        found = [directory / name for name in CONFIG_FILES if (directory / name).is_file()]
+        if not found:
+            raise ConfigError(f"no {' or '.join(CONFIG_FILES)} in {directory}")
+        values = read_json(found[0]) | config_changes
+        model = cls(cls.config_class.from_dict(values, source=str(found[0])))
+        model.load_pretrained(path)
+        return model
+
+    def load_pretrained(
+        self,
+        path: str | os.PathLike,
+        *,
+        head_prefixes: Sequence[str] | None = None,
+        keep_tokens: Sequence[int] | None = None,
+    ) -> LoadReport:
+        """Load a checkpoint file or directory (any layout :mod:`s2s_bert.weights` reads).
+
+        Every encoder weight must be there with the right shape, or :class:`CheckpointError`
+        lists what is missing or mis-shaped and nothing is loaded. Keys under
+        ``head_prefixes`` (default the pooler and the MLM head) may be missing: they keep
+        their fresh initialisation and the report lists them as newly initialised. Pass
+        ``head_prefixes=("pooler.",)`` when the MLM head must come from the checkpoint.
+        ``keep_tokens`` trims the checkpoint's vocabulary to those ids (in that order).
+        """
+        source = str(path)
+        state_dict = weights.to_model_names(read_state_dict(path))
+        if keep_tokens is not None:
+            state_dict = weights.keep_rows(state_dict, keep_tokens)
+        weights.check_vocab_size(state_dict, self.config.vocab_size, source)
+        heads = weights.HEAD_PREFIXES if head_prefixes is None else tuple(head_prefixes)
+        report = load_into(self, state_dict, source=source, may_be_missing=lambda k: k.startswith(heads))
+        logger.info("%s", report)
+        return report
+
+    def save_pretrained(self, directory: str | os.PathLike, tokenizer=None) -> None:
+        """Write ``config.json``, ``model.safetensors`` (transformers' ``*ForMaskedLM`` names)
+        and, given a tokenizer, its ``vocab.txt``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_weights(weights.to_hf_names(self.state_dict(), self.hf_prefix), directory / "model.safetensors")
+        with atomic_write(directory / "config.json", "w", encoding="utf-8") as handle:
+            json.dump(self.config.to_hf_dict(), handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        if tokenizer is not None:
+            tokenizer.save(directory)

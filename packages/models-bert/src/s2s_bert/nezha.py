@@ -65,6 +65,7 @@ class NezhaBackbone(BertBackbone):
 
     config_class = NezhaConfig
     absolute_positions = False
+    hf_prefix = "nezha"
 
     def positions(self, input_ids, position_ids, past_length: int):
         if position_ids is not None:
