@@ -5,4 +5,16 @@ from s2s import hookimpl
 
 @hookimpl
 def register_tasks(register):
-    pass
+    from .classification import Classification
+    from .embedding import Embedding
+    from .labeling import CRFLabeling, GlobalPointerLabeling, SequenceLabeling
+    from .matching import Matching
+    from .mlm import MaskedLM
+
+    register("classification", Classification, aliases=("cls",))
+    register("matching", Matching)
+    register("embedding", Embedding)
+    register("mlm", MaskedLM, aliases=("masked_lm",))
+    register("sequence_labeling", SequenceLabeling, aliases=("ner",))
+    register("crf", CRFLabeling)
+    register("global_pointer", GlobalPointerLabeling)

@@ -1,0 +1,267 @@
+"""Text classification: a pooled sequence vector, dropout, one linear layer.
+
+Single-label: softmax over ``labels`` with cross-entropy. Multi-label (``multi_label=True``):
+one sigmoid per label with binary cross-entropy; ``predict`` returns every label whose
+probability reaches ``threshold``. Pooling is the BERT pooler over ``[CLS]`` by default
+(what ``transformers.BertForSequenceClassification`` does), or ``cls`` / ``mean`` /
+``first_last_avg`` (see :mod:`s2s_tasks.pooling`).
+
+    task = load_model(tokenizer, "roberta", "classification", labels=["体育", "财经"])
+    train = task.build_dataset(read_labeled_texts("train.tsv", task.labels))
+    trainer.train(task, train, collate_fn=task.collate)
+    task.predict(["国足晋级世界杯"])  # ["体育"]
+
+Data files are UTF-8, one example per line: ``text<TAB>label`` (``label1,label2`` when
+multi-label). Texts longer than ``max_length`` tokens are cut, with one warning that counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from s2s.data import pad_batch
+from s2s.task import Task
+from torch import nn
+
+from .metrics.classification import classification_metrics
+from .pooling import check_pooling, needs_hidden_states, pool
+
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A data file or dataset that cannot be used; the message names the file and line."""
+
+
+class Classification(Task):
+    """Classify texts (or, through :class:`~s2s_tasks.matching.Matching`, text pairs).
+
+    ``labels`` (names) or ``target_size`` (their number, the original library's argument;
+    names are then "0", "1", …) define the classes.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        tokenizer,
+        target_size: int | None = None,
+        *,
+        labels: Sequence[str] | None = None,
+        multi_label: bool = False,
+        pooling: str = "pooler",
+        classifier_dropout: float | None = None,
+        max_length: int | None = None,
+    ):
+        super().__init__(backbone, tokenizer)
+        self.labels = resolve_labels(labels, target_size)
+        if len(self.labels) < 2 and not multi_label:
+            raise ValueError(
+                f"a single-label classifier needs at least 2 classes, got {len(self.labels)}; "
+                f"for a yes/no label use 2 classes, or multi_label=True"
+            )
+        self.multi_label = multi_label
+        self.pooling = check_pooling(pooling)
+        self.max_length = max_length or getattr(backbone.config, "max_position_embeddings", 512)
+        config = backbone.config
+        if classifier_dropout is None:
+            classifier_dropout = getattr(config, "hidden_dropout_prob", 0.1)
+        self.dropout = nn.Dropout(classifier_dropout)
+        self.classifier = nn.Linear(backbone.hidden_size, len(self.labels))
+        nn.init.normal_(self.classifier.weight, std=getattr(config, "initializer_range", 0.02))
+        nn.init.zeros_(self.classifier.bias)
+
+    # --- model ---------------------------------------------------------------------------
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        output = self.backbone(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=needs_hidden_states(self.pooling),
+        )
+        pooled = pool(output, attention_mask, self.pooling)  # [batch, hidden]
+        logits = self.classifier(self.dropout(pooled))  # [batch, num_labels]
+        result = {"logits": logits}
+        if labels is not None:
+            result["loss"] = self.loss(logits, labels)
+        return result
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on class ids [batch]; BCE on 0/1 targets [batch, labels] if multi-label."""
+        if self.multi_label:
+            return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        return nn.functional.cross_entropy(logits, labels)
+
+    # --- data ----------------------------------------------------------------------------
+
+    def encode(self, text: str, pair: str | None = None) -> dict[str, list[int]]:
+        """Token ids of one input, cut to ``max_length`` (see :func:`encode_truncated`)."""
+        return encode_truncated(self.tokenizer, text, pair, self.max_length)[0]
+
+    def build_dataset(self, examples: Sequence[dict], source: str = "dataset") -> list[dict]:
+        """Features for ``collate`` from ``{"text": ..., "label": ...}`` examples (``label``:
+        a name or class id, a list of them when multi-label; ``text_b`` too for pairs)."""
+        if not examples:
+            raise DataError(f"{source} is empty: no examples to train or evaluate on")
+        index = {name: i for i, name in enumerate(self.labels)}
+        features, truncated = [], 0
+        for number, example in enumerate(examples, 1):
+            feature, cut = encode_truncated(
+                self.tokenizer, example["text"], example.get("text_b"), self.max_length
+            )
+            truncated += cut
+            if "label" in example:
+                feature["labels"] = self._label_target(example["label"], index, f"{source}, example {number}")
+            features.append(feature)
+        if truncated:
+            logger.warning(
+                "%s: %d of %d inputs are longer than max_length=%d tokens and were truncated",
+                source, truncated, len(features), self.max_length,
+            )
+        return features
+
+    def _label_target(self, label, index: dict[str, int], where: str):
+        """A class id (or a 0/1 row if multi-label) from label names or class ids."""
+        ids = []
+        for name in label if self.multi_label else [label]:
+            if isinstance(name, int) and 0 <= name < len(self.labels):
+                ids.append(name)
+            elif name in index:
+                ids.append(index[name])
+            else:
+                raise DataError(f"{where}: label {name!r} is not one of the labels {self.labels}")
+        if not self.multi_label:
+            return ids[0]
+        return [1.0 if i in ids else 0.0 for i in range(len(self.labels))]
+
+    def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+        """Pad a list of features to its longest input."""
+        return pad_batch(features, {"input_ids": self.tokenizer.pad_id})
+
+    # --- inference -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict_proba(self, texts: Sequence, batch_size: int = 64) -> torch.Tensor:
+        """Probabilities [len(texts), num_labels]: softmax, or per-label sigmoid if multi-label.
+
+        ``texts`` are strings, or (text_a, text_b) pairs for a pair classifier.
+        """
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            features = [self._encode_input(item) for item in texts[start : start + batch_size]]
+            batch = {k: v.to(device) for k, v in self.collate(features).items()}
+            logits = self(**batch)["logits"].float()
+            chunks.append(logits.sigmoid() if self.multi_label else logits.softmax(-1))
+        self.train(was_training)
+        if not chunks:
+            return torch.empty(0, len(self.labels))
+        return torch.cat(chunks).cpu()
+
+    def _encode_input(self, item) -> dict[str, list[int]]:
+        if isinstance(item, str):
+            return self.encode(item)
+        return self.encode(*item)
+
+    def predict(self, texts: Sequence, batch_size: int = 64, threshold: float = 0.5) -> list:
+        """The label of each text; with ``multi_label``, the list of labels at ≥ ``threshold``."""
+        probabilities = self.predict_proba(texts, batch_size)
+        if self.multi_label:
+            return [
+                [name for name, p in zip(self.labels, row) if p >= threshold]
+                for row in probabilities.tolist()
+            ]
+        return [self.labels[i] for i in probabilities.argmax(-1).tolist()]
+
+    @torch.no_grad()
+    def evaluate(self, features: Sequence[dict], batch_size: int = 64, threshold: float = 0.5) -> dict:
+        """Accuracy, macro-F1 and a per-class report on features from :meth:`build_dataset`."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        predicted, gold = [], []
+        for start in range(0, len(features), batch_size):
+            batch = {k: v.to(device) for k, v in self.collate(features[start : start + batch_size]).items()}
+            logits = self(**batch)["logits"]
+            if self.multi_label:
+                predicted.extend((logits.sigmoid() >= threshold).long().tolist())
+                gold.extend(batch["labels"].long().tolist())
+            else:
+                predicted.extend(logits.argmax(-1).tolist())
+                gold.extend(batch["labels"].tolist())
+        self.train(was_training)
+        return classification_metrics(gold, predicted, self.labels)
+
+
+def resolve_labels(labels: Sequence[str] | None, target_size: int | None) -> list[str]:
+    if labels is not None:
+        labels = [str(name) for name in labels]
+        if target_size is not None and target_size != len(labels):
+            raise ValueError(f"target_size={target_size} but {len(labels)} labels were given")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels has duplicates: {labels}")
+        return labels
+    if target_size is None:
+        raise ValueError("give the classes: labels=[names] or target_size=number of classes")
+    return [str(i) for i in range(target_size)]
+
+
+def encode_truncated(tokenizer, text: str, pair: str | None, max_length: int):
+    """``({"input_ids", "token_type_ids"}, was_truncated)`` for one text (or text pair)."""
+    encoding = tokenizer.encode(text, pair=pair)
+    truncated = len(encoding.ids) > max_length
+    if truncated:
+        encoding = tokenizer.encode(text, pair=pair, max_length=max_length)
+    feature = {"input_ids": list(encoding.ids), "token_type_ids": list(encoding.token_type_ids)}
+    feature["attention_mask"] = [1] * len(feature["input_ids"])
+    return feature, truncated
+
+
+def read_labeled_texts(
+    path: str | os.PathLike,
+    labels: Sequence[str] | None = None,
+    *,
+    texts_per_line: int = 1,
+    multi_label: bool = False,
+) -> list[dict]:
+    """Examples from a UTF-8 file of ``text[<TAB>text_b]<TAB>label`` lines.
+
+    Blank lines are skipped. With ``labels``, a label outside them is an error naming the
+    file and line. A multi-label field is comma-separated (``体育,娱乐``); it may be empty.
+    """
+    path = Path(path)
+    known = set(labels) if labels is not None else None
+    examples = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != texts_per_line + 1:
+                layout = "<TAB>".join(["text", "text_b"][:texts_per_line] + ["label"])
+                raise DataError(
+                    f"{path}, line {number}: expected {layout} ({texts_per_line + 1} tab-separated "
+                    f"fields), found {len(fields)}: {line[:60]!r}"
+                )
+            label_field = fields[-1].strip()
+            names = [n.strip() for n in label_field.split(",") if n.strip()] if multi_label else [label_field]
+            for name in names:
+                if known is not None and name not in known:
+                    raise DataError(
+                        f"{path}, line {number}: label {name!r} is not in the label list "
+                        f"{list(labels)}; fix the line or add the label"
+                    )
+            example = {"text": fields[0], "label": names if multi_label else label_field}
+            if texts_per_line == 2:
+                example["text_b"] = fields[1]
+            examples.append(example)
+    if not examples:
+        raise DataError(f"{path} has no examples (expected text<TAB>label lines)")
+    return examples

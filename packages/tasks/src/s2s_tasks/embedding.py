@@ -1,0 +1,213 @@
+"""Sentence embeddings: one vector per text, cosine similarity, FAQ retrieval, CoSENT training.
+
+Pooling (:mod:`s2s_tasks.pooling`): ``mean`` (default), ``cls``, ``pooler`` or
+``first_last_avg``. Texts are encoded one by one (a bi-encoder), so a corpus is encoded once
+and searched by cosine similarity (:class:`FaqIndex`).
+
+Training objective: **CoSENT** (Su Jianlin, 2022; ``CoSENTLoss`` in sentence-transformers,
+the usual choice for Chinese STS and matching data such as LCQMC, ATEC, BQ). For pairs
+``(a_i, b_i)`` with gold scores ``y_i`` (0/1 labels or graded similarity) and cosines
+``s_i = cos(e(a_i), e(b_i))``, every pair ranked higher in gold should have a larger cosine::
+
+    loss = log(1 + Σ_{i, j: y_i > y_j} exp(λ (s_j − s_i)))      λ = ``scale`` = 20
+
+It trains on the same labeled pairs as a cross-encoder and, unlike a softmax head, optimises
+the cosine that retrieval uses.
+
+    task = load_model(tokenizer, "bert", "embedding")
+    train = task.build_dataset(read_scored_pairs("pairs.tsv"))
+    trainer.train(task, train, collate_fn=task.collate)
+    index = FaqIndex(task, questions, answers)
+    index.search("花呗怎么还款", top_k=3)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from s2s.data import pad_batch
+from s2s.task import Task
+from torch import nn
+
+from .classification import DataError, encode_truncated
+from .pooling import check_pooling, needs_hidden_states, pool
+
+logger = logging.getLogger(__name__)
+
+
+def cosent_loss(cosines: torch.Tensor, scores: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
+    """CoSENT loss of pair cosines [N] against gold scores [N] (see the module docstring)."""
+    differences = scale * (cosines[None, :] - cosines[:, None])  # [i, j] = λ (s_j − s_i)
+    ranked = scores[:, None] > scores[None, :]  # pairs with y_i > y_j
+    differences = differences.masked_fill(~ranked, float("-inf")).flatten()
+    return torch.logsumexp(torch.cat([differences.new_zeros(1), differences]), dim=0)
+
+
+class Embedding(Task):
+    def __init__(
+        self,
+        backbone,
+        tokenizer,
+        *,
+        pooling: str = "mean",
+        scale: float = 20.0,
+        max_length: int | None = None,
+    ):
+        super().__init__(backbone, tokenizer)
+        self.pooling = check_pooling(pooling)
+        self.scale = scale
+        self.max_length = max_length or getattr(backbone.config, "max_position_embeddings", 512)
+
+    def embed(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """Pooled vectors [batch, hidden] of a padded batch."""
+        output = self.backbone(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=needs_hidden_states(self.pooling),
+        )
+        return pool(output, attention_mask, self.pooling)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        """Texts [batch, seq] give ``embeddings``; pairs [batch, 2, seq] also give their
+        ``cosine`` [batch] and, with ``labels`` (gold scores), the CoSENT ``loss``."""
+        if input_ids.dim() == 2:
+            return {"embeddings": self.embed(input_ids, attention_mask, token_type_ids)}
+        batch = input_ids.shape[0]
+        flat = [None if t is None else t.flatten(0, 1) for t in (input_ids, attention_mask, token_type_ids)]
+        embeddings = self.embed(*flat).view(batch, 2, -1)  # [batch, 2, hidden]
+        cosine = nn.functional.cosine_similarity(embeddings[:, 0], embeddings[:, 1], dim=-1)
+        result = {"embeddings": embeddings, "cosine": cosine}
+        if labels is not None:
+            result["loss"] = cosent_loss(cosine, labels.to(cosine.dtype), self.scale)
+        return result
+
+    # --- data ----------------------------------------------------------------------------
+
+    def build_dataset(self, examples: Sequence[dict], source: str = "dataset") -> list[dict]:
+        """Features from ``{"text", "text_b", "label"}`` pairs (label: a similarity score)."""
+        if not examples:
+            raise DataError(f"{source} is empty: no pairs to train or evaluate on")
+        features, truncated = [], 0
+        for example in examples:
+            parts = []
+            for text in (example["text"], example["text_b"]):
+                part, cut = encode_truncated(self.tokenizer, text, None, self.max_length)
+                truncated += cut
+                parts.append(part)
+            feature = {key: [part[key] for part in parts] for key in parts[0]}
+            if "label" in example:
+                feature["labels"] = float(example["label"])
+            features.append(feature)
+        if truncated:
+            logger.warning(
+                "%s: %d of %d texts are longer than max_length=%d tokens and were truncated",
+                source, truncated, 2 * len(features), self.max_length,
+            )
+        return features
+
+    def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+        """Pad texts (or pairs, to [batch, 2, seq]) to the longest of the batch."""
+        return pad_batch(features, {"input_ids": self.tokenizer.pad_id})
+
+    # --- inference -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64, normalize: bool = True) -> torch.Tensor:
+        """Embeddings [len(texts), hidden], unit length when ``normalize``."""
+        if isinstance(texts, str):
+            raise TypeError("encode_texts takes a list of texts")
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            features = [
+                encode_truncated(self.tokenizer, text, None, self.max_length)[0]
+                for text in texts[start : start + batch_size]
+            ]
+            batch = {k: v.to(device) for k, v in self.collate(features).items()}
+            chunks.append(self.embed(**batch).float())
+        self.train(was_training)
+        vectors = torch.cat(chunks).cpu() if chunks else torch.empty(0, self.backbone.hidden_size)
+        return nn.functional.normalize(vectors, dim=-1) if normalize else vectors
+
+    predict = encode_texts
+
+    def similarity(self, texts_a: Sequence[str], texts_b: Sequence[str], batch_size: int = 64) -> list[float]:
+        """Cosine similarity of each ``(texts_a[i], texts_b[i])``."""
+        if len(texts_a) != len(texts_b):
+            raise ValueError(f"{len(texts_a)} texts_a but {len(texts_b)} texts_b")
+        a = self.encode_texts(texts_a, batch_size)
+        b = self.encode_texts(texts_b, batch_size)
+        return (a * b).sum(-1).tolist()
+
+
+@dataclass(frozen=True)
+class Hit:
+    score: float  # cosine similarity to the query
+    index: int  # position of the question in the corpus
+    question: str
+    answer: str | None
+
+
+class FaqIndex:
+    """A corpus of questions (and their answers) encoded once, searched by cosine similarity."""
+
+    def __init__(self, task: Embedding, questions: Sequence[str], answers: Sequence[str] | None = None,
+                 batch_size: int = 64):
+        if not questions:
+            raise ValueError("FaqIndex needs at least one question")
+        if answers is not None and len(answers) != len(questions):
+            raise ValueError(f"{len(questions)} questions but {len(answers)} answers")
+        self.task = task
+        self.questions = list(questions)
+        self.answers = list(answers) if answers is not None else None
+        self.batch_size = batch_size
+        self.vectors = task.encode_texts(self.questions, batch_size)  # [N, hidden], unit length
+
+    def search(self, queries: str | Sequence[str], top_k: int = 5):
+        """The ``top_k`` nearest questions, best first: a list of :class:`Hit` for one query,
+        a list of such lists for a list of queries."""
+        single = isinstance(queries, str)
+        query_vectors = self.task.encode_texts([queries] if single else list(queries), self.batch_size)
+        scores = query_vectors @ self.vectors.T  # [queries, N]
+        best = scores.topk(min(top_k, len(self.questions)), dim=-1)
+        results = [
+            [
+                Hit(score, index, self.questions[index], self.answers[index] if self.answers else None)
+                for score, index in zip(row_scores, row_indices)
+            ]
+            for row_scores, row_indices in zip(best.values.tolist(), best.indices.tolist())
+        ]
+        return results[0] if single else results
+
+
+def read_scored_pairs(path: str | os.PathLike) -> list[dict]:
+    """``{"text", "text_b", "label"}`` from ``text_a<TAB>text_b<TAB>score`` lines (score: a number)."""
+    path = Path(path)
+    examples = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            try:
+                if len(fields) != 3:
+                    raise ValueError
+                score = float(fields[2])
+            except ValueError:
+                raise DataError(
+                    f"{path}, line {number}: expected text_a<TAB>text_b<TAB>score (a number), "
+                    f"found {line[:60]!r}"
+                ) from None
+            examples.append({"text": fields[0], "text_b": fields[1], "label": score})
+    if not examples:
+        raise DataError(f"{path} has no pairs (expected text_a<TAB>text_b<TAB>score lines)")
+    return examples
