@@ -1,0 +1,390 @@
+"""Sequence labeling (NER): character spans of a text, with a softmax, CRF or GlobalPointer head.
+
+Examples are ``{"text": str, "spans": [(start, end, type), ...]}`` with character offsets
+into ``text``, ``end`` exclusive (``text[start:end]`` is the entity); :func:`read_char_tags`
+reads the one-``char TAG``-per-line format (People's Daily) into that shape.
+
+How a text is labeled::
+
+    model = load_model(vocab, "bert", "ner", labels=["PER", "LOC", "ORG"], head="crf")
+    trainer.train(model, model.encode_dataset(examples), collate_fn=model.collate)
+    model.predict(["张三在北京工作"])  # [[(0, 2, "PER"), (3, 5, "LOC")]]
+
+Heads:
+
+- ``softmax``: a tag per token (BIO or BIOES), cross-entropy over the text's tokens only
+  (``[CLS]``, ``[SEP]`` and padding never count, whatever their labels say).
+- ``crf``: the same tags scored by a linear-chain :class:`~s2s_tasks.crf.CRF` with start/end
+  transitions; transitions the scheme forbids are ruled out unless ``constrain=False``.
+- ``global_pointer`` / ``efficient_global_pointer``: a score per (type, start, end) token
+  pair, so entities may nest or overlap; multilabel categorical cross-entropy.
+
+Spans are mapped to tokens through the tokenizer's offsets and back, so ``predict`` returns
+offsets into the original text, English words, digits and spaces included. Texts longer than
+``max_length`` tokens are truncated with a warning; gold spans past the cut are counted and
+reported as lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from s2s.data import LABEL_PAD, pad_batch
+from s2s.task import Task
+
+from .crf import CRF
+from .global_pointer import (
+    EfficientGlobalPointer,
+    GlobalPointer,
+    decode_spans,
+    multilabel_categorical_crossentropy,
+)
+from .metrics.spans import span_scores
+from .spans import (
+    Span,
+    char_to_token_spans,
+    check_scheme,
+    decode_tags,
+    split_tag,
+    spans_to_tags,
+    tag_names,
+    token_to_char_spans,
+)
+
+logger = logging.getLogger(__name__)
+
+HEADS = ("softmax", "crf", "global_pointer", "efficient_global_pointer")
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+class SequenceLabeling(Task):
+    """Character spans of a text from an encoder backbone (see the module docstring).
+
+    ``labels``: the entity types (``["PER", "LOC", "ORG"]``), or a full tag list in the
+    original library's style (``["O", "B-PER", "I-PER", ...]``) from which the types are
+    taken. ``scheme``: ``"BIO"`` or ``"BIOES"`` (softmax and CRF heads). ``inner_dim``: the
+    GlobalPointer query/key size. ``max_length`` counts ``[CLS]`` and ``[SEP]``.
+    """
+
+    default_head = "softmax"
+
+    def __init__(
+        self,
+        backbone,
+        tokenizer,
+        labels: Sequence[str],
+        head: str | None = None,
+        scheme: str = "BIO",
+        constrain: bool = True,
+        inner_dim: int = 64,
+        max_length: int = 512,
+        dropout: float = 0.1,
+    ):
+        super().__init__(backbone, tokenizer)
+        head = head or self.default_head
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; use one of {', '.join(HEADS)}")
+        self.types = entity_types(labels)
+        self.head_name = head
+        self.scheme = check_scheme(scheme)
+        self.max_length = max_length
+        self.dropout = nn.Dropout(dropout)
+        hidden = backbone.hidden_size
+        if head in ("softmax", "crf"):
+            self.tags = tag_names(self.types, self.scheme)
+            self.classifier = nn.Linear(hidden, len(self.tags))
+            if head == "crf":
+                constraints = self.scheme if constrain else None
+                self.crf = CRF(len(self.tags), constraints=constraints, tags=self.tags)
+        else:
+            pointer = GlobalPointer if head == "global_pointer" else EfficientGlobalPointer
+            self.pointer = pointer(hidden, len(self.types), inner_dim=inner_dim)
+
+    # ------------------------------------------------------------------ data
+    def encode(self, example: dict) -> dict:
+        """Token ids and, when ``example`` has ``spans``, token-level labels.
+
+        Returns ``input_ids``, ``token_type_ids``, ``attention_mask``, ``offsets``, and with
+        spans ``token_spans`` and ``lost`` (the spans cut off by truncation).
+        """
+        text = example["text"]
+        encoding = self.tokenizer.encode(text, max_length=self.max_length)
+        features = {name: getattr(encoding, _ENCODING_FIELDS[name]) for name in MODEL_INPUTS}
+        features["offsets"] = encoding.offsets
+        features["truncated"] = _is_truncated(text, encoding.offsets)
+        if "spans" in example:
+            spans = [tuple(span) for span in example["spans"]]
+            for span in spans:
+                _check_span(span, text, self.types)
+            token_spans, lost = char_to_token_spans(spans, encoding.offsets)
+            features["token_spans"] = token_spans
+            features["lost"] = lost
+        return features
+
+    def encode_dataset(self, examples: Iterable[dict]) -> list[dict]:
+        """:meth:`encode` every example, with one warning for all truncations and lost spans."""
+        features = [self.encode(example) for example in examples]
+        if not features:
+            raise ValueError("the dataset is empty: no examples to encode")
+        truncated = sum(f["truncated"] for f in features)
+        lost = sum(len(f.get("lost", ())) for f in features)
+        if truncated:
+            logger.warning(
+                "%d of %d texts are longer than max_length=%d tokens and were truncated; "
+                "%d gold spans past the cut are lost for training",
+                truncated, len(features), self.max_length, lost,
+            )  # fmt: skip
+        return features
+
+    def collate(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
+        """A padded batch from examples (``{"text", "spans"}``) or :meth:`encode` features."""
+        features = [item if "input_ids" in item else self.encode(item) for item in items]
+        batch = pad_batch(
+            [{name: f[name] for name in MODEL_INPUTS} for f in features],
+            {"input_ids": self.tokenizer.pad_id},
+        )
+        if all("token_spans" in f for f in features):
+            batch["labels"] = self._labels(features, batch["input_ids"].shape[1])
+        return batch
+
+    def _labels(self, features, length: int) -> torch.Tensor:
+        if self.head_name in ("softmax", "crf"):
+            labels = torch.full((len(features), length), LABEL_PAD)
+            index = {tag: i for i, tag in enumerate(self.tags)}
+            for row, f in zip(labels, features):
+                size = len(f["input_ids"])
+                try:
+                    tags = spans_to_tags(f["token_spans"], size, self.scheme)
+                except ValueError as exc:
+                    raise ValueError(f"{exc} (token spans {f['token_spans']})") from None
+                row[1 : size - 1] = torch.tensor([index[t] for t in tags[1 : size - 1]])
+            return labels
+        labels = torch.zeros(len(features), len(self.types), length, length, dtype=torch.bool)
+        type_index = {t: i for i, t in enumerate(self.types)}
+        for row, f in zip(labels, features):
+            for start, end, type_ in f["token_spans"]:
+                row[type_index[type_], start, end - 1] = True
+        return labels
+
+    # ----------------------------------------------------------------- model
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        """``logits`` [B, L, tags] (softmax, CRF) or span ``scores`` [B, types, L, L]; ``loss``
+        with ``labels``. Only the text's tokens count: not ``[CLS]``, ``[SEP]`` or padding."""
+        if attention_mask is None:
+            attention_mask = (input_ids != self.tokenizer.pad_id).long()
+        hidden = self.backbone(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        hidden = self.dropout(hidden)
+        text = text_mask(attention_mask)
+        if self.head_name in ("softmax", "crf"):
+            logits = self.classifier(hidden).float()  # [B, L, tags]
+            output = {"logits": logits}
+            if labels is not None:
+                output["loss"] = self._tag_loss(logits, labels, text)
+            return output
+        scores = self.pointer(hidden, text)  # [B, types, L, L]
+        output = {"scores": scores}
+        if labels is not None:
+            labels = labels & text[:, None, :, None].bool() & text[:, None, None, :].bool()
+            output["loss"] = multilabel_categorical_crossentropy(scores.flatten(2), labels.flatten(2))
+        return output
+
+    def _tag_loss(self, logits, labels, text):
+        if self.head_name == "crf":
+            # [CLS] is dropped so that the text's tokens are a prefix of what the CRF sees
+            return self.crf(logits[:, 1:], labels[:, 1:], text[:, 1:])
+        labels = labels.masked_fill(~text.bool(), LABEL_PAD)
+        return nn.functional.cross_entropy(
+            logits.flatten(0, 1), labels.flatten(), ignore_index=LABEL_PAD
+        )
+
+    # ------------------------------------------------------------ prediction
+    @torch.no_grad()
+    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[list[Span]]:
+        """The ``(start, end, type)`` character spans of each text, sorted."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a list of texts")
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        results, truncated, repairs = [], 0, 0
+        try:
+            for first in range(0, len(texts), batch_size):
+                chunk = [self.encode({"text": t}) for t in texts[first : first + batch_size]]
+                truncated += sum(f["truncated"] for f in chunk)
+                batch = {k: v.to(device) for k, v in self.collate(chunk).items()}
+                token_spans, fixed = self._decode(self(**batch), batch["attention_mask"])
+                repairs += fixed
+                for f, spans in zip(chunk, token_spans):
+                    results.append(sorted(token_to_char_spans(spans, f["offsets"])))
+        finally:
+            self.train(was_training)
+        if truncated:
+            logger.warning(
+                "%d of %d texts are longer than max_length=%d tokens: only their beginning "
+                "was labeled", truncated, len(texts), self.max_length,
+            )  # fmt: skip
+        if repairs:
+            logger.warning("%d invalid %s tag transitions were repaired", repairs, self.scheme)
+        return results
+
+    def _decode(self, output, attention_mask) -> tuple[list[list[Span]], int]:
+        """Token spans of each row, and how many invalid tag transitions were repaired."""
+        text = text_mask(attention_mask)
+        lengths = text.sum(1).tolist()
+        if self.head_name == "crf":
+            paths = self.crf.decode(output["logits"][:, 1:], text[:, 1:])
+        elif self.head_name == "softmax":
+            best = output["logits"].argmax(-1)[:, 1:].tolist()
+            paths = [row[:n] for row, n in zip(best, lengths)]
+        else:
+            found = decode_spans(output["scores"])
+            return [[(s, e, self.types[t]) for s, e, t in row] for row in found], 0
+        spans, repairs = [], 0
+        for path in paths:
+            decoded, fixed = decode_tags([self.tags[i] for i in path], self.scheme)
+            spans.append([(s + 1, e + 1, t) for s, e, t in decoded])  # +1: after [CLS]
+            repairs += fixed
+        return spans, repairs
+
+    def evaluate(self, examples: Sequence[dict], batch_size: int = 32) -> dict:
+        """Entity-level P/R/F1 (exact spans) of :meth:`predict` against the examples' spans."""
+        if not examples:
+            raise ValueError("cannot evaluate on an empty dataset")
+        predicted = self.predict([e["text"] for e in examples], batch_size=batch_size)
+        return span_scores([e["spans"] for e in examples], predicted)
+
+
+class CRFLabeling(SequenceLabeling):
+    """:class:`SequenceLabeling` with the CRF head by default (task name ``crf``)."""
+
+    default_head = "crf"
+
+
+class GlobalPointerLabeling(SequenceLabeling):
+    """:class:`SequenceLabeling` with the GlobalPointer head by default (``global_pointer``)."""
+
+    default_head = "global_pointer"
+
+
+_ENCODING_FIELDS = {
+    "input_ids": "ids",
+    "token_type_ids": "token_type_ids",
+    "attention_mask": "attention_mask",
+}
+
+
+def text_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """1 on the text's tokens of ``[CLS] text [SEP] pad…`` rows, 0 on the rest: [B, L]."""
+    mask = attention_mask.clone()
+    mask[:, 0] = 0
+    last = attention_mask.sum(1) - 1  # the [SEP]
+    mask[torch.arange(len(mask), device=mask.device), last.clamp(min=0)] = 0
+    return mask
+
+
+def entity_types(labels: Sequence[str]) -> list[str]:
+    """Entity types from ``labels``: types as given, or taken from a tag list with ``O``."""
+    labels = list(labels)
+    if not labels:
+        raise ValueError("labels is empty: pass the entity types, e.g. labels=['PER', 'LOC']")
+    if "O" not in labels:
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels has duplicates: {labels}")
+        return labels
+    types = []
+    for tag in labels:
+        _, type_ = split_tag(tag, "BIOES")
+        if type_ is not None and type_ not in types:
+            types.append(type_)
+    return types
+
+
+def _is_truncated(text: str, offsets) -> bool:
+    covered = max((end for _, end in offsets), default=0)
+    return bool(text[covered:].strip())
+
+
+def _check_span(span, text: str, types: Sequence[str]) -> None:
+    if len(span) != 3:
+        raise ValueError(f"span {span!r} is not (start, end, type)")
+    start, end, type_ = span
+    if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+        raise ValueError(f"span {span!r} is empty or outside the text {text!r:.60}")
+    if type_ not in types:
+        raise ValueError(
+            f"span {span!r} has type {type_!r}, which is not in labels {list(types)}; "
+            f"add it to labels or fix the data"
+        )
+
+
+def read_char_tags(
+    path: str | os.PathLike, labels: Sequence[str] | None = None, scheme: str = "BIO"
+) -> list[dict]:
+    """Examples from a file with one ``char TAG`` per line and a blank line between texts.
+
+    The characters of a text are joined without separators (a line's "char" may be longer
+    than one character). With ``labels`` (types or tags), a tag of another type is an error
+    naming the file and line. Invalid tag sequences are repaired as
+    :func:`s2s_tasks.spans.decode_tags` documents, with one warning for the file.
+    """
+    path = Path(path)
+    types = None if labels is None else set(entity_types(labels))
+    examples, repairs, first_repair = [], 0, None
+    chars, tags, first_line = [], [], 1
+
+    def finish():
+        nonlocal repairs, first_repair
+        if chars:
+            text, spans, offsets = "", [], []
+            for char in chars:
+                offsets.append(len(text))
+                text += char
+            offsets.append(len(text))
+            decoded, fixed = decode_tags(tags, scheme)
+            if fixed and first_repair is None:
+                first_repair = first_line
+            repairs += fixed
+            spans = [(offsets[s], offsets[e], t) for s, e, t in decoded]
+            examples.append({"text": text, "spans": spans})
+        chars.clear()
+        tags.clear()
+
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                finish()
+                first_line = number + 1
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2:
+                raise ValueError(f"{path}, line {number}: expected 'char TAG', got {line!r}")
+            char, tag = parts
+            try:
+                _, type_ = split_tag(tag, scheme)
+            except ValueError as exc:
+                raise ValueError(f"{path}, line {number}: {exc}") from None
+            if types is not None and type_ is not None and type_ not in types:
+                raise ValueError(
+                    f"{path}, line {number}: tag {tag!r} has type {type_!r}, which is not in "
+                    f"the label list {sorted(types)}; add it to labels or fix the data"
+                )
+            chars.append(char)
+            tags.append(tag)
+    finish()
+    if not examples:
+        raise ValueError(f"{path}: no examples (expected 'char TAG' lines, blank between texts)")
+    if repairs:
+        logger.warning(
+            "%s: %d invalid %s tag transitions repaired (first in the text starting at line %d)",
+            path, repairs, scheme, first_repair,
+        )  # fmt: skip
+    return examples
