@@ -44,9 +44,7 @@ def test_spans_reach_the_right_tokens(tokenizer):
     for example in EXAMPLES:
         features = make(tokenizer, "softmax").encode(example)
         tokens = tokenizer.encode(example["text"]).tokens
-        pieces = [
-            "".join(tokens[s:e]).replace("##", "") for s, e, _ in features["token_spans"]
-        ]
+        pieces = ["".join(tokens[s:e]).replace("##", "") for s, e, _ in features["token_spans"]]
         expected = [example["text"][s:e].lower().replace(" ", "") for s, e, _ in example["spans"]]
         assert pieces == expected
 
@@ -115,7 +113,9 @@ def test_predict_returns_character_spans_of_the_original_text(tokenizer, head):
 def test_task_names_pick_the_head(tokenizer):
     torch.manual_seed(0)
     crf = load_model(tokenizer, "bert", "crf", size="tiny", config=TINY, labels=TYPES)
-    pointer = load_model(tokenizer, "bert", "global_pointer", size="tiny", config=TINY, labels=TYPES)
+    pointer = load_model(
+        tokenizer, "bert", "global_pointer", size="tiny", config=TINY, labels=TYPES
+    )
     assert isinstance(crf, CRFLabeling) and crf.head_name == "crf"
     assert isinstance(pointer, GlobalPointerLabeling) and pointer.head_name == "global_pointer"
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]  # the original library's style of labels

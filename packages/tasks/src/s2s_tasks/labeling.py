@@ -33,10 +33,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from s2s.data import LABEL_PAD, pad_batch
 from s2s.task import Task
+from torch import nn
 
 from .crf import CRF
 from .global_pointer import (
@@ -51,8 +50,8 @@ from .spans import (
     char_to_token_spans,
     check_scheme,
     decode_tags,
-    split_tag,
     spans_to_tags,
+    split_tag,
     tag_names,
     token_to_char_spans,
 )
@@ -193,7 +192,9 @@ class SequenceLabeling(Task):
         output = {"scores": scores}
         if labels is not None:
             labels = labels & text[:, None, :, None].bool() & text[:, None, None, :].bool()
-            output["loss"] = multilabel_categorical_crossentropy(scores.flatten(2), labels.flatten(2))
+            output["loss"] = multilabel_categorical_crossentropy(
+                scores.flatten(2), labels.flatten(2)
+            )
         return output
 
     def _tag_loss(self, logits, labels, text):
