@@ -325,6 +325,8 @@ def test_empty_duplicate_blank_and_incomplete_vocabs(tmp_path):
         Tokenizer({"[PAD]": 0, "[CLS]": 1, "[SEP]": 2})
     with pytest.raises(VocabError, match="id 1 to both"):
         Tokenizer({"[PAD]": 0, "[UNK]": 1, "[CLS]": 1, "[SEP]": 2})
+    with pytest.raises(VocabError, match="without gaps .id 2 is missing"):
+        Tokenizer({"[PAD]": 0, "[UNK]": 1, "[CLS]": 3, "[SEP]": 4})
 
 
 def test_non_utf8_vocab_names_file_and_line(tmp_path):
@@ -344,3 +346,11 @@ def test_bad_text_input(tok):
         tok.encode("中", 3)
     with pytest.raises(ValueError, match="must be an int >= 3"):
         tok.encode("中", "国", max_length=2)
+    with pytest.raises(TypeError, match="decode takes one sequence"):
+        tok.decode(tok.encode_batch(["中", "国"])["input_ids"])
+
+
+def test_mapping_vocab_behaves_as_its_file(tok):
+    again = Tokenizer(tok.vocab)
+    assert again.vocab == tok.vocab and again.special_tokens == tok.special_tokens
+    assert [again.encode(t) for t in TEXTS] == [tok.encode(t) for t in TEXTS]

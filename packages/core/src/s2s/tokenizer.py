@@ -64,31 +64,31 @@ class Tokenizer:
     """BERT WordPiece tokenizer for Chinese (see the module docstring for the rules).
 
     ``vocab`` is a ``vocab.txt`` path, a directory written by :meth:`save`, or a token -> id
-    mapping. ``special_tokens`` are extra tokens that are never split (appended to the vocab
-    when missing).
+    mapping with ids 0..N-1. ``do_lower_case`` defaults to True (or to what the saved
+    directory says). ``special_tokens`` are extra tokens that are never split (appended to
+    the vocab when missing).
     """
 
     def __init__(
         self,
         vocab: str | os.PathLike | Mapping[str, int],
-        do_lower_case: bool = True,
+        do_lower_case: bool | None = None,
         special_tokens: Iterable[str] = (),
     ):
-        special_tokens = list(special_tokens)
+        config = {}
         if isinstance(vocab, Mapping):
             self.vocab = _check_mapping(vocab)
         else:
-            path = Path(vocab)
-            if path.is_dir():
-                config = _read_config(path / CONFIG_FILE)
-                do_lower_case = config.get("do_lower_case", do_lower_case)
-                special_tokens = config.get("additional_special_tokens", []) + special_tokens
-            self.vocab = read_vocab(path)
+            if Path(vocab).is_dir():
+                config = _read_config(Path(vocab) / CONFIG_FILE)
+            self.vocab = read_vocab(vocab)
+        if do_lower_case is None:
+            do_lower_case = config.get("do_lower_case", True)
         self.do_lower_case = do_lower_case
         self._added = []  # extra special tokens, in the order they were added
         self._lock = threading.Lock()  # the engine's truncation/padding settings are shared state
         self._rebuild()
-        self.add_special_tokens(special_tokens)
+        self.add_special_tokens([*config.get("additional_special_tokens", []), *special_tokens])
 
     # ----------------------------------------------------------------- vocab
     def __len__(self) -> int:
@@ -101,7 +101,13 @@ class Tokenizer:
         return self.vocab.get(token)
 
     def id_to_token(self, index: int) -> str:
-        token = self._id_to_token.get(int(index))
+        try:
+            token = self._id_to_token.get(int(index))
+        except TypeError:
+            raise TypeError(
+                f"a token id must be an int, got {type(index).__name__}; decode takes one "
+                "sequence: for a batch use [tok.decode(row) for row in ids]"
+            ) from None
         if token is None:
             raise ValueError(f"token id {index} is not in the vocab (size {len(self)})")
         return token
@@ -130,31 +136,33 @@ class Tokenizer:
     def special_tokens(self) -> list[str]:
         """Tokens matched whole in the raw text and never split: [PAD] [UNK] [CLS] [SEP] [MASK],
         every [unusedN] of the vocab, then the added ones."""
-        builtin = [t for t in (PAD, UNK, CLS, SEP, MASK) if t in self.vocab]
-        unused = [t for t in self.vocab if _UNUSED.fullmatch(t)]
-        return builtin + unused + self._added
+        return list(self._special_tokens)
 
     def add_special_tokens(self, tokens: Iterable[str]) -> int:
         """Make ``tokens`` never split (appending those not in the vocab); returns how many
         were appended to the vocab."""
-        appended = 0
+        new = []
         for token in tokens:
             if not isinstance(token, str) or not token.strip() or "\n" in token:
                 raise ValueError(
                     f"special token {token!r} must be a non-blank string without newlines"
                 )
-            if token in self.special_tokens:
-                continue
-            if token not in self.vocab:
-                self.vocab[token] = max(self.vocab.values()) + 1
-                appended += 1
-            self._added.append(token)
-        self._rebuild()
-        return appended
+            if token not in self._special_tokens and token not in new:
+                new.append(token)
+        appended = [t for t in new if t not in self.vocab]
+        for token in appended:
+            self.vocab[token] = len(self.vocab)
+        if new:
+            self._added += new
+            self._rebuild()
+        return len(appended)
 
     def _rebuild(self) -> None:
         """(Re)create the engine from ``self.vocab`` and the special tokens."""
         self._id_to_token = {i: t for t, i in self.vocab.items()}
+        builtin = [t for t in (PAD, UNK, CLS, SEP, MASK) if t in self.vocab]
+        unused = [t for t in self.vocab if _UNUSED.fullmatch(t)]
+        self._special_tokens = builtin + unused + self._added
         engine = tokenizers.Tokenizer(
             WordPiece(self.vocab, unk_token=UNK, max_input_chars_per_word=MAX_CHARS_PER_WORD)
         )
@@ -171,10 +179,10 @@ class Tokenizer:
             special_tokens=[(CLS, self.cls_id), (SEP, self.sep_id)],
         )
         engine.add_special_tokens(
-            [AddedToken(t, special=True, normalized=False) for t in self.special_tokens]
+            [AddedToken(t, special=True, normalized=False) for t in self._special_tokens]
         )
         self._engine = engine
-        self._skip_ids = {self.vocab[t] for t in self.special_tokens} - {self.unk_id}
+        self._skip_ids = {self.vocab[t] for t in self._special_tokens} - {self.unk_id}
         self._settings = (None, False)  # (truncation max_length, padding) the engine has now
 
     def _configure(self, max_length: int | None, padding: bool) -> None:
@@ -282,9 +290,9 @@ class Tokenizer:
         pieces = []
         previous_is_word = False
         for index in ids:
+            token = self.id_to_token(index)
             if skip_special_tokens and index in self._skip_ids:
                 continue
-            token = self.id_to_token(index)
             if token.startswith("##") and len(token) > 2:
                 token = token[2:]
             elif previous_is_word and _is_word_char(token[0]):
@@ -297,16 +305,10 @@ class Tokenizer:
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``vocab.txt`` (and ``tokenizer_config.json``) into ``directory``; returns the
         vocab path. ``Tokenizer(directory)`` loads it back with the same behaviour."""
-        ids = sorted(self.vocab.values())
-        if ids != list(range(len(ids))):
-            raise VocabError(
-                "cannot save a vocab whose ids are not 0..N-1 without gaps: vocab.txt gives "
-                "each token the id of its line"
-            )
         directory = Path(directory)
         path = directory / VOCAB_FILE
         with atomic_write(path, "w", encoding="utf-8") as handle:
-            handle.writelines(self._id_to_token[i] + "\n" for i in ids)
+            handle.writelines(self._id_to_token[i] + "\n" for i in range(len(self)))
         config = {"do_lower_case": self.do_lower_case, "additional_special_tokens": self._added}
         with atomic_write(directory / CONFIG_FILE, "w", encoding="utf-8") as handle:
             json.dump(config, handle, ensure_ascii=False, indent=2)
@@ -397,7 +399,7 @@ def read_vocab(path: str | os.PathLike) -> dict[str, int]:
     except OSError as error:
         raise type(error)(f"cannot read vocab file {path}: {error.strerror}; {fix}") from error
     lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
-    while lines and not lines[-1].strip():
+    while lines and lines[-1] in (b"", b"\r"):
         lines.pop()  # trailing blank lines
     if not lines:
         raise VocabError(f"vocab file {path} is empty; {fix}")
@@ -438,15 +440,19 @@ def _check_mapping(vocab: Mapping[str, int]) -> dict[str, int]:
         raise VocabError("the vocab mapping is empty; pass token -> id pairs or a vocab.txt path")
     by_id = {}
     for token, index in vocab.items():
-        if not isinstance(token, str) or not isinstance(index, int) or index < 0:
-            raise VocabError(
-                f"vocab mapping entry {token!r}: {index!r} must map a str to an int id >= 0"
-            )
+        if not isinstance(token, str) or not isinstance(index, int):
+            raise VocabError(f"vocab mapping entry {token!r}: {index!r} must map a str to an int")
         if index in by_id:
             raise VocabError(
                 f"vocab mapping gives id {index} to both {by_id[index]!r} and {token!r}"
             )
         by_id[index] = token
+    if sorted(by_id) != list(range(len(by_id))):
+        gap = next(i for i in range(len(by_id) + 1) if i not in by_id)
+        raise VocabError(
+            f"vocab mapping ids must be 0..{len(by_id) - 1} without gaps (id {gap} is missing), "
+            "as in a vocab.txt where the id is the line number; renumber the tokens"
+        )
     _check_required(vocab, "the vocab mapping")
     return vocab
 
