@@ -1,0 +1,105 @@
+"""Forward + backward step of BERT (MLM loss) against transformers, in the same process.
+
+Both models get identical weights and inputs (a padded batch with its padding mask);
+transformers runs its fastest attention setting (``attn_implementation="sdpa"``), s2s its
+default (SDPA). Steps of the two alternate so that load from other processes hits both
+alike; the median is reported. ratio = transformers time / s2s time (>= 1.0: not slower).
+
+    python bench/bert_speed.py                 # base and small, CPU
+    python bench/bert_speed.py --device cuda --batch 32 --length 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import transformers
+from s2s_bert import BertBackbone, BertConfig
+
+SIZES = {
+    "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+VOCAB = 21128
+
+
+def build(size: str, device):
+    values = dict(SIZES[size], vocab_size=VOCAB, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    hf = transformers.BertForMaskedLM(
+        transformers.BertConfig(**values, attn_implementation="sdpa")
+    ).to(device)
+    ours = BertBackbone(BertConfig(**values)).to(device)
+    weights = {k.removeprefix("bert."): v for k, v in hf.state_dict().items() if "decoder" not in k}
+    missing = ours.load_state_dict(weights, strict=False).missing_keys
+    assert all(k.startswith("pooler.") for k in missing), missing  # BertForMaskedLM has no pooler
+    return hf.train(), ours.train()
+
+
+def make_inputs(batch: int, length: int, device):
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, VOCAB, (batch, length), generator=generator)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    for row in range(batch):  # lengths from full down to a half: realistic padding
+        mask[row, length - row * length // (2 * batch):] = 0
+    labels = torch.randint(1, VOCAB, (batch, length), generator=generator).masked_fill(mask == 0, -100)
+    return ids.to(device) * mask.to(device), mask.to(device), labels.to(device)
+
+
+def step_hf(model, ids, mask, labels):
+    model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+
+
+def step_ours(model, ids, mask, labels):
+    logits = model.lm_logits(model(ids, mask).last_hidden_state)
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100).backward()
+
+
+def timed(step, model, inputs, device) -> float:
+    model.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step(model, *inputs)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def bench(size: str, batch: int, length: int, steps: int, device) -> tuple[float, float]:
+    torch.manual_seed(0)
+    hf, ours = build(size, device)
+    inputs = make_inputs(batch, length, device)
+    times = {"hf": [], "ours": []}
+    for i in range(steps + 2):  # two warm-up rounds
+        for name, step, model in (("hf", step_hf, hf), ("ours", step_ours, ours))[:: 1 if i % 2 else -1]:
+            elapsed = timed(step, model, inputs, device)
+            if i >= 2:
+                times[name].append(elapsed)
+    return statistics.median(times["hf"]), statistics.median(times["ours"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["small", "base"], choices=sorted(SIZES))
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=7)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, device {device}, "
+          f"threads {torch.get_num_threads()}, batch {args.batch} x {args.length}, median of {args.steps}")
+    print(f"{'size':<6} {'transformers s':>15} {'s2s s':>10} {'ratio':>7}")
+    for size in args.sizes:
+        hf_time, ours_time = bench(size, args.batch, args.length, args.steps, device)
+        print(f"{size:<6} {hf_time:>15.4f} {ours_time:>10.4f} {hf_time / ours_time:>7.3f}")
+
+
+if __name__ == "__main__":
+    main()
