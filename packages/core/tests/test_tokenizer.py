@@ -354,3 +354,13 @@ def test_mapping_vocab_behaves_as_its_file(tok):
     again = Tokenizer(tok.vocab)
     assert again.vocab == tok.vocab and again.special_tokens == tok.special_tokens
     assert [again.encode(t) for t in TEXTS] == [tok.encode(t) for t in TEXTS]
+
+
+def test_saved_folder_loads_in_transformers(tmp_path, vocab_file):
+    transformers = pytest.importorskip("transformers")
+    tok = Tokenizer(vocab_file, do_lower_case=False, special_tokens=["<S>"])
+    tok.save(tmp_path)
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    for text in ["Hello北京<S>上海", *TEXTS]:
+        if "[unused" not in text:  # transformers does not keep [unusedN] whole
+            assert tok.encode(text).ids == hf(text)["input_ids"], text

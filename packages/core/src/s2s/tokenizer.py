@@ -309,7 +309,11 @@ class Tokenizer:
         path = directory / VOCAB_FILE
         with atomic_write(path, "w", encoding="utf-8") as handle:
             handle.writelines(self._id_to_token[i] + "\n" for i in range(len(self)))
-        config = {"do_lower_case": self.do_lower_case, "additional_special_tokens": self._added}
+        config = {
+            "tokenizer_class": "BertTokenizer",  # so transformers' AutoTokenizer loads it too
+            "do_lower_case": self.do_lower_case,
+            "additional_special_tokens": self._added,
+        }
         with atomic_write(directory / CONFIG_FILE, "w", encoding="utf-8") as handle:
             json.dump(config, handle, ensure_ascii=False, indent=2)
         return path
@@ -468,12 +472,21 @@ def _check_required(vocab: Mapping[str, int], source: str) -> None:
 
 
 def _read_config(path: Path) -> dict:
+    """``do_lower_case`` and ``additional_special_tokens`` of a ``tokenizer_config.json``
+    (ours or a Hugging Face one, where a token may be an ``{"content": ...}`` object)."""
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise VocabError(f"{path} is not valid UTF-8 JSON ({error}); delete or fix it") from None
+    if not isinstance(config, dict):
+        raise VocabError(f"{path} must hold a JSON object; delete or fix it")
+    tokens = config.get("additional_special_tokens") or []
+    return {
+        "do_lower_case": config.get("do_lower_case", True),
+        "additional_special_tokens": [t["content"] if isinstance(t, dict) else t for t in tokens],
+    }
 
 
 def _check_text(text, name: str) -> str:
