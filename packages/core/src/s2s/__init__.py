@@ -22,6 +22,7 @@ _LAZY = {
     "LoadReport": "s2s.checkpoint",
     "CheckpointError": "s2s.checkpoint",
     "get_plugins": "s2s.plugins",
+    "Trainer": "s2s.trainer",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]

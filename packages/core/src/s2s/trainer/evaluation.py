@@ -1,0 +1,50 @@
+"""Evaluation on ``eval_dataset``, sharded over the ranks, results all-reduced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.distributed as dist
+
+from .hookspecs import hookimpl
+
+
+class ShardedEvaluation:
+    """Adds ``eval_loss`` and ``metric_fn``'s results to the validation metrics.
+
+    ``metric_fn(outputs, batch) -> {"name": value}`` gives per-batch means; each is
+    weighted by the batch's number of items, summed over every batch of every rank, and
+    divided by the number of items, so the result is the mean over the whole eval set.
+    """
+
+    def __init__(self, loader, metric_fn: Callable | None):
+        self.loader = loader
+        self.metric_fn = metric_fn
+
+    @hookimpl(tryfirst=True)
+    def on_validation(self, trainer, model, metrics):
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in self.loader:
+            batch = trainer.to_device(batch)
+            with trainer.autocast():
+                outputs = model(**batch)
+            values = {"eval_loss": trainer.loss_of(outputs)}
+            if self.metric_fn is not None:
+                values.update(self.metric_fn(outputs, batch))
+            items = len(batch["input_ids"])
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + float(value) * items
+            count += items
+        if trainer.world_size > 1:
+            gathered = [None] * trainer.world_size
+            dist.all_gather_object(gathered, (sums, count))
+            sums, count = {}, 0
+            for rank_sums, rank_count in gathered:
+                for name, value in rank_sums.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                count += rank_count
+        metrics.update({name: value / count for name, value in sums.items()})
+
+
+__all__ = ["ShardedEvaluation"]

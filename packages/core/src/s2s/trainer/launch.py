@@ -1,0 +1,173 @@
+"""Processes of a run: one process, workers started by ``torchrun``, or workers we start.
+
+``Trainer(num_procs=N).train(...)`` in a script started with ``python train.py``: the
+Trainer runs the same command line again in N worker processes through torch's elastic
+launcher (:func:`torch.distributed.launcher.api.elastic_launch`), exactly as ``torchrun
+--standalone --nproc-per-node N train.py`` would, and waits. Each worker runs the whole
+script, builds its model and data, and reaches ``train()`` with ``RANK`` / ``WORLD_SIZE``
+/ ``LOCAL_RANK`` set, so it trains instead of launching. Nothing is pickled across
+processes and the script needs no ``if __name__ == "__main__"`` guard.
+
+The launching process gets, at the end of each ``train()`` call, the weights rank 0
+trained (through files in a temporary directory), so code after ``train()`` sees a
+trained model there as in the workers. Under ``torchrun`` (or any launcher that sets those
+variables) nothing is relaunched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+HANDBACK_VARIABLE = "S2S_TRAINER_HANDBACK_DIR"
+
+
+class WorkerFailedError(RuntimeError):
+    """A worker process of a multi-process run failed; its traceback was printed by it."""
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Where this process stands in the run."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def under_launcher() -> bool:
+    """Whether torchrun (or a launcher setting the same variables) started this process."""
+    return all(name in os.environ for name in LAUNCHER_VARIABLES)
+
+
+def resolve_device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def check_process_count(num_procs: int, device: torch.device) -> None:
+    if device.type == "cuda":
+        available = torch.cuda.device_count()
+        if num_procs > available:
+            raise ValueError(
+                f"num_procs={num_procs} but only {available} CUDA device(s) are visible; "
+                f"use num_procs <= {available}, or device='cpu' to run the workers on the CPU"
+            )
+
+
+def start_processes(device: torch.device) -> tuple[Processes, bool]:
+    """This process's place in the run; joins the process group when there are several.
+
+    Returns the :class:`Processes` and whether this call created the process group.
+    """
+    if not under_launcher():
+        return Processes(0, 1, 0, device), False
+    rank = int(os.environ["RANK"])
+    world_size = int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    created = False
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+        created = True
+    return Processes(rank, world_size, local_rank, device), created
+
+
+def script_command() -> list[str]:
+    """The interpreter arguments that started this process (``train.py args`` / ``-m pkg``)."""
+    interactive = hasattr(sys, "ps1") or "ipykernel" in sys.modules or not sys.argv or not sys.argv[0]
+    if interactive:
+        raise RuntimeError(
+            "Trainer(num_procs>1) runs your script again in each worker process, but this is "
+            "an interactive session; put the code in a script and run `python train.py`, or "
+            "use `torchrun --nproc-per-node N train.py`"
+        )
+    return list(sys.orig_argv[1:])
+
+
+def launch_workers(num_procs: int, handback_dir: str) -> None:
+    """Run this script in ``num_procs`` workers on this machine; return when all succeeded."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    command = script_command()
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=num_procs,
+        run_id=f"s2s-{uuid.uuid4().hex[:12]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.1,
+        logs_specs=DefaultLogsSpecs(),
+        shutdown_timeout=5,
+    )
+    logger.info("starting %d worker processes: %s %s", num_procs, sys.executable, " ".join(command))
+    extra_env = {HANDBACK_VARIABLE: handback_dir}
+    if "OMP_NUM_THREADS" not in os.environ:  # as torchrun does: workers share the cores
+        extra_env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // num_procs))
+    with _environment(extra_env):
+        try:
+            elastic_launch(config, sys.executable)(*command)
+        except ChildFailedError as exc:
+            rank, failure = exc.get_first_failure()
+            raise WorkerFailedError(
+                f"worker rank {rank} (pid {failure.pid}) failed with exit code {failure.exitcode}; "
+                f"its traceback is printed above. The other workers were stopped."
+            ) from None
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def handback_dir() -> str | None:
+    """The directory where rank 0 leaves the trained weights for the launching process."""
+    return os.environ.get(HANDBACK_VARIABLE)
+
+
+__all__ = [
+    "Processes",
+    "WorkerFailedError",
+    "check_process_count",
+    "launch_workers",
+    "resolve_device",
+    "start_processes",
+    "under_launcher",
+]
