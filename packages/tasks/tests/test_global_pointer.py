@@ -28,7 +28,7 @@ def rotate(vector, position):
     return out
 
 
-def reference_scores(q, k, bias_start, bias_end, attention_mask):
+def reference_scores(q, k, bias_start, bias_end, attention_mask, rope=True, triangular=True):
     """q, k [B, L, H, d]; biases [B, L, H]; loops over every (b, h, m, n)."""
     batch, length, types, d = q.shape
     scores = torch.empty(batch, types, length, length, dtype=torch.float64)
@@ -36,23 +36,30 @@ def reference_scores(q, k, bias_start, bias_end, attention_mask):
         for h in range(types):
             for m in range(length):
                 for n in range(length):
-                    if n < m or not (attention_mask[b, m] and attention_mask[b, n]):
+                    if (triangular and n < m) or not (
+                        attention_mask[b, m] and attention_mask[b, n]
+                    ):
                         scores[b, h, m, n] = MASKED
                         continue
-                    dot = rotate(q[b, m, h], m) @ rotate(k[b, n, h], n) / math.sqrt(d)
+                    qm, kn = q[b, m, h].detach().double(), k[b, n, h].detach().double()
+                    if rope:
+                        qm, kn = rotate(qm, m), rotate(kn, n)
+                    dot = qm @ kn / math.sqrt(d)
                     scores[b, h, m, n] = dot + bias_start[b, m, h] + bias_end[b, n, h]
     return scores
 
 
-def test_global_pointer_scores_match_direct_computation():
+@pytest.mark.parametrize(("rope", "triangular"), [(True, True), (False, False)])
+def test_global_pointer_scores_match_direct_computation(rope, triangular):
     torch.manual_seed(0)
     batch, length, hidden_size, types, d = 2, 5, 8, 3, 4
-    head = GlobalPointer(hidden_size, types, inner_dim=d)
+    head = GlobalPointer(hidden_size, types, inner_dim=d, rope=rope, triangular=triangular)
     hidden = torch.randn(batch, length, hidden_size)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     projected = (hidden @ head.dense.weight.T + head.dense.bias).view(batch, length, types, 2, d)
     zeros = torch.zeros(batch, length, types)
-    expected = reference_scores(projected[..., 0, :], projected[..., 1, :], zeros, zeros, mask)
+    q, k = projected[..., 0, :], projected[..., 1, :]
+    expected = reference_scores(q, k, zeros, zeros, mask, rope, triangular)
     torch.testing.assert_close(head(hidden, mask).double(), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -120,7 +127,9 @@ def test_nested_entities_are_learned_and_decoded(head_class):
     optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
     for _ in range(200):
         optimizer.zero_grad()
-        multilabel_categorical_crossentropy(head(hidden, mask).flatten(2), labels.flatten(2)).backward()
+        multilabel_categorical_crossentropy(
+            head(hidden, mask).flatten(2), labels.flatten(2)
+        ).backward()
         optimizer.step()
     decoded = decode_spans(head(hidden, mask))
     assert decoded == [sorted((s, e, t) for s, e, t in gold)]

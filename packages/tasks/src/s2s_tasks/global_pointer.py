@@ -38,10 +38,15 @@ def rotary(x: torch.Tensor) -> torch.Tensor:
     return rotated.flatten(-2)
 
 
-def mask_spans(scores: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """``scores`` [B, H, L, L] with the lower triangle and spans touching padding masked."""
+def mask_spans(
+    scores: torch.Tensor, attention_mask: torch.Tensor | None, triangular: bool = True
+) -> torch.Tensor:
+    """``scores`` [B, H, L, L] with pairs touching padding masked, and the lower triangle
+    (end before start) too when ``triangular``."""
     length = scores.shape[-1]
-    keep = torch.ones(length, length, dtype=torch.bool, device=scores.device).triu()
+    keep = torch.ones(length, length, dtype=torch.bool, device=scores.device)
+    if triangular:
+        keep = keep.triu()
     keep = keep.expand(scores.shape[0], 1, length, length)
     if attention_mask is not None:
         real = attention_mask.bool()
@@ -50,12 +55,24 @@ def mask_spans(scores: torch.Tensor, attention_mask: torch.Tensor | None) -> tor
 
 
 class GlobalPointer(nn.Module):
-    """Scores [B, num_types, L, L] from hidden states [B, L, hidden]."""
+    """Scores [B, num_types, L, L] from hidden states [B, L, hidden].
 
-    def __init__(self, hidden_size: int, num_types: int, inner_dim: int = 64, rope: bool = True):
+    ``rope=False, triangular=False`` scores any pair of positions, not only spans: GPLinker
+    links a subject's token to an object's token, in either order, that way.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_types: int,
+        inner_dim: int = 64,
+        rope: bool = True,
+        triangular: bool = True,
+    ):
         super().__init__()
         _check_inner_dim(inner_dim)
         self.num_types, self.inner_dim, self.rope = num_types, inner_dim, rope
+        self.triangular = triangular
         self.dense = nn.Linear(hidden_size, num_types * inner_dim * 2)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None):
@@ -65,7 +82,7 @@ class GlobalPointer(nn.Module):
         if self.rope:
             q, k = rotary(q), rotary(k)
         scores = torch.einsum("bmhd,bnhd->bhmn", q, k) / self.inner_dim**0.5
-        return mask_spans(scores, attention_mask)
+        return mask_spans(scores, attention_mask, self.triangular)
 
 
 class EfficientGlobalPointer(nn.Module):

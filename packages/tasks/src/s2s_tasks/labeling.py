@@ -114,7 +114,7 @@ class SequenceLabeling(Task):
         """
         text = example["text"]
         encoding = self.tokenizer.encode(text, max_length=self.max_length)
-        features = {name: getattr(encoding, _ENCODING_FIELDS[name]) for name in MODEL_INPUTS}
+        features = model_inputs(encoding)
         features["offsets"] = encoding.offsets
         features["truncated"] = _is_truncated(text, encoding.offsets)
         if "spans" in example:
@@ -275,11 +275,13 @@ class GlobalPointerLabeling(SequenceLabeling):
     default_head = "global_pointer"
 
 
-_ENCODING_FIELDS = {
-    "input_ids": "ids",
-    "token_type_ids": "token_type_ids",
-    "attention_mask": "attention_mask",
-}
+def model_inputs(encoding) -> dict[str, list[int]]:
+    """The model inputs of a tokenizer ``Encoding``, as lists keyed like ``forward``'s args."""
+    return {
+        "input_ids": encoding.ids,
+        "token_type_ids": encoding.token_type_ids,
+        "attention_mask": encoding.attention_mask,
+    }
 
 
 def text_mask(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ def register_tasks(register):
     from .labeling import CRFLabeling, GlobalPointerLabeling, SequenceLabeling
     from .matching import Matching
     from .mlm import MaskedLM
+    from .relation import RelationExtraction
 
     register("classification", Classification, aliases=("cls",))
     register("matching", Matching)
@@ -18,3 +19,4 @@ def register_tasks(register):
     register("sequence_labeling", SequenceLabeling, aliases=("ner",))
     register("crf", CRFLabeling)
     register("global_pointer", GlobalPointerLabeling)
+    register("relation_extraction", RelationExtraction, aliases=("gplinker",))
