@@ -1,11 +1,14 @@
-"""s2s.Tokenizer token-exact against transformers' BertTokenizerFast on every line of the shared data.
+"""s2s.Tokenizer token-exact against transformers' BertTokenizerFast on all the shared data.
 
 Vocab: ``vocab/chinese_bert_vocab.txt`` (21,128 tokens). Texts: THUCNews titles, People's Daily
 sentences (joined from their chars), CSL abstracts and titles. Pairs: CSL abstract + title,
 consecutive THUCNews titles, consecutive People's Daily sentences. Each at several max_lengths
 (longest-first truncation, max_length counting the special tokens). Compared: ids,
 token_type_ids, attention_mask and offsets of ``encode`` one text at a time, and the padded
-tensors of ``encode_batch``. Prints the counts; exits 1 on any mismatch.
+tensors of ``encode_batch``. Then the decode round trip: every line with no whitespace and no
+[UNK] must come back from ``decode(encode(line))`` as the line BERT-normalized by hand
+(lower-cased, accents stripped, U+FFFD and control/format/private-use characters removed).
+Prints the counts; exits 1 on any mismatch.
 
     python bench/tokenizer_parity.py [--data ../shared/data] [--max-lengths none,16,64,512]
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import torch
@@ -83,6 +87,26 @@ def compare(tok, hf, texts, pairs, max_length) -> list[str]:
     return problems
 
 
+def bert_normalized(text: str) -> str:
+    """What BERT's normalizer keeps of a text with no whitespace, written out by hand."""
+    text = unicodedata.normalize("NFD", text.lower())
+    kept = (c for c in text if c != "\ufffd" and unicodedata.category(c) != "Mn")
+    return "".join(c for c in kept if not unicodedata.category(c).startswith("C"))
+
+
+def round_trip_failures(tok, texts) -> tuple[int, list[str]]:
+    """(lines checked, failures) of decode(encode(x)) == bert_normalized(x)."""
+    checked, failures = 0, []
+    for text in texts:
+        ids = tok.encode(text).ids
+        if tok.unk_id in ids or any(c.isspace() for c in text):
+            continue
+        checked += 1
+        if tok.decode(ids) != bert_normalized(text):
+            failures.append(f"{text[:40]!r} -> {tok.decode(ids)[:40]!r}")
+    return checked, failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
@@ -107,6 +131,12 @@ def main() -> int:
             print(f"{name:32s} max_length={str(max_length):5s} {len(texts):6d} inputs  {status}")
             for problem in problems[:5]:
                 print(f"    {problem}")
+    singles = [texts for texts, pairs in cases(args.data).values() if pairs is None]
+    checked, bad = round_trip_failures(tok, [t for texts in singles for t in texts])
+    failures += len(bad)
+    print(f"decode round trip: {checked} lines without whitespace or [UNK], {len(bad)} differ")
+    for problem in bad[:5]:
+        print(f"    {problem}")
     print(f"{'all token-exact' if not failures else f'{failures} mismatches'} "
           f"({time.perf_counter() - start:.1f} s)")  # fmt: skip
     return 1 if failures else 0
