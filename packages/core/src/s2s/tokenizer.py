@@ -54,7 +54,7 @@ class Encoding:
     attention_mask: list[int]
     offsets: list[tuple[int, int]]  # (start, end) chars in the original text; (0, 0) if special
     tokens: list[str]
-    special_tokens_mask: list[int]  # 1 for [CLS]/[SEP]/padding
+    special_tokens_mask: list[int]  # 1 for [CLS] and [SEP]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -226,9 +226,13 @@ class Tokenizer:
             self._configure(max_length, False)
             enc = self._engine.encode(text, pair)
         return Encoding(
-            enc.ids, enc.type_ids, enc.attention_mask, enc.offsets, enc.tokens,
-            enc.special_tokens_mask,
-        )  # fmt: skip
+            ids=enc.ids,
+            token_type_ids=enc.type_ids,
+            attention_mask=enc.attention_mask,
+            offsets=enc.offsets,
+            tokens=enc.tokens,
+            special_tokens_mask=enc.special_tokens_mask,
+        )
 
     def encode_batch(
         self,
