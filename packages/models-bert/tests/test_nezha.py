@@ -32,7 +32,7 @@ def relative_tensor(queries, keys, max_distance, depth):
 
 def reference_forward(model, ids, types, allowed):
     """NEZHA's encoder, written out. ``allowed`` [B, L, L] bool."""
-    c, w = model.config, dict(model.state_dict())
+    c, w = model.config, dict(model.named_parameters())
     n, d = c.num_attention_heads, c.head_dim
     length = ids.shape[1]
     R = relative_tensor(range(length), length, c.max_relative_position, d)
@@ -43,7 +43,8 @@ def reference_forward(model, ids, types, allowed):
     def norm(x, name):
         return F.layer_norm(x, (c.hidden_size,), w[f"{name}.weight"], w[f"{name}.bias"], c.layer_norm_eps)
 
-    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.token_type_embeddings.weight"][types]
+    words = F.embedding(ids, w["embeddings.word_embeddings.weight"], padding_idx=c.pad_token_id)
+    x = words + w["embeddings.token_type_embeddings.weight"][types]
     x = norm(x, "embeddings.LayerNorm")
     for layer in range(c.num_hidden_layers):
         p = f"encoder.layer.{layer}"
@@ -127,3 +128,26 @@ def test_no_position_buffers_and_checkpoint_round_trip(tmp_path):
 def test_position_ids_are_refused():
     with pytest.raises(ValueError, match="NEZHA has no absolute positions"):
         nezha()(torch.ones(1, 3, dtype=torch.long), position_ids=torch.arange(3)[None])
+
+
+def test_relative_terms_have_correct_gradients():
+    from s2s_bert.nezha import RelativePositions
+
+    rel = RelativePositions(torch.arange(1, 5), 5, 2, 4, torch.float64)
+    q = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    probs = torch.rand(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(rel.key_scores, (q,))
+    assert torch.autograd.gradcheck(rel.value_context, (probs,))
+
+
+def test_training_gradients_match_the_reference():
+    model = nezha()
+    ids, pad, types = make_batch(TINY["vocab_size"])
+    allowed = pad.bool()[:, None, :].expand(-1, ids.shape[1], -1)
+    model(ids, pad, types).last_hidden_state.pow(2).sum().backward()
+    ours = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    reference_forward(model, ids, types, allowed).pow(2).sum().backward()
+    assert ours
+    for key, grad in ours.items():
+        torch.testing.assert_close(grad, model.get_parameter(key).grad, atol=1e-5, rtol=1e-4, msg=key)

@@ -107,7 +107,7 @@ class SelfAttention(nn.Module):
     def eager(self, q, k, v, bias, relative):
         scores = q @ k.transpose(-1, -2)  # [B, N, L, K]
         if relative is not None:
-            scores = scores + relative.key_scores(q)
+            scores.add_(relative.key_scores(q))  # in place: one [B, N, L, K] buffer fewer
         scores = scores / math.sqrt(self.head_dim)
         if bias is not None:
             scores = scores + bias

@@ -35,6 +35,22 @@ def sinusoid_table(rows: int, depth: int, device=None, dtype=torch.float32) -> t
     return table.to(dtype)
 
 
+class GatherLast(torch.autograd.Function):
+    """``x.gather(-1, index)`` whose backward keeps the index only (``Tensor.gather`` keeps
+    ``x`` too: a [B, N, L, 2P + 1] tensor per layer for nothing)."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.save_for_backward(index)
+        ctx.shape = x.shape
+        return x.gather(-1, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        return grad.new_zeros(ctx.shape).scatter_add(-1, index, grad), None
+
+
 class RelativePositions:
     """The relative positions of one forward pass (all layers share them)."""
 
@@ -47,7 +63,7 @@ class RelativePositions:
 
     def key_scores(self, q):  # [B, N, L, D] -> [B, N, L, K]: q_i . R[r(i, j)]
         per_distance = q @ self.table.T  # [B, N, L, R]
-        return per_distance.gather(-1, self.index.expand(*q.shape[:2], -1, -1))
+        return GatherLast.apply(per_distance, self.index.expand(*q.shape[:2], -1, -1))
 
     def value_context(self, probs):  # [B, N, L, K] -> [B, N, L, D]: sum_j p[i, j] R[r(i, j)]
         index = self.index.expand(*probs.shape[:2], -1, -1)
