@@ -26,7 +26,7 @@ def tokenizer():
 
 
 def batches(vocab_size, num_labels, per_token, seed=0):
-    """STEPS padded batches of random ids (lengths 3..12) and labels, fixed by ``seed``."""
+    """STEPS padded batches of random ids (lengths 3..12) and their labels, fixed by ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(STEPS):
@@ -36,9 +36,8 @@ def batches(vocab_size, num_labels, per_token, seed=0):
         mask = (torch.arange(width)[None] < lengths[:, None]).long()
         ids = ids * mask
         types = torch.zeros_like(ids)
-        if per_token:
-            labels = torch.randint(0, num_labels, (4, width), generator=generator)
-            labels[mask == 0] = -100
+        if per_token:  # a tag that follows from the token, so that there is something to learn
+            labels = (ids % num_labels).masked_fill(mask == 0, -100)
         else:
             labels = torch.randint(0, num_labels, (4,), generator=generator)
         out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels})
@@ -80,4 +79,32 @@ def test_sequence_classification_parity(tokenizer):
     ours_losses = train(ours.train(), data, lambda m, b: m(**b)["loss"])
     hf_losses = train(hf.train(), data, lambda m, b: m(**b).loss)
     assert ours_losses[-1] < ours_losses[0]  # it learned something
+    torch.testing.assert_close(torch.tensor(ours_losses), torch.tensor(hf_losses), atol=1e-4, rtol=0)
+
+
+def test_token_classification_parity(tokenizer):
+    """Our softmax sequence-labeling task against ``BertForTokenClassification``.
+
+    Ours counts only the text's tokens; transformers counts labels that are not -100, so the
+    reference gets -100 at ``[CLS]``, ``[SEP]`` and padding.
+    """
+    torch.manual_seed(0)
+    ours = load_model(tokenizer, "bert", "ner", config=CONFIG, labels=["PER", "LOC"], dropout=0.0)
+    tags = len(ours.tags)  # O, B-PER, I-PER, B-LOC, I-LOC
+    hf_config = transformers.BertConfig(vocab_size=len(tokenizer), num_labels=tags, **CONFIG)
+    hf = transformers.BertForTokenClassification(hf_config)
+    missing, unexpected = ours.load_state_dict(hf_weights_into_ours(hf.state_dict(), {}), strict=False)
+    # transformers' token classifier has no pooler; ours has one (and the MLM head), unused here
+    assert not unexpected and all(k.startswith(("backbone.cls.", "backbone.pooler.")) for k in missing)
+    data = batches(len(tokenizer), tags, per_token=True, seed=1)
+    for batch in data:  # [CLS] text [SEP] pad…, labels only on the text
+        lengths = batch["attention_mask"].sum(1)
+        rows = torch.arange(len(lengths))
+        batch["input_ids"][:, 0] = tokenizer.cls_id
+        batch["input_ids"][rows, lengths - 1] = tokenizer.sep_id
+        batch["labels"][:, 0] = -100
+        batch["labels"][rows, lengths - 1] = -100
+    ours_losses = train(ours.train(), data, lambda m, b: m(**b)["loss"])
+    hf_losses = train(hf.train(), data, lambda m, b: m(**b).loss)
+    assert ours_losses[-1] < ours_losses[0]
     torch.testing.assert_close(torch.tensor(ours_losses), torch.tensor(hf_losses), atol=1e-4, rtol=0)
