@@ -105,17 +105,23 @@ class SelfAttention(nn.Module):
         return context, (k, v)
 
     def eager(self, q, k, v, bias, relative):
-        scores = q @ k.transpose(-1, -2)  # [B, N, L, K]
-        if relative is not None:
-            scores.add_(relative.key_scores(q))  # in place: one [B, N, L, K] buffer fewer
-        scores = scores / math.sqrt(self.head_dim)
+        probs = self.dropout(self.scores(q, k, bias, relative).softmax(dim=-1))  # [B, N, L, K]
+        if relative is None:
+            return probs @ v  # [B, N, L, D]
+        # relative term first: its [B, N, L, 2P + 1] intermediate is gone before probs @ v
+        return relative.value_context(probs) + probs @ v
+
+    def scores(self, q, k, bias, relative):
+        """Scaled and masked scores [B, N, L, K], summed in place: one [B, N, L, K] buffer."""
+        q = q / math.sqrt(self.head_dim)
+        if relative is None:
+            scores = q @ k.transpose(-1, -2)
+        else:  # relative term first: its [B, N, L, 2P + 1] intermediate is gone before q @ k
+            scores = relative.key_scores(q)
+            scores += q @ k.transpose(-1, -2)
         if bias is not None:
-            scores = scores + bias
-        probs = self.dropout(scores.softmax(dim=-1))  # [B, N, L, K]
-        context = probs @ v  # [B, N, L, D]
-        if relative is not None:
-            context = context + relative.value_context(probs)
-        return context
+            scores += bias
+        return scores
 
 
 class SelfOutput(nn.Module):

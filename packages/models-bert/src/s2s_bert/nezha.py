@@ -68,7 +68,7 @@ class RelativePositions:
     def value_context(self, probs):  # [B, N, L, K] -> [B, N, L, D]: sum_j p[i, j] R[r(i, j)]
         index = self.index.expand(*probs.shape[:2], -1, -1)
         per_distance = probs.new_zeros(*probs.shape[:3], self.table.shape[0])  # [B, N, L, R]
-        return per_distance.scatter_add(-1, index, probs) @ self.table
+        return per_distance.scatter_add_(-1, index, probs) @ self.table
 
 
 class NezhaBackbone(BertBackbone):
