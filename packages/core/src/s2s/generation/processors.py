@@ -15,13 +15,20 @@ NEG_INF = float("-inf")
 
 
 def adjust_scores(
-    scores: torch.Tensor, history: torch.Tensor, generated: int, config: GenerationConfig
+    scores: torch.Tensor,
+    history: torch.Tensor,
+    generated: int,
+    config: GenerationConfig,
+    prompt_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Apply every adjustment ``config`` asks for; ``generated`` tokens were produced so far."""
+    """Apply every adjustment ``config`` asks for; ``generated`` tokens were produced so far.
+
+    ``prompt_mask`` [N, P] (True = real token) marks padding in the first P history columns:
+    the repetition penalty skips it (the n-gram ban does not, as in ``transformers``)."""
     if config.min_new_tokens and generated < config.min_new_tokens:
         scores[:, config.eos_ids] = NEG_INF
     if config.repetition_penalty != 1.0 and history.shape[1]:
-        penalise_repetition(scores, history, config.repetition_penalty)
+        penalise_repetition(scores, history, config.repetition_penalty, prompt_mask)
     if config.no_repeat_ngram_size:
         ban_repeated_ngrams(scores, history, config.no_repeat_ngram_size)
     if config.banned_token_ids:
@@ -29,10 +36,19 @@ def adjust_scores(
     return scores
 
 
-def penalise_repetition(scores: torch.Tensor, history: torch.Tensor, penalty: float) -> None:
-    """CTRL's penalty: a seen token's score is divided by ``penalty`` when positive, multiplied when negative."""
-    seen = scores.gather(1, history)
-    scores.scatter_(1, history, torch.where(seen < 0, seen * penalty, seen / penalty))
+def penalise_repetition(
+    scores: torch.Tensor, history: torch.Tensor, penalty: float, prompt_mask: torch.Tensor | None = None
+) -> None:
+    """CTRL's penalty: a seen token's score is divided by ``penalty`` when positive, multiplied
+    when negative. Positions where ``prompt_mask`` is False (padding) do not count."""
+    vocab = scores.shape[-1]
+    if prompt_mask is not None and not bool(prompt_mask.all()):
+        history = history.clone()
+        history[:, : prompt_mask.shape[1]].masked_fill_(~prompt_mask, vocab)  # the spare column
+    padded = torch.nn.functional.pad(scores, (0, 1))
+    seen = padded.gather(1, history)
+    padded.scatter_(1, history, torch.where(seen < 0, seen * penalty, seen / penalty))
+    scores.copy_(padded[:, :vocab])
 
 
 def ban_repeated_ngrams(scores: torch.Tensor, history: torch.Tensor, n: int) -> None:

@@ -40,19 +40,22 @@ def generate(
     config: GenerationConfig | None = None,
     *,
     prompt_ids: torch.Tensor | None = None,
+    prompt_mask: torch.Tensor | None = None,
     **options,
 ) -> list[list[int]]:
     """Generate for every row of ``inputs``; returns ``B * num_return_sequences`` token lists,
     input-major (all sequences of input 0 first).
 
     ``prompt_ids`` ([B, P], optional) are the tokens the repetition penalty and the n-gram
-    ban see before the generated ones (``transformers`` uses the whole prompt, padding included).
+    ban see before the generated ones; ``prompt_mask`` ([B, P], 1 = real token) marks their
+    padding, which the repetition penalty skips (both as ``transformers`` does).
     """
     config = make_config(config, **options)
     if config.num_beams > 1:
-        return beam_search(decoder, inputs, config, prompt_ids=prompt_ids)
+        return beam_search(decoder, inputs, config, prompt_ids=prompt_ids, prompt_mask=prompt_mask)
     rows: dict[int, list[int]] = {}
-    for row_ids, tokens, finished in _token_steps(decoder, inputs, config, prompt_ids):
+    steps = _token_steps(decoder, inputs, config, prompt_ids, prompt_mask)
+    for row_ids, tokens, finished in steps:
         for row, token, done in zip(row_ids.tolist(), tokens.tolist(), finished.tolist()):
             out = rows.setdefault(row, [])
             if not done:
@@ -68,6 +71,7 @@ def stream(
     config: GenerationConfig | None = None,
     *,
     prompt_ids: torch.Tensor | None = None,
+    prompt_mask: torch.Tensor | None = None,
     **options,
 ) -> Iterator[str]:
     """Yield the text of one input as it is produced (greedy or sampling).
@@ -80,7 +84,7 @@ def stream(
         raise ValueError("streaming yields one sequence: use num_beams=1 and num_return_sequences=1")
     ids: list[int] = []
     text = ""
-    for _, tokens, finished in _token_steps(decoder, inputs, config, prompt_ids, batch_limit=1):
+    for _, tokens, finished in _token_steps(decoder, inputs, config, prompt_ids, prompt_mask, batch_limit=1):
         if finished[0]:
             break
         ids.append(int(tokens[0]))
@@ -98,6 +102,7 @@ def _token_steps(
     inputs: Any,
     config: GenerationConfig,
     prompt_ids: torch.Tensor | None,
+    prompt_mask: torch.Tensor | None,
     batch_limit: int | None = None,
 ):
     """Greedy / sampling loop. Yields ``(rows, tokens, finished)`` each step: the original row
@@ -109,16 +114,17 @@ def _token_steps(
         raise ValueError(f"expected at most {batch_limit} input(s), got {batch}")
     config.validate(vocab_size=logits.shape[-1])
     history = _prompt_history(prompt_ids, batch, logits.device)
+    mask = _prompt_mask(prompt_mask, history)
     copies = config.num_return_sequences
     rows = torch.arange(batch * copies, device=logits.device)
     if copies > 1:
         index = torch.arange(batch, device=logits.device).repeat_interleave(copies)
         state = decoder.reorder(state, index)
-        logits, history = logits[index], history[index]
+        logits, history, mask = logits[index], history[index], mask[index]
     generator = _generator(config.seed, logits.device) if config.do_sample else None
     eos = torch.tensor(config.eos_ids, dtype=torch.long, device=logits.device)
     for generated in range(config.max_new_tokens):
-        scores = adjust_scores(logits.float().clone(), history, generated, config)
+        scores = adjust_scores(logits.float().clone(), history, generated, config, mask)
         if config.do_sample:
             probs = warp_for_sampling(scores, config).softmax(-1)
             tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
@@ -134,7 +140,7 @@ def _token_steps(
             if running.numel() == 0:
                 return
             state = decoder.reorder(state, running)
-            rows, tokens, history = rows[running], tokens[running], history[running]
+            rows, tokens, history, mask = rows[running], tokens[running], history[running], mask[running]
         logits, state = decoder.step(tokens, state)
 
 
@@ -145,6 +151,7 @@ def beam_search(
     config: GenerationConfig,
     *,
     prompt_ids: torch.Tensor | None = None,
+    prompt_mask: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """Batched beam search: the beams of every input are rows of one decoder state.
 
@@ -163,6 +170,7 @@ def beam_search(
 
     prompt = _prompt_history(prompt_ids, batch, device)
     prompt_len = prompt.shape[1]
+    mask = _prompt_mask(prompt_mask, prompt)[expand]
     max_len = prompt_len + config.max_new_tokens
     eos = torch.tensor(config.eos_ids, dtype=torch.long, device=device)
     width = max(2, 1 + len(config.eos_ids)) * beams  # candidates kept per input and step
@@ -183,7 +191,8 @@ def beam_search(
     for generated in range(config.max_new_tokens):
         cur = prompt_len + generated
         log_probs = torch.log_softmax(logits.float(), dim=-1)
-        log_probs = adjust_scores(log_probs, running.view(batch * beams, max_len)[:, :cur], generated, config)
+        history = running.view(batch * beams, max_len)[:, :cur]
+        log_probs = adjust_scores(log_probs, history, generated, config, mask)
         log_probs = (log_probs.view(batch, beams, vocab) + running_scores[:, :, None]).view(batch, -1)
 
         # Candidates: the best `width` (beam, token) pairs of each input.
@@ -264,6 +273,17 @@ def _prompt_history(prompt_ids: torch.Tensor | None, batch: int, device) -> torc
             f"prompt_ids must be [batch={batch}, length], got shape {tuple(prompt_ids.shape)}"
         )
     return prompt_ids
+
+
+def _prompt_mask(prompt_mask, prompt: torch.Tensor) -> torch.Tensor:
+    if prompt_mask is None:
+        return torch.ones(prompt.shape, dtype=torch.bool, device=prompt.device)
+    prompt_mask = torch.as_tensor(prompt_mask, device=prompt.device).bool()
+    if prompt_mask.shape != prompt.shape:
+        raise ValueError(
+            f"prompt_mask must have the shape of prompt_ids {tuple(prompt.shape)}, got {tuple(prompt_mask.shape)}"
+        )
+    return prompt_mask
 
 
 def _generator(seed: int | None, device) -> torch.Generator | None:

@@ -1,0 +1,91 @@
+"""s2s generate with GPT2Decoder against transformers' generate: 20 prompts, identical token ids."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from s2s.generation import generate
+from s2s_gpt2 import GPT2Backbone, GPT2Config, GPT2Decoder
+
+transformers = pytest.importorskip("transformers")
+
+VOCAB, EOS, PAD, NEW = 120, 3, 0, 12
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(1)
+    # A larger init range makes the random model confident, so outputs are not decided by ties.
+    config = transformers.GPT2Config(
+        vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=4, initializer_range=0.25,
+        bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD,
+    )
+    peer = transformers.GPT2LMHeadModel(config).eval()
+    ours = GPT2Backbone(GPT2Config.from_dict(config.to_dict())).eval()
+    ours.load_state_dict({k: v for k, v in peer.state_dict().items() if k != "lm_head.weight"})
+    return peer, ours
+
+
+def prompts(n=20):
+    generator = torch.Generator().manual_seed(7)
+    return [torch.randint(4, VOCAB, (int(torch.randint(2, 9, (1,), generator=generator)),), generator=generator) for _ in range(n)]
+
+
+def left_pad(rows):
+    length = max(len(r) for r in rows)
+    ids = torch.full((len(rows), length), PAD)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, length - len(row):] = row
+        mask[i, length - len(row):] = 1
+    return ids, mask
+
+
+def peer_generate(peer, ids, mask, **options):
+    with torch.no_grad():
+        out = peer.generate(
+            input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=PAD, eos_token_id=EOS,
+            max_new_tokens=NEW, **options,
+        )
+    rows = out[:, ids.shape[1]:].tolist()
+    return [row[: row.index(EOS)] if EOS in row else row for row in rows]
+
+
+SETTINGS = [
+    dict(num_beams=1),
+    dict(num_beams=1, repetition_penalty=1.3, no_repeat_ngram_size=2),
+    dict(num_beams=4),
+    dict(num_beams=4, length_penalty=0.6),
+    dict(num_beams=4, length_penalty=2.0, no_repeat_ngram_size=2),
+    dict(num_beams=4, no_repeat_ngram_size=3, early_stopping=True),
+    dict(num_beams=4, early_stopping="never", min_new_tokens=4),
+    dict(num_beams=4, repetition_penalty=1.5, num_return_sequences=2),
+]
+
+
+@pytest.mark.parametrize("options", SETTINGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_one_by_one_identical_to_transformers(models, options):
+    peer, ours = models
+    for prompt in prompts():
+        ids = prompt[None]
+        expected = peer_generate(peer, ids, None, **options)
+        got = generate(GPT2Decoder(ours, NEW), {"input_ids": ids}, prompt_ids=ids, max_new_tokens=NEW, eos_token_id=EOS, **options)
+        assert got == expected, f"prompt {prompt.tolist()}"
+
+
+@pytest.mark.parametrize("options", SETTINGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_left_padded_batch_identical_to_transformers(models, options):
+    peer, ours = models
+    ids, mask = left_pad(prompts())
+    expected = peer_generate(peer, ids, mask, **options)
+    got = generate(
+        GPT2Decoder(ours, NEW), {"input_ids": ids, "attention_mask": mask}, prompt_ids=ids, prompt_mask=mask,
+        max_new_tokens=NEW, eos_token_id=EOS, **options,
+    )
+    assert got == expected
+
+
+def test_empty_prompt_is_a_clear_error(models):
+    _, ours = models
+    with pytest.raises(ValueError, match="empty prompt"):
+        generate(GPT2Decoder(ours), {"input_ids": torch.zeros(1, 0, dtype=torch.long)})

@@ -1,0 +1,113 @@
+"""GPT-2 against transformers' GPT2LMHeadModel on identical weights; checkpoints both ways."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from s2s.checkpoint import CheckpointError
+from s2s_gpt2 import GPT2Backbone, GPT2Config, KVCache
+
+transformers = pytest.importorskip("transformers")
+
+TINY = dict(vocab_size=101, n_positions=64, n_embd=32, n_layer=2, n_head=4)
+
+
+def hf_model(**overrides):
+    config = transformers.GPT2Config(**{**TINY, **overrides})
+    return transformers.GPT2LMHeadModel(config).eval()
+
+
+def ours_from(peer) -> GPT2Backbone:
+    config = GPT2Config.from_dict(peer.config.to_dict())
+    model = GPT2Backbone(config).eval()
+    model.load_state_dict({k: v for k, v in peer.state_dict().items() if k != "lm_head.weight"})
+    return model
+
+
+def test_forward_parity_with_padding_and_token_types():
+    peer = hf_model()
+    ours = ours_from(peer)
+    ids = torch.randint(0, 101, (3, 12))
+    types = torch.randint(0, 101, (3, 12))
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[0, :4] = 0
+    mask[2, :1] = 0
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        expected = peer(input_ids=ids, attention_mask=mask, token_type_ids=types, position_ids=positions).logits
+        got = ours.lm_logits(ours(ids, attention_mask=mask, token_type_ids=types).last_hidden_state)
+    real = mask.bool()
+    assert (expected[real] - got[real]).abs().max() <= 1e-5
+
+
+def test_incremental_decoding_with_tuple_cache_matches_full_forward():
+    ours = ours_from(hf_model())
+    ids = torch.randint(0, 101, (2, 9))
+    with torch.no_grad():
+        full = ours(ids).last_hidden_state
+        first = ours(ids[:, :6], use_cache=True)
+        assert isinstance(first.past_key_values, tuple) and first.past_key_values[0][0].shape == (2, 4, 6, 8)
+        rest = ours(ids[:, 6:], past_key_values=first.past_key_values, use_cache=True)
+    assert torch.allclose(torch.cat([first.last_hidden_state, rest.last_hidden_state], 1), full, atol=1e-5)
+
+
+def test_kv_cache_reorder_and_growth():
+    data = torch.arange(2 * 2 * 3 * 1 * 4 * 1, dtype=torch.float).view(2, 2, 3, 1, 4, 1)
+    cache = KVCache(data.clone(), length=2)
+    cache.reorder(torch.tensor([2, 2, 0]))
+    assert torch.equal(cache.data[:, :, :, :, :2], data[:, :, [2, 2, 0], :, :2])
+    cache.reserve(5)
+    assert cache.capacity >= 7 and torch.equal(cache.data[:, :, :, :, :2], data[:, :, [2, 2, 0], :, :2])
+
+
+def test_hf_checkpoint_loads_and_our_save_loads_in_hf(tmp_path):
+    peer = hf_model()
+    peer.save_pretrained(tmp_path / "hf")
+    from s2s.models import load_model
+
+    ours = load_model(None, "gpt2-chinese", checkpoint=tmp_path / "hf").eval()
+    ids = torch.randint(0, 101, (2, 7))
+    with torch.no_grad():
+        expected = peer(input_ids=ids).logits
+        assert torch.allclose(ours.lm_logits(ours(ids).last_hidden_state), expected, atol=1e-5)
+    ours.save_pretrained(tmp_path / "ours")
+    again = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert torch.allclose(again(input_ids=ids).logits, expected, atol=1e-5)
+
+
+def test_bare_gpt2model_checkpoint_and_old_buffers_load(tmp_path):
+    peer = hf_model()
+    state = {k[len("transformer."):]: v for k, v in peer.state_dict().items() if k.startswith("transformer.")}
+    state["h.0.attn.bias"] = torch.ones(1, 1, 64, 64)  # old checkpoints carry the causal buffer
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    ours = GPT2Backbone(GPT2Config(**TINY))
+    report = ours.load_pretrained(tmp_path / "pytorch_model.bin")
+    assert report.ok and not report.unexpected
+    assert torch.equal(ours.transformer.h[1].mlp.c_fc.weight, peer.transformer.h[1].mlp.c_fc.weight)
+
+
+def test_missing_or_misshaped_keys_refuse_to_load(tmp_path):
+    state = {k: v for k, v in hf_model().state_dict().items() if "h.1.ln_2" not in k}
+    torch.save(state, tmp_path / "a.bin")
+    with pytest.raises(CheckpointError, match="h.1.ln_2"):
+        GPT2Backbone(GPT2Config(**TINY)).load_pretrained(tmp_path / "a.bin")
+    torch.save(hf_model(n_embd=48).state_dict(), tmp_path / "b.bin")
+    with pytest.raises(CheckpointError, match="mis-shaped"):
+        GPT2Backbone(GPT2Config(**TINY)).load_pretrained(tmp_path / "b.bin")
+
+
+def test_registered_names_and_sizes():
+    from s2s.plugins import get_backbone
+
+    entry, size = get_backbone("cdial-gpt")
+    assert entry.cls is GPT2Backbone and size is None
+    entry, size = get_backbone("gpt2-tiny")
+    assert size == "tiny" and entry.config_values("tiny")["n_layer"] == 2
+    assert entry.config_values()["n_layer"] == 12  # base
+
+
+def test_too_long_input_is_a_clear_error():
+    ours = GPT2Backbone(GPT2Config(**TINY))
+    with pytest.raises(ValueError, match="n_positions=64"):
+        ours(torch.zeros(1, 65, dtype=torch.long))
