@@ -13,6 +13,15 @@ from s2s.trainer import EMA, FGM, EarlyStopping
 from test_trainer_toy import Toy, params, toy_items
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and spinning ones slow a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def quiet(**options) -> Trainer:
     return Trainer(**({"progress": False, "device": "cpu", "lr": 0.05} | options))
 
@@ -316,3 +325,29 @@ def test_keeps_the_last_checkpoints_and_the_best(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["best.json", "step-00000002", "step-00000008"]
     assert json.loads((root / "best.json").read_text())["checkpoint"] == "step-00000002"
     assert (tmp_path / "metrics.png").is_file()
+
+
+def test_group_by_length_batches_similar_lengths():
+    lengths = []
+
+    class Spy:
+        @hookimpl(wrapper=True)
+        def train_step(self, batch):
+            lengths.append(batch["attention_mask"].sum(1).tolist())
+            return (yield)
+
+    quiet(epochs=1, batch_size=4, group_by_length=True, callbacks=[Spy()]).train(Toy(), toy_items(32))
+    # one mega-batch holds all 32 items: the batches are the sorted lengths cut in fours
+    by_length = sorted((len(i["input_ids"]) for i in toy_items(32)), reverse=True)
+    expected = sorted(tuple(by_length[i:i + 4]) for i in range(0, 32, 4))
+    assert sorted(tuple(sorted(batch, reverse=True)) for batch in lengths) == expected
+
+
+def test_a_callback_with_an_unknown_hook_fails_loudly():
+    class Typo:
+        @hookimpl
+        def on_step_ended(self, step):
+            pass
+
+    with pytest.raises(TypeError, match="on_step_ended.*trainer hooks are: train_step, on_train_start"):
+        quiet(epochs=1, batch_size=4, callbacks=[Typo()]).train(Toy(), toy_items(8))

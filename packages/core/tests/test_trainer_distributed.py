@@ -38,19 +38,33 @@ SCRIPT = textwrap.dedent(
             if trainer.rank == 1 and step == 2:
                 raise RuntimeError("boom from rank 1")
 
+    def accuracy(outputs, batch):
+        return {"accuracy": (outputs["logits"].argmax(-1) == batch["label"]).float().mean()}
+
     callbacks = [FailOnRank1()] if os.environ.get("TOY_FAIL") else []
     trainer = Trainer(epochs=2, batch_size=8, num_procs=2, lr=0.05, device="cpu",
                       progress=False, callbacks=callbacks)
-    model = trainer.train(Toy(), toy_items(32))
+    model = trainer.train(Toy(), toy_items(32), eval_dataset=toy_items(11, seed=5), metric_fn=accuracy)
     torch.save(params(model), os.path.join(out, f"params-{role}.pt"))
+    with open(os.path.join(out, f"metrics-{role}.json"), "w") as f:
+        json.dump(trainer.metrics, f)
     """
 )
 
 
+def accuracy(outputs, batch):
+    return {"accuracy": (outputs["logits"].argmax(-1) == batch["label"]).float().mean()}
+
+
 @pytest.fixture(scope="module")
 def reference() -> dict:
+    """One process, the whole batch: final parameters and the last validation's metrics."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers (OMP_NUM_THREADS=1)
     trainer = Trainer(epochs=2, batch_size=8, lr=0.05, device="cpu", progress=False)
-    return params(trainer.train(Toy(), toy_items(32)))
+    model = trainer.train(Toy(), toy_items(32), eval_dataset=toy_items(11, seed=5), metric_fn=accuracy)
+    torch.set_num_threads(threads)
+    return params(model) | {"metrics": trainer.metrics}
 
 
 def run(tmp_path, *command, env=None, timeout=120):
@@ -59,7 +73,7 @@ def run(tmp_path, *command, env=None, timeout=120):
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     environment = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    environment |= {"TOY_OUT": str(out), "PYTHONPATH": f"{TOY_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    environment |= {"TOY_OUT": str(out), "PYTHONPATH": str(TOY_DIR), "OMP_NUM_THREADS": "1"}
     environment |= env or {}
     started = time.monotonic()
     result = subprocess.run([sys.executable, *command], cwd=tmp_path, env=environment,
@@ -73,7 +87,16 @@ def processes(out) -> list[dict]:
 
 def assert_close(a: dict, b: dict) -> None:
     for key in b:
-        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
+        if key != "metrics":
+            torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
+
+
+def assert_same_metrics(out, role, reference) -> None:
+    """Eval metrics sharded over 2 ranks (6 + 5 items) and all-reduced equal one process's."""
+    metrics = json.loads((out / f"metrics-{role}.json").read_text())
+    assert metrics.keys() == reference["metrics"].keys() == {"eval_loss", "accuracy"}
+    for name, value in reference["metrics"].items():
+        assert metrics[name] == pytest.approx(value, abs=1e-5), name
 
 
 def test_python_train_py_launches_two_gloo_workers_and_exits_0(tmp_path, reference):
@@ -84,6 +107,7 @@ def test_python_train_py_launches_two_gloo_workers_and_exits_0(tmp_path, referen
     # 2 workers x 4 items equal 1 process x 8 items; the launcher got rank 0's weights back
     assert_close(torch.load(out / "params-rank0.pt"), reference)
     assert_close(torch.load(out / "params-launcher.pt"), reference)
+    assert_same_metrics(out, "rank0", reference)
 
 
 def test_the_same_file_under_torchrun_does_not_relaunch(tmp_path, reference):
@@ -106,7 +130,7 @@ def test_two_nodes_on_loopback_equal_one_process(tmp_path, reference):
     out = tmp_path / "out"
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env |= {"TOY_OUT": str(out), "PYTHONPATH": str(TOY_DIR)}
+    env |= {"TOY_OUT": str(out), "PYTHONPATH": str(TOY_DIR), "OMP_NUM_THREADS": "1"}
     port = free_port()
     nodes = [
         subprocess.Popen(
