@@ -258,6 +258,7 @@ class Trainer:
     # --- the training loop ----------------------------------------------------------------
 
     def _fit(self) -> None:
+        """The training loop; every feature beyond it is a hook (see ``hookspecs``)."""
         hooks, progress = self.hooks, self.progress_state
         hooks.on_train_start(trainer=self, model=self.module)
         bar = tqdm(total=self.total_steps, initial=progress.step, dynamic_ncols=True,
