@@ -105,7 +105,9 @@ class Trainer:
         group_by_length: batch items of similar ``len(input_ids)`` together.
         num_workers: DataLoader worker processes per rank.
         log_every_step: steps between ``metrics.jsonl`` records of the training loss.
-        find_unused_parameters: passed to DDP, for models with parameters a forward skips.
+        find_unused_parameters: passed to DDP. True by default because task models often
+            hold parameters a forward skips (a backbone's unused LM head); set False for a
+            little speed when every parameter gets a gradient at every step.
         progress: show a tqdm bar (rank 0 only).
     """
 
@@ -133,7 +135,7 @@ class Trainer:
         group_by_length: bool = False,
         num_workers: int = 0,
         log_every_step: int = 10,
-        find_unused_parameters: bool = False,
+        find_unused_parameters: bool = True,
         progress: bool = True,
     ):
         for name, value in (("epochs", epochs), ("batch_size", batch_size), ("num_procs", num_procs),
