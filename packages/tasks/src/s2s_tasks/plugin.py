@@ -11,6 +11,7 @@ def register_tasks(register):
     from .matching import Matching
     from .mlm import MaskedLM
     from .relation import RelationExtraction
+    from .seq2seq import Seq2Seq
 
     register("classification", Classification, aliases=("cls",))
     register("matching", Matching)
@@ -20,3 +21,4 @@ def register_tasks(register):
     register("crf", CRFLabeling)
     register("global_pointer", GlobalPointerLabeling)
     register("relation_extraction", RelationExtraction, aliases=("gplinker",))
+    register("seq2seq", Seq2Seq, aliases=("unilm",))
