@@ -137,6 +137,11 @@ def test_truncation_warns_and_reports_lost_spans(tokenizer, caplog):
     assert "only their beginning" in caplog.text
 
 
+def test_max_length_fits_the_model_positions(tokenizer):
+    model = make(tokenizer, "softmax", max_length=4096)
+    assert model.max_length == model.backbone.config.max_position_embeddings == 512
+
+
 def test_bad_input_is_a_clear_error(tokenizer):
     model = make(tokenizer, "softmax")
     with pytest.raises(ValueError, match="not in labels"):

@@ -92,7 +92,7 @@ class SequenceLabeling(Task):
         self.types = entity_types(labels)
         self.head_name = head
         self.scheme = check_scheme(scheme)
-        self.max_length = max_length
+        self.max_length = fit_max_length(backbone, max_length)
         self.dropout = nn.Dropout(dropout)
         hidden = backbone.hidden_size
         if head in ("softmax", "crf"):
@@ -282,6 +282,15 @@ def model_inputs(encoding) -> dict[str, list[int]]:
         "token_type_ids": encoding.token_type_ids,
         "attention_mask": encoding.attention_mask,
     }
+
+
+def fit_max_length(backbone, max_length: int) -> int:
+    """``max_length``, lowered to the backbone's ``max_position_embeddings`` when that is less."""
+    limit = getattr(getattr(backbone, "config", None), "max_position_embeddings", None)
+    if limit is not None and max_length > limit:
+        logger.info("max_length=%d lowered to the model's %d positions", max_length, limit)
+        return limit
+    return max_length
 
 
 def text_mask(attention_mask: torch.Tensor) -> torch.Tensor:

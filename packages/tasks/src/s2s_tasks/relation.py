@@ -34,7 +34,7 @@ from s2s.task import Task
 from torch import nn
 
 from .global_pointer import GlobalPointer, decode_spans, sparse_multilabel_categorical_crossentropy
-from .labeling import MODEL_INPUTS, model_inputs, text_mask
+from .labeling import MODEL_INPUTS, fit_max_length, model_inputs, text_mask
 from .metrics.spans import triple_scores
 from .spans import char_to_token_spans
 
@@ -109,7 +109,7 @@ class RelationExtraction(Task):
         if (predicates is None) == (schema is None):
             raise ValueError("give the predicates either as predicates=[...] or schema=path")
         self.predicates = list(predicates) if predicates is not None else read_schema(schema)
-        self.max_length = max_length
+        self.max_length = fit_max_length(backbone, max_length)
         self.dropout = nn.Dropout(dropout)
         hidden, count = backbone.hidden_size, len(self.predicates)
         self.entities = GlobalPointer(hidden, 2, inner_dim)
