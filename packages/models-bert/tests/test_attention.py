@@ -78,3 +78,17 @@ def test_bad_mask_shape_is_named():
     ids = torch.ones(2, 5, dtype=torch.long)
     with pytest.raises(ValueError, match=r"expected \(2, 5\)"):
         model(ids, torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_bf16_autocast_runs_and_stays_close(impl):
+    torch.manual_seed(0)
+    model = BertBackbone(BertConfig(**TINY, attn_implementation=impl)).eval()
+    ids, mask, types = make_batch(TINY["vocab_size"])
+    full = unilm_mask(types, mask)
+    reference = model(ids, full, types).last_hidden_state
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids, full, types, use_cache=True)
+        out.last_hidden_state.float().sum().backward()
+    assert out.past_key_values[0][0].dtype == torch.bfloat16
+    torch.testing.assert_close(out.last_hidden_state.float(), reference, atol=0.05, rtol=0)

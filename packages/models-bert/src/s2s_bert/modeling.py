@@ -88,14 +88,15 @@ class SelfAttention(nn.Module):
     def split_heads(self, x):  # [B, L, H] -> [B, N, L, D]
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, hidden, bias=None, past: KeyValue | None = None, relative=None):
-        # hidden [B, L, H]; bias [B, 1, 1 or L, K] additive (0 or dtype min) or None
+    def forward(self, hidden, mask=None, past: KeyValue | None = None, relative=None):
+        # hidden [B, L, H]; mask [B, 1, 1 or L, K] bool (True = may attend) or None
         q = self.split_heads(self.query(hidden))
         k = self.split_heads(self.key(hidden))
         v = self.split_heads(self.value(hidden))
         if past is not None:
             k = torch.cat([past[0], k], dim=2)  # [B, N, K, D]
             v = torch.cat([past[1], v], dim=2)
+        bias = None if mask is None else additive_bias(mask, q.dtype)  # q's dtype: autocast too
         if relative is None and self.config.attn_implementation == "sdpa":
             dropout = self.dropout.p if self.training else 0.0
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
@@ -141,8 +142,8 @@ class Attention(nn.Module):
         self.self = SelfAttention(config)
         self.output = SelfOutput(config)
 
-    def forward(self, hidden, bias=None, past=None, relative=None):
-        context, key_value = self.self(hidden, bias, past, relative)
+    def forward(self, hidden, mask=None, past=None, relative=None):
+        context, key_value = self.self(hidden, mask, past, relative)
         return self.output(context, hidden), key_value
 
 
@@ -176,8 +177,8 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(config)
         self.output = Output(config)
 
-    def forward(self, hidden, bias=None, past=None, relative=None):
-        attended, key_value = self.attention(hidden, bias, past, relative)
+    def forward(self, hidden, mask=None, past=None, relative=None):
+        attended, key_value = self.attention(hidden, mask, past, relative)
         return self.output(self.intermediate(attended), attended), key_value
 
 
@@ -221,13 +222,9 @@ class LMPredictionHead(nn.Module):
         return F.linear(self.transform(hidden), word_embeddings, self.bias)
 
 
-def attention_bias(mask, batch: int, length: int, keys: int, dtype) -> torch.Tensor | None:
-    """An additive bias [B, 1, 1 or L, K] from a padding mask [B, K] or a full mask [B, L, K]
-    (a batch dimension of 1 is broadcast).
-
-    1/True = may attend (0 in the bias), 0/False = hidden (the dtype's minimum, not -inf, so a
-    fully masked row gives a uniform softmax instead of NaN).
-    """
+def expand_mask(mask, batch: int, length: int, keys: int) -> torch.Tensor | None:
+    """A bool mask [B, 1, 1 or L, K] from a padding mask [B, K] or a full mask [B, L, K]
+    (1/True = may attend; a batch dimension of 1 is broadcast)."""
     if mask is None:
         return None
     if mask.dim() not in (2, 3):
@@ -241,10 +238,15 @@ def attention_bias(mask, batch: int, length: int, keys: int, dtype) -> torch.Ten
             f"attention_mask has shape {tuple(mask.shape)}, expected {expected} "
             f"(keys = cached positions + new positions = {keys})"
         )
-    mask = mask[:, None, None, :] if mask.dim() == 2 else mask[:, None]  # [B, 1, 1 or L, K]
-    blocked = ~mask.bool()
-    return torch.zeros(blocked.shape, dtype=dtype, device=mask.device).masked_fill(
-        blocked, torch.finfo(dtype).min
+    mask = mask[:, None, None, :] if mask.dim() == 2 else mask[:, None]
+    return mask.bool()
+
+
+def additive_bias(mask: torch.Tensor, dtype) -> torch.Tensor:
+    """0 where ``mask`` is True, the dtype's minimum elsewhere: not -inf, so a row with nothing
+    visible gives a uniform softmax instead of NaN."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+        ~mask, torch.finfo(dtype).min
     )
 
 
@@ -312,13 +314,13 @@ class BertBackbone(Backbone):
             token_type_ids = torch.zeros_like(input_ids)
         position_ids, relative = self.positions(input_ids, position_ids, past_length)
         hidden = self.embeddings(input_ids, token_type_ids, position_ids)  # [B, L, H]
-        bias = attention_bias(attention_mask, batch, length, past_length + length, hidden.dtype)
+        mask = expand_mask(attention_mask, batch, length, past_length + length)
 
         all_hidden = [hidden]
         cache = []
         for i, layer in enumerate(self.encoder.layer):
             past = past_key_values[i] if past_key_values else None
-            hidden, key_value = layer(hidden, bias, past, relative)
+            hidden, key_value = layer(hidden, mask, past, relative)
             all_hidden.append(hidden)
             if use_cache:
                 cache.append(key_value)
