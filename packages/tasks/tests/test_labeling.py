@@ -152,6 +152,10 @@ def test_bad_input_is_a_clear_error(tokenizer):
         model.collate([{"text": "张三在北京", "spans": [(0, 5, "LOC"), (3, 5, "LOC")]}])
     with pytest.raises(ValueError, match="empty"):
         model.encode_dataset([])
+    with pytest.raises(ValueError, match="example 1: ValueError: span"):
+        model.encode_dataset([EXAMPLES[0], {"text": "张三", "spans": [(0, 2, "ORG")]}])
+    with pytest.raises(ValueError, match="example 0: KeyError: 'text'"):
+        model.encode_dataset([{"sentence": "张三"}])
     with pytest.raises(ValueError, match="unknown head"):
         make(tokenizer, "lstm")
 

@@ -128,9 +128,7 @@ class SequenceLabeling(Task):
 
     def encode_dataset(self, examples: Iterable[dict]) -> list[dict]:
         """:meth:`encode` every example, with one warning for all truncations and lost spans."""
-        features = [self.encode(example) for example in examples]
-        if not features:
-            raise ValueError("the dataset is empty: no examples to encode")
+        features = encode_each(self.encode, examples)
         truncated = sum(f["truncated"] for f in features)
         lost = sum(len(f.get("lost", ())) for f in features)
         if truncated:
@@ -284,6 +282,19 @@ def model_inputs(encoding) -> dict[str, list[int]]:
     }
 
 
+def encode_each(encode, examples: Iterable[dict]) -> list[dict]:
+    """``encode(example)`` of every example; errors name the example's index."""
+    features = []
+    for index, example in enumerate(examples):
+        try:
+            features.append(encode(example))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"example {index}: {type(exc).__name__}: {exc}") from exc
+    if not features:
+        raise ValueError("the dataset is empty: no examples to encode")
+    return features
+
+
 def fit_max_length(backbone, max_length: int) -> int:
     """``max_length``, lowered to the backbone's ``max_position_embeddings`` when that is less."""
     limit = getattr(getattr(backbone, "config", None), "max_position_embeddings", None)
@@ -369,7 +380,7 @@ def read_char_tags(
         chars.clear()
         tags.clear()
 
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, 1):
             line = line.rstrip("\r\n")
             if not line.strip():

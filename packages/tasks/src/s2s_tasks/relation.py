@@ -34,7 +34,7 @@ from s2s.task import Task
 from torch import nn
 
 from .global_pointer import GlobalPointer, decode_spans, sparse_multilabel_categorical_crossentropy
-from .labeling import MODEL_INPUTS, fit_max_length, model_inputs, text_mask
+from .labeling import MODEL_INPUTS, encode_each, fit_max_length, model_inputs, text_mask
 from .metrics.spans import triple_scores
 from .spans import char_to_token_spans
 
@@ -150,9 +150,7 @@ class RelationExtraction(Task):
 
     def encode_dataset(self, examples: Iterable[dict]) -> list[dict]:
         """:meth:`encode` every example; one warning counts triples that cannot be trained on."""
-        features = [self.encode(example) for example in examples]
-        if not features:
-            raise ValueError("the dataset is empty: no examples to encode")
+        features = encode_each(self.encode, examples)
         lost = sum(len(f.get("lost", ())) for f in features)
         if lost:
             logger.warning(
@@ -304,7 +302,7 @@ def _pad_cells(rows: list[list[list[int]]]) -> torch.Tensor:
 def _json_lines(path: str | os.PathLike):
     """``(line number, object)`` of each non-blank line, errors naming the file and line."""
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
