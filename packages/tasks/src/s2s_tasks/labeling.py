@@ -67,8 +67,11 @@ class SequenceLabeling(Task):
 
     ``labels``: the entity types (``["PER", "LOC", "ORG"]``), or a full tag list in the
     original library's style (``["O", "B-PER", "I-PER", ...]``) from which the types are
-    taken. ``scheme``: ``"BIO"`` or ``"BIOES"`` (softmax and CRF heads). ``inner_dim``: the
-    GlobalPointer query/key size. ``max_length`` counts ``[CLS]`` and ``[SEP]``.
+    taken. ``head``: one of :data:`HEADS` (default: the task name's, ``softmax`` for
+    ``ner``). ``scheme``: ``"BIO"`` or ``"BIOES"`` (softmax and CRF heads). ``constrain``:
+    rule out the CRF transitions the scheme forbids. ``inner_dim``: the GlobalPointer
+    query/key size. ``max_length`` counts ``[CLS]`` and ``[SEP]`` (capped at the backbone's
+    positions). ``dropout``: on the encoder's output, before the head.
     """
 
     default_head = "softmax"
