@@ -62,6 +62,14 @@ def test_batch_8_equals_batch_4_with_accumulation_2_and_a_hand_written_loop():
     assert not torch.equal(one_by_8["head.weight"], Toy().head.weight)  # it did train
 
 
+def test_a_short_last_accumulation_group_is_averaged_over_its_own_micro_batches():
+    # 20 items: batches of 8, 8, 4 per epoch; with accumulation the last step has one micro-batch
+    items = toy_items(20)
+    whole = params(quiet(epochs=2, batch_size=8).train(Toy(), items))
+    accumulated = params(quiet(epochs=2, batch_size=4, grad_accum_steps=2).train(Toy(), items))
+    assert_close(accumulated, whole)
+
+
 class Counter:
     def __init__(self):
         self.calls: dict[str, list] = {}
