@@ -10,6 +10,7 @@ from typing import Any
 
 from .config import ConfigError, read_json
 from .plugins import get_backbone, get_plugins, get_task
+from .task import TASK_FILE, Recipe, read_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ class IncompatibleTaskError(ValueError):
 
 def load_model(
     vocab=None,
-    model_name: str = "bert",
+    model_name: str | None = None,
     task_name: str | None = None,
     *,
     size: str | None = None,
@@ -30,14 +31,27 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     **task_options,
 ):
-    """Build ``model_name`` (a registered backbone, e.g. ``"roberta"`` or ``"roberta-large"``)
-    wrapped in the task ``task_name`` (``None``: the bare backbone).
+    """Build ``model_name`` (a registered backbone, e.g. ``"roberta"`` or ``"roberta-large"``;
+    default ``"bert"``) wrapped in the task ``task_name`` (``None``: the bare backbone).
 
     ``vocab`` is a :class:`s2s.Tokenizer`, a ``vocab.txt`` path or a token→id mapping.
     The config is, in increasing priority: the backbone's size preset, the ``config.json``
     of ``checkpoint`` (when a directory), ``config`` (a path or a dict), and the vocab size.
     With ``checkpoint`` the weights are loaded and the load report is logged.
+
+    A ``checkpoint`` folder written by :meth:`s2s.task.Task.save_pretrained` gives back that
+    fine-tuned model: its task, backbone and task options (keyword options given here win),
+    its tokenizer unless ``vocab`` is given, and every weight of backbone and head. To put a
+    new head on its backbone instead, pass the folder's ``model.safetensors`` as checkpoint.
     """
+    recipe = None if checkpoint is None else read_recipe(checkpoint)
+    if recipe is not None:
+        model_name = model_name or recipe.backbone
+        task_name = _saved_task_name(task_name, recipe, Path(checkpoint))
+        task_options = {**recipe.options, **task_options}
+        if vocab is None and (Path(checkpoint) / "vocab.txt").is_file():
+            vocab = checkpoint
+    model_name = model_name or "bert"
     tokenizer = _tokenizer(vocab)
     entry, parsed_size = get_backbone(model_name)
     values = entry.config_values(size or parsed_size)
@@ -59,7 +73,11 @@ def load_model(
         values["vocab_size"] = len(tokenizer)
     backbone = entry.cls(entry.cls.config_class.from_dict(values, source=f"config of {model_name!r}"))
 
-    model = backbone if task_name is None else _wrap(backbone, model_name, task_name, tokenizer, task_options)
+    if task_name is None:
+        model = backbone
+    else:
+        model = _wrap(backbone, model_name, task_name, tokenizer, task_options)
+        model.recipe = Recipe(entry.name, get_task(task_name).name, dict(task_options), backbone.config)
     if checkpoint is not None:
         report = model.load_pretrained(checkpoint)
         logger.info("%s", report)
@@ -72,6 +90,16 @@ def _tokenizer(vocab):
     from .tokenizer import Tokenizer
 
     return vocab if isinstance(vocab, Tokenizer) else Tokenizer(vocab)
+
+
+def _saved_task_name(task_name: str | None, recipe: Recipe, directory: Path) -> str:
+    if task_name is not None and get_task(task_name).name != get_task(recipe.task).name:
+        raise ValueError(
+            f"{directory} holds a fine-tuned {recipe.task!r} model ({directory / TASK_FILE}), "
+            f"not a {task_name!r} one: load it with task_name={recipe.task!r} (or none), or put a "
+            f"new {task_name!r} head on its backbone with checkpoint={str(directory / 'model.safetensors')!r}"
+        )
+    return recipe.task
 
 
 def _checkpoint_config(path: Path) -> dict[str, Any]:

@@ -3,17 +3,73 @@
 A task declares which backbones it can run on (``kinds`` and ``capabilities``); a task that
 runs differently per kind (seq2seq: UniLM on an encoder, native decoding otherwise)
 overrides :meth:`Task.unsupported_reason`.
+
+A task built by :func:`s2s.load_model` remembers how (:class:`Recipe`), so
+:meth:`Task.save_pretrained` writes a folder that ``load_model(checkpoint=folder)`` turns
+back into the same fine-tuned model::
+
+    folder/config.json, model.safetensors, vocab.txt  the backbone, as transformers reads it
+    folder/task_head.safetensors                      the task's own weights (no "backbone.")
+    folder/s2s_task.json                              task and backbone names, task options
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import ClassVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from .backbone import ENCODER, Backbone
-from .checkpoint import LoadReport
+from .checkpoint import CheckpointError, LoadReport, read_state_dict, save_weights
+from .config import ConfigError, read_json
+from .io import atomic_write
+
+TASK_FILE = "s2s_task.json"
+HEAD_FILE = "task_head.safetensors"
+BACKBONE_PREFIX = "backbone."
+
+
+@dataclass
+class Recipe:
+    """What built a task model: registered backbone and task names, task options, config."""
+
+    backbone: str
+    task: str
+    options: dict[str, Any] = field(default_factory=dict)
+    config: Any = None  # the backbone's Config; config.json carries it in a saved folder
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``s2s_task.json`` contents; every option must be a JSON value."""
+        from . import __version__
+
+        for name, value in self.options.items():
+            _check_json_value(value, f"task option {name!r}")
+        return {
+            "task": self.task,
+            "backbone": self.backbone,
+            "options": self.options,
+            "s2s_version": __version__,
+        }
+
+
+def read_recipe(directory: str | os.PathLike) -> Recipe | None:
+    """The :class:`Recipe` saved in ``directory``, or ``None`` when it has no ``s2s_task.json``."""
+    path = Path(directory) / TASK_FILE
+    if not path.is_file():
+        return None
+    values = read_json(path)
+    for key, kind in (("task", str), ("backbone", str), ("options", dict)):
+        if not isinstance(values.get(key), kind):
+            raise ConfigError(
+                f"{path}: {key!r} must be a JSON {'object' if kind is dict else 'string'}; "
+                f"the file is damaged: save the model again with save_pretrained"
+            )
+    return Recipe(values["backbone"], values["task"], values["options"])
 
 
 class Task(nn.Module):
@@ -21,6 +77,7 @@ class Task(nn.Module):
 
     kinds: ClassVar[frozenset[str]] = frozenset({ENCODER})
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    recipe: Recipe | None = None  # set by load_model
 
     def __init__(self, backbone: Backbone, tokenizer):
         super().__init__()
@@ -37,15 +94,81 @@ class Task(nn.Module):
             return f"needs a backbone with {', '.join(sorted(lacking))}"
         return None
 
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        """This task's own weights: every entry of ``state_dict()`` outside the backbone."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
+
     def load_pretrained(self, path: str | os.PathLike) -> LoadReport:
-        """Load backbone weights; this task's own head is reported as newly initialised."""
+        """Load weights. From a folder written by :meth:`save_pretrained`: the backbone and
+        this task's head, every key. From any other checkpoint: the backbone only; this task's
+        head is reported as newly initialised."""
+        if Path(path).is_dir() and (Path(path) / TASK_FILE).is_file():
+            self._load_head(Path(path) / HEAD_FILE)
+            return self.backbone.load_pretrained(path, head_prefixes=())
         report = self.backbone.load_pretrained(path)
-        own = {k for k in self.state_dict() if not k.startswith("backbone.")}
-        report.newly_initialized.extend(sorted(own))
+        report.newly_initialized.extend(sorted(self.head_state_dict()))
         return report
 
     # The original library's name for the same call.
     load_pretrain_params = load_pretrained
 
+    def _load_head(self, file: Path) -> None:
+        if not file.is_file():
+            raise CheckpointError(
+                f"{file.parent} has {TASK_FILE} but no {HEAD_FILE}, so the task's head is missing; "
+                f"save the model again with save_pretrained, or pass the backbone's weights "
+                f"({file.parent / 'model.safetensors'}) as checkpoint to start a new head"
+            )
+        saved, own = read_state_dict(file), self.head_state_dict()
+        report = LoadReport(str(file), missing=sorted(own.keys() - saved.keys()))
+        report.unexpected = sorted(saved.keys() - own.keys())
+        report.mismatched = [
+            (key, tuple(own[key].shape), tuple(saved[key].shape))
+            for key in sorted(own.keys() & saved.keys())
+            if own[key].shape != saved[key].shape
+        ]
+        if not report.empty:
+            raise CheckpointError(
+                f"{report}\nThe saved head does not fit this task: load it with the task options "
+                f"it was saved with (load_model(checkpoint=...) reads them from {TASK_FILE})."
+            )
+        with torch.no_grad():
+            self.load_state_dict(saved, strict=False)
+
     def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write a folder ``load_model(checkpoint=directory)`` rebuilds this model from: the
+        backbone's (config.json, model.safetensors, vocab.txt), ``task_head.safetensors`` and
+        ``s2s_task.json``. Each file is written atomically, ``s2s_task.json`` last."""
+        if self.recipe is None:
+            raise ValueError(
+                f"this {type(self).__name__} was not built by s2s.load_model, so its task name and "
+                f"options are unknown; build it with load_model(...), or save the backbone alone "
+                f"with model.backbone.save_pretrained(directory, tokenizer=model.tokenizer)"
+            )
+        contents = self.recipe.to_json()
+        directory = Path(directory)
         self.backbone.save_pretrained(directory, tokenizer=self.tokenizer)
+        save_weights(self.head_state_dict(), directory / HEAD_FILE)
+        with atomic_write(directory / TASK_FILE, "w", encoding="utf-8") as handle:
+            json.dump(contents, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+
+
+def _check_json_value(value, where: str) -> None:
+    """Raise :class:`TypeError` naming ``where`` unless ``value`` round-trips through JSON."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_json_value(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where} has the key {key!r}: s2s_task.json keys must be strings")
+            _check_json_value(item, f"{where}[{key!r}]")
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__name__} ({value!r}), which s2s_task.json cannot hold: "
+        f"pass load_model a JSON value (str, number, bool, None, list, dict) instead"
+    )
