@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Tokenizer": "s2s.tokenizer",
+    "resolve_tokenizer": "s2s.tokenizer",
     "load_model": "s2s.models",
     "Backbone": "s2s.backbone",
     "BackboneOutput": "s2s.backbone",

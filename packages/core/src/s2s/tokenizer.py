@@ -390,6 +390,32 @@ class Tokenizer:
         return tokenizer
 
 
+def resolve_tokenizer(
+    vocab: Tokenizer | str | os.PathLike | Mapping[str, int] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    texts: Iterable[str] | None = None,
+    **build_options,
+) -> Tokenizer:
+    """The tokenizer a training script asks for, in this order: ``vocab`` (a Tokenizer, a
+    ``vocab.txt`` path or a mapping); else the ``vocab.txt`` of ``checkpoint`` (a folder, or a
+    weights file in one); else a vocab built from ``texts`` by :meth:`Tokenizer.build_vocab`,
+    which gets ``build_options`` (``min_frequency=1`` keeps words seen once)."""
+    if vocab is not None:
+        return vocab if isinstance(vocab, Tokenizer) else Tokenizer(vocab)
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        directory = path if path.is_dir() else path.parent
+        if not path.exists() or not (directory / VOCAB_FILE).is_file():
+            raise VocabError(
+                f"checkpoint {path} has no {VOCAB_FILE} beside it: pass the vocab.txt that belongs "
+                f"to the checkpoint as vocab (a vocab built anew would not match its embeddings)"
+            )
+        return Tokenizer(directory)
+    if texts is None:
+        raise ValueError("give a vocab, a checkpoint with a vocab.txt, or texts to build a vocab from")
+    return Tokenizer.build_vocab(texts, **build_options)
+
+
 # ------------------------------------------------------------------ helpers
 def read_vocab(path: str | os.PathLike) -> dict[str, int]:
     """Read a BERT ``vocab.txt`` (or the one in a directory): one token per line, the id is the
