@@ -21,7 +21,7 @@ import random
 import time
 from pathlib import Path
 
-from s2s import Tokenizer, load_model
+from s2s import load_model, resolve_tokenizer
 from s2s.trainer import Trainer
 from s2s_tasks.labeling import HEADS, read_char_tags
 
@@ -83,21 +83,14 @@ def split(args):
     return [examples[i] for i in order[:cut]], [examples[i] for i in order[cut:]]
 
 
-def build_tokenizer(args, texts):
-    if args.vocab:
-        return Tokenizer(args.vocab)
-    if args.checkpoint:
-        directory = Path(args.checkpoint)
-        return Tokenizer(directory if directory.is_dir() else directory.parent)
-    return Tokenizer.build_vocab(texts, min_frequency=1)
-
-
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
     start = time.perf_counter()
     train_examples, eval_examples = split(args)
-    tokenizer = build_tokenizer(args, [e["text"] for e in train_examples])
+    tokenizer = resolve_tokenizer(
+        args.vocab, args.checkpoint, [e["text"] for e in train_examples], min_frequency=1
+    )
     size = args.size or (None if args.checkpoint else "tiny")
     model = load_model(
         tokenizer, args.model, "sequence_labeling", size=size, checkpoint=args.checkpoint,
