@@ -21,7 +21,7 @@ import logging
 import time
 from pathlib import Path
 
-from s2s import Tokenizer, load_model
+from s2s import load_model, resolve_tokenizer
 from s2s.trainer import Trainer
 from s2s_tasks.relation import read_duie, read_schema
 
@@ -64,15 +64,6 @@ def parse_args():
     return parser.parse_args()
 
 
-def build_tokenizer(args, texts):
-    if args.vocab:
-        return Tokenizer(args.vocab)
-    if args.checkpoint:
-        directory = Path(args.checkpoint)
-        return Tokenizer(directory if directory.is_dir() else directory.parent)
-    return Tokenizer.build_vocab(texts, min_frequency=1)
-
-
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
@@ -80,7 +71,9 @@ def main():
     predicates = read_schema(args.schema)
     train_examples = read_duie(args.train, predicates)
     eval_examples = read_duie(args.eval, predicates)
-    tokenizer = build_tokenizer(args, [e["text"] for e in train_examples])
+    tokenizer = resolve_tokenizer(
+        args.vocab, args.checkpoint, [e["text"] for e in train_examples], min_frequency=1
+    )
     size = args.size or (None if args.checkpoint else "tiny")
     model = load_model(
         tokenizer, args.model, "relation_extraction", size=size, checkpoint=args.checkpoint,
