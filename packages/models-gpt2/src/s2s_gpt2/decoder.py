@@ -24,8 +24,9 @@ class GPT2Decoder:
     """Decode with a :class:`GPT2Backbone`.
 
     ``start`` takes ``{"input_ids": [B, L], "attention_mask": [B, L] (optional, 1 = real
-    token; pad on the left), "token_type_ids": [B, L] (optional)}``. New tokens continue the
-    last token type. The cache is sized for ``max_new_tokens`` new tokens up front.
+    token; pad on the left), "token_type_ids": [B, L] (optional), "next_token_type_ids": [B]
+    (optional)}``. New tokens get ``next_token_type_ids`` (CDial-GPT: the speaker of the
+    reply), else the last token type. The cache is sized for ``max_new_tokens`` new tokens up front.
     """
 
     def __init__(self, model: GPT2Backbone, max_new_tokens: int = 64):
@@ -59,6 +60,8 @@ class GPT2Decoder:
             key_mask = torch.ones((batch, capacity), dtype=torch.bool, device=input_ids.device)
             key_mask[:, :length] = attention_mask.bool()
         token_type = token_type_ids[:, -1:] if token_type_ids is not None else None
+        if inputs.get("next_token_type_ids") is not None:
+            token_type = inputs["next_token_type_ids"].view(batch, 1)
         return logits, GPT2State(cache, key_mask, positions[:, -1:].expand(batch, 1) + 1, token_type)
 
     @torch.no_grad()

@@ -5,6 +5,8 @@ from s2s import hookimpl
 
 @hookimpl
 def register_tasks(register):
+    from .causal_lm import CausalLM
+    from .chat import Chat
     from .classification import Classification
     from .embedding import Embedding
     from .labeling import CRFLabeling, GlobalPointerLabeling, SequenceLabeling
@@ -22,3 +24,5 @@ def register_tasks(register):
     register("global_pointer", GlobalPointerLabeling)
     register("relation_extraction", RelationExtraction, aliases=("gplinker",))
     register("seq2seq", Seq2Seq, aliases=("unilm",))
+    register("causal_lm", CausalLM, aliases=("lm", "writing"))
+    register("chat", Chat, aliases=("dialogue",))

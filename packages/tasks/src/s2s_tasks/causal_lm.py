@@ -1,0 +1,152 @@
+"""Causal language modelling on decoders (GPT-2): fine-tuning and text continuation.
+
+Training texts become ``[CLS] text [SEP]``; every next token is predicted (padding excluded).
+A text longer than ``max_length`` is cut into consecutive windows of ``max_length`` tokens,
+so nothing is thrown away. Prompts for continuation are ``[CLS] prompt`` (no ``[SEP]``: the
+text goes on); a prompt longer than the room left for ``max_new_tokens`` keeps its end (the
+most recent context), with a warning. Generation stops at ``[SEP]``.
+
+    lm = load_model(tokenizer, "gpt2", "causal_lm")
+    trainer.train(lm, lm.build_dataset(texts), collate_fn=lm.collate)
+    lm.continue_text(["今天天气"], do_sample=True, top_p=0.9, seed=0)
+    for piece in lm.stream("从前有座山"):
+        print(piece, end="", flush=True)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from s2s.backbone import DECODER, KV_CACHE, LM_HEAD
+from s2s.data import pad_batch
+from s2s.generation import generate, stream
+from s2s.task import Task
+
+logger = logging.getLogger(__name__)
+
+
+class CausalLM(Task):
+    """Fine-tune a decoder on plain texts and continue prompts with it."""
+
+    kinds = frozenset({DECODER})
+    capabilities = frozenset({LM_HEAD, KV_CACHE})
+
+    def __init__(self, backbone, tokenizer, *, max_length: int | None = None):
+        super().__init__(backbone, tokenizer)
+        limit = getattr(backbone.config, "n_positions", None) or backbone.config.max_position_embeddings
+        self.max_length = min(max_length or limit, limit)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, loss_mask=None):
+        """Next-token loss over real tokens (or where ``loss_mask`` is 1)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.backbone(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        logits = self.backbone.lm_logits(hidden[:, :-1])  # position t predicts token t + 1
+        weights = (attention_mask if loss_mask is None else loss_mask)[:, 1:].to(logits.dtype)
+        losses = F.cross_entropy(logits.transpose(1, 2).float(), input_ids[:, 1:], reduction="none")
+        return {"loss": (losses * weights).sum() / weights.sum().clamp(min=1), "logits": logits}
+
+    # --- data ----------------------------------------------------------------------------
+
+    def build_dataset(self, texts: Sequence[str], source: str = "dataset") -> list[dict]:
+        """``[CLS] text [SEP]`` features; long texts are split into ``max_length`` windows."""
+        if not texts:
+            raise ValueError(f"{source} is empty: no texts")
+        features = []
+        for number, text in enumerate(texts, 1):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{source}, text {number}: empty or not a string")
+            ids = self.tokenizer.encode(text).ids
+            for start in range(0, len(ids), self.max_length):
+                window = ids[start : start + self.max_length]
+                if len(window) > 1:
+                    features.append({"input_ids": window})
+        return features
+
+    def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+        """Pad on the right; ``attention_mask`` marks the real tokens."""
+        return pad_batch(
+            [{**f, "attention_mask": [1] * len(f["input_ids"])} for f in features],
+            {"input_ids": self.tokenizer.pad_id},
+        )
+
+    # --- generation ----------------------------------------------------------------------
+
+    def encode_prompt(self, prompt: str, max_new_tokens: int) -> tuple[list[int], bool]:
+        """``[CLS] prompt`` ids, keeping the end when too long; and whether it was cut."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"a prompt must be a string, got {type(prompt).__name__}")
+        ids = self.tokenizer.encode(prompt).ids[:-1] if prompt.strip() else [self.tokenizer.cls_id]
+        room = self.max_length - max_new_tokens
+        if room < 2:
+            raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in max_length={self.max_length}")
+        if len(ids) <= room:
+            return ids, False
+        return ids[:1] + ids[len(ids) - room + 1 :], True
+
+    def generation_inputs(self, prompts: list[list[int]], token_types=None, next_types=None):
+        """Left-padded ``input_ids`` / ``attention_mask`` (and token types) for :class:`GPT2Decoder`."""
+        device = next(self.parameters()).device
+        length = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), length), self.tokenizer.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), length), dtype=torch.long)
+        types = torch.zeros((len(prompts), length), dtype=torch.long) if token_types else None
+        for row, prompt in enumerate(prompts):
+            ids[row, length - len(prompt) :] = torch.tensor(prompt)
+            mask[row, length - len(prompt) :] = 1
+            if types is not None:
+                types[row, length - len(prompt) :] = torch.tensor(token_types[row])
+        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        if types is not None:
+            inputs["token_type_ids"] = types.to(device)
+        if next_types is not None:
+            inputs["next_token_type_ids"] = torch.tensor(next_types, device=device)
+        return inputs
+
+    def decoder(self, max_new_tokens: int):
+        from s2s_gpt2 import GPT2Decoder  # the only decoder-only family so far
+
+        return GPT2Decoder(self.backbone, max_new_tokens)
+
+    @torch.no_grad()
+    def continue_text(self, prompts: Sequence[str], max_new_tokens: int = 64, **options) -> list[str]:
+        """The continuation of each prompt (without the prompt). ``options`` go to
+        :func:`s2s.generation.generate` (``do_sample``, ``top_k``, ``top_p``, ``temperature``,
+        ``repetition_penalty``, ``num_beams``, ``seed``…); ``[UNK]`` is banned by default."""
+        if isinstance(prompts, str):
+            raise TypeError("continue_text takes a list of prompts; wrap a single prompt in a list")
+        encoded = [self.encode_prompt(p, max_new_tokens) for p in prompts]
+        cut = sum(c for _, c in encoded)
+        if cut:
+            logger.warning("%d prompts were longer than the room left for max_new_tokens: their beginning was cut", cut)
+        return self._generate([ids for ids, _ in encoded], max_new_tokens, options)
+
+    def _generate(self, prompts, max_new_tokens, options, token_types=None, next_types=None) -> list[str]:
+        options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
+        was_training = self.training
+        self.eval()
+        inputs = self.generation_inputs(prompts, token_types, next_types)
+        ids = generate(
+            self.decoder(max_new_tokens), inputs, max_new_tokens=max_new_tokens,
+            eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"],
+            prompt_mask=inputs["attention_mask"], **options,
+        )
+        self.train(was_training)
+        return [self.tokenizer.decode(row) for row in ids]
+
+    def stream(self, prompt: str, max_new_tokens: int = 64, **options) -> Iterator[str]:
+        """Yield the continuation of one prompt piece by piece as it is generated."""
+        ids, cut = self.encode_prompt(prompt, max_new_tokens)
+        if cut:
+            logger.warning("the prompt was longer than the room left for max_new_tokens: its beginning was cut")
+        options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
+        inputs = self.generation_inputs([ids])
+        self.eval()
+        with torch.no_grad():
+            yield from stream(
+                self.decoder(max_new_tokens), inputs, self.tokenizer.decode, max_new_tokens=max_new_tokens,
+                eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"], **options,
+            )

@@ -1,0 +1,129 @@
+"""Multi-turn chat on decoders (GPT-2, CDial-GPT) with data in the LCCC format.
+
+LCCC data: a JSON list of dialogues, each a list of turns whose tokens are separated by
+spaces (``[["你 好", "你 好 ， 最 近 怎 么 样"], ...]``); a JSON object with ``"train"`` /
+``"valid"`` / ``"test"`` lists is read too. A dialogue becomes::
+
+    [CLS] turn1 [SEP] turn2 [SEP] … turnN [SEP]
+
+Speakers alternate. When the vocab has speaker tokens (``[speaker1]``, ``[speaker2]``, as
+CDial-GPT's does) each position also gets its speaker's token id as ``token_type_ids``
+(embedded with the word embeddings, as CDial-GPT does). The loss covers every turn but the
+first (each reply given its history). To reply, the history is cut from the oldest turn
+until it fits ``max_length - max_new_tokens``; a single turn that is still too long keeps its end.
+
+    bot = load_model(tokenizer, "gpt2", "chat")
+    trainer.train(bot, bot.build_dataset(read_dialogues("train.json")), collate_fn=bot.collate)
+    bot.reply([["你好", "你好，最近怎么样"]])  # what speaker 1 says next
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+
+import torch
+from s2s.data import pad_batch
+
+from .causal_lm import CausalLM
+
+logger = logging.getLogger(__name__)
+
+SPEAKER_TOKENS = ("[speaker1]", "[speaker2]")
+
+
+def read_dialogues(path: str | os.PathLike, split: str = "train") -> list[list[str]]:
+    """Dialogues of an LCCC JSON file (a list, or an object holding ``split``)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+    if isinstance(data, dict):
+        if split not in data:
+            raise ValueError(f"{path}: no {split!r} key; it has {', '.join(map(str, data))}")
+        data = data[split]
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of dialogues")
+    for number, dialogue in enumerate(data, 1):
+        if not isinstance(dialogue, list) or not dialogue or not all(isinstance(t, str) and t.strip() for t in dialogue):
+            raise ValueError(f"{path}: dialogue {number} must be a non-empty list of non-empty strings")
+    return data
+
+
+class Chat(CausalLM):
+    """Reply to a dialogue history; see the module docstring for the layout."""
+
+    def __init__(self, backbone, tokenizer, *, max_length: int | None = None, speaker_tokens=SPEAKER_TOKENS):
+        super().__init__(backbone, tokenizer, max_length=max_length)
+        ids = [tokenizer.token_to_id(t) for t in speaker_tokens]
+        self.speaker_ids = ids if all(i is not None for i in ids) else None
+
+    def encode_turns(self, turns: Sequence[str]) -> tuple[list[int], list[int] | None, list[int]]:
+        """``(input_ids, token_type_ids or None, loss_mask)`` of ``[CLS] t1 [SEP] t2 [SEP] …``."""
+        ids, types, loss = [self.tokenizer.cls_id], [0], [0]
+        for index, turn in enumerate(turns):
+            turn_ids = self.tokenizer.encode(turn).ids[1:]  # turn [SEP]
+            ids += turn_ids
+            types += [index % 2] * len(turn_ids)
+            loss += [int(index > 0)] * len(turn_ids)
+        speaker_types = [self.speaker_ids[t] for t in types] if self.speaker_ids else None
+        return ids, speaker_types, loss
+
+    def build_dataset(self, dialogues: Sequence[Sequence[str]], source: str = "dataset") -> list[dict]:
+        """Features from dialogues; one longer than ``max_length`` loses its oldest turns."""
+        if not dialogues:
+            raise ValueError(f"{source} is empty: no dialogues")
+        features, cut = [], 0
+        for dialogue in dialogues:
+            turns = list(dialogue)
+            ids, types, loss = self.encode_turns(turns)
+            while len(ids) > self.max_length and len(turns) > 2:
+                turns = turns[1:]
+                ids, types, loss = self.encode_turns(turns)
+                cut += 1
+            feature = {"input_ids": ids[: self.max_length], "loss_mask": loss[: self.max_length]}
+            if types is not None:
+                feature["token_type_ids"] = types[: self.max_length]
+            features.append(feature)
+        if cut:
+            logger.warning("%s: %d oldest turns were dropped to fit max_length=%d", source, cut, self.max_length)
+        return features
+
+    def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+        return pad_batch(
+            [{**f, "attention_mask": [1] * len(f["input_ids"])} for f in features],
+            {"input_ids": self.tokenizer.pad_id},
+        )
+
+    def fit_history(self, history: Sequence[str], max_new_tokens: int):
+        """Encoded history cut from the oldest turn to leave room for the reply."""
+        if not history:
+            raise ValueError("a dialogue history needs at least one turn")
+        room = self.max_length - max_new_tokens
+        turns = list(history)
+        ids, types, _ = self.encode_turns(turns)
+        while len(ids) > room and len(turns) > 1:
+            turns = turns[1:]
+            ids, types, _ = self.encode_turns(turns)
+        if len(ids) > room:  # one long turn: keep [CLS] and its end
+            ids = ids[:1] + ids[len(ids) - room + 1 :]
+            types = types[:1] + types[len(types) - room + 1 :] if types else None
+        # The turn parity restarts at the first kept turn; the reply's speaker follows it.
+        next_speaker = len(turns) % 2
+        return ids, types, next_speaker
+
+    @torch.no_grad()
+    def reply(self, histories: Sequence[Sequence[str]], max_new_tokens: int = 32, **options) -> list[str]:
+        """The next turn of each history (a list of turns, oldest first). ``options`` go to
+        :func:`s2s.generation.generate`; sampling (``do_sample=True, top_p=0.9``) gives
+        livelier replies than greedy search."""
+        if histories and isinstance(histories[0], str):
+            raise TypeError("reply takes a list of histories, each a list of turns")
+        fitted = [self.fit_history(h, max_new_tokens) for h in histories]
+        prompts = [ids for ids, _, _ in fitted]
+        types = [t for _, t, _ in fitted] if self.speaker_ids else None
+        next_types = [self.speaker_ids[s] for _, _, s in fitted] if self.speaker_ids else None
+        return self._generate(prompts, max_new_tokens, options, types, next_types)
