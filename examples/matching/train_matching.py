@@ -18,7 +18,7 @@ import logging
 import time
 from pathlib import Path
 
-from s2s import Tokenizer, load_model
+from s2s import load_model, resolve_tokenizer
 from s2s.trainer import Trainer
 from s2s_tasks.matching import read_text_pairs
 
@@ -57,11 +57,8 @@ def main():
     start = time.perf_counter()
     train_examples = read_text_pairs(args.train)
     eval_examples = read_text_pairs(args.eval)
-    if args.vocab or args.checkpoint:
-        directory = Path(args.checkpoint or "")
-        tokenizer = Tokenizer(args.vocab or (directory if directory.is_dir() else directory.parent))
-    else:
-        tokenizer = Tokenizer.build_vocab([e[k] for e in train_examples for k in ("text", "text_b")], min_frequency=1)
+    texts = [e[k] for e in train_examples for k in ("text", "text_b")]
+    tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, texts, min_frequency=1)
     size = args.size or (None if args.checkpoint else "tiny")
     model = load_model(tokenizer, args.model, "matching", size=size, checkpoint=args.checkpoint,
                        max_length=args.max_length)
