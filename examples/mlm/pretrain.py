@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from s2s import Tokenizer, load_model
+from s2s import load_model, resolve_tokenizer
 from s2s.trainer import Trainer
 from s2s_tasks.mlm import read_texts
 
@@ -77,12 +77,8 @@ def main():
     start = time.perf_counter()
     train_texts = load_texts(args.train, args.segmented)
     eval_texts = load_texts(args.eval, args.segmented)
-    if args.vocab or args.checkpoint:
-        directory = Path(args.checkpoint or "")
-        tokenizer = Tokenizer(args.vocab or (directory if directory.is_dir() else directory.parent))
-    else:
-        flat = ["".join(t) if isinstance(t, list) else t for t in train_texts]
-        tokenizer = Tokenizer.build_vocab(flat, min_frequency=1)
+    flat = ["".join(t) if isinstance(t, list) else t for t in train_texts]
+    tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, flat, min_frequency=1)
     size = args.size or (None if args.checkpoint else "tiny")
     model = load_model(tokenizer, args.model, "mlm", size=size, checkpoint=args.checkpoint,
                        whole_word_masking=args.segmented, max_length=args.max_length)
