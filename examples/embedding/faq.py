@@ -20,7 +20,7 @@ import logging
 import time
 from pathlib import Path
 
-from s2s import Tokenizer, load_model
+from s2s import load_model, resolve_tokenizer
 from s2s.trainer import Trainer
 from s2s_tasks.classification import DataError
 from s2s_tasks.embedding import FaqIndex, read_scored_pairs
@@ -75,12 +75,8 @@ def main():
     faq = read_columns(args.faq, 2)
     queries = read_columns(args.eval, 2)
     pairs = read_scored_pairs(args.train)
-    if args.vocab or args.checkpoint:
-        directory = Path(args.checkpoint or "")
-        tokenizer = Tokenizer(args.vocab or (directory if directory.is_dir() else directory.parent))
-    else:
-        texts = [q for q, _ in faq] + [p[k] for p in pairs for k in ("text", "text_b")]
-        tokenizer = Tokenizer.build_vocab(texts, min_frequency=1)
+    texts = [q for q, _ in faq] + [p[k] for p in pairs for k in ("text", "text_b")]
+    tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, texts, min_frequency=1)
     size = args.size or (None if args.checkpoint else "tiny")
     model = load_model(tokenizer, args.model, "embedding", size=size, checkpoint=args.checkpoint,
                        pooling=args.pooling)
