@@ -22,7 +22,7 @@ import random
 import time
 from pathlib import Path
 
-from s2s import Tokenizer, load_model
+from s2s import load_model, resolve_tokenizer
 from s2s.trainer import Trainer
 from s2s_tasks.metrics.generation import generation_metrics
 
@@ -84,21 +84,13 @@ def split(args):
     return [pairs[i] for i in order[:cut]], [pairs[i] for i in order[cut:]]
 
 
-def build_tokenizer(args, texts):
-    if args.vocab:
-        return Tokenizer(args.vocab)
-    if args.checkpoint:
-        directory = Path(args.checkpoint)
-        return Tokenizer(directory if directory.is_dir() else directory.parent)
-    return Tokenizer.build_vocab(texts, min_frequency=1)
-
-
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
     start = time.perf_counter()
     train_pairs, eval_pairs = split(args)
-    tokenizer = build_tokenizer(args, [text for pair in train_pairs for text in pair])
+    texts = [text for pair in train_pairs for text in pair]
+    tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, texts, min_frequency=1)
     size = args.size or (None if args.checkpoint else "small")
     model = load_model(
         tokenizer, args.model, "seq2seq", size=size, checkpoint=args.checkpoint, max_length=args.max_length
