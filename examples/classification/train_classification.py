@@ -19,7 +19,7 @@ import logging
 import time
 from pathlib import Path
 
-from s2s import Tokenizer, load_model
+from s2s import load_model, resolve_tokenizer
 from s2s.trainer import Trainer
 from s2s_tasks.classification import read_labeled_texts
 
@@ -57,15 +57,6 @@ def parse_args():
     return parser.parse_args()
 
 
-def build_tokenizer(args, texts):
-    if args.vocab:
-        return Tokenizer(args.vocab)
-    if args.checkpoint:
-        directory = Path(args.checkpoint)
-        return Tokenizer(directory if directory.is_dir() else directory.parent)
-    return Tokenizer.build_vocab(texts, min_frequency=1)
-
-
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
@@ -73,7 +64,9 @@ def main():
     labels = [line.strip() for line in args.labels.read_text(encoding="utf-8").splitlines() if line.strip()]
     train_examples = read_labeled_texts(args.train, labels, multi_label=args.multi_label)
     eval_examples = read_labeled_texts(args.eval, labels, multi_label=args.multi_label)
-    tokenizer = build_tokenizer(args, [e["text"] for e in train_examples])
+    tokenizer = resolve_tokenizer(
+        args.vocab, args.checkpoint, [e["text"] for e in train_examples], min_frequency=1
+    )
     size = args.size or (None if args.checkpoint else "tiny")
     model = load_model(
         tokenizer, args.model, "classification", size=size, checkpoint=args.checkpoint,
