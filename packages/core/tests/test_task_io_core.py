@@ -71,7 +71,8 @@ class Tagger(Task):
 
 
 class Other(Tagger):
-    pass
+    def saved_options(self, options):
+        return {k: v for k, v in options.items() if k != "schema"}
 
 
 @hookimpl
@@ -207,6 +208,14 @@ def test_an_option_json_cannot_hold_is_named_at_save_time(fake_dist, tmp_path, s
     with pytest.raises(TypeError, match=named.replace("[", r"\[").replace("(", r"\(")):
         model.save_pretrained(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_task_may_leave_an_option_out_of_the_saved_ones(fake_dist, tmp_path):
+    fake_dist("tiny", PLUGIN)
+    model = load_model(VOCAB, "enc", "other", labels=["X"], schema=Path("schema.json"))
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / TASK_FILE).read_text())["options"] == {"labels": ["X"]}
+    assert model.recipe.options["schema"] == Path("schema.json")  # the model's own is untouched
 
 
 def test_a_task_built_by_hand_cannot_be_saved(fake_dist, tmp_path):

@@ -15,6 +15,7 @@ back into the same fine-tuned model::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -94,6 +95,12 @@ class Task(nn.Module):
             return f"needs a backbone with {', '.join(sorted(lacking))}"
         return None
 
+    def saved_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options ``save_pretrained`` writes: those ``load_model`` was given. A task with an
+        option that names a file (a schema) may return what it read from it instead, so the
+        saved folder does not depend on that file."""
+        return options
+
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         """This task's own weights: every entry of ``state_dict()`` outside the backbone."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
@@ -145,7 +152,8 @@ class Task(nn.Module):
                 f"options are unknown; build it with load_model(...), or save the backbone alone "
                 f"with model.backbone.save_pretrained(directory, tokenizer=model.tokenizer)"
             )
-        contents = self.recipe.to_json()
+        options = self.saved_options(dict(self.recipe.options))
+        contents = dataclasses.replace(self.recipe, options=options).to_json()
         directory = Path(directory)
         self.backbone.save_pretrained(directory, tokenizer=self.tokenizer)
         save_weights(self.head_state_dict(), directory / HEAD_FILE)
