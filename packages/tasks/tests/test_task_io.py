@@ -78,3 +78,18 @@ def test_task_folder_is_still_a_transformers_bert(tokenizer, tmp_path):
     batch = model.collate([model.encode(text) for text in TEXTS])
     expected = hf.eval()(**batch).last_hidden_state
     torch.testing.assert_close(model.backbone(**batch).last_hidden_state, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_trainer_leaves_a_final_folder_that_reloads_the_trained_task(tokenizer, tmp_path):
+    from s2s import Trainer
+
+    torch.manual_seed(0)
+    labels = ["体育", "财经", "社会"]
+    model = load_model(tokenizer, "bert", "classification", size="tiny", config=TINY, labels=labels)
+    data = [dict(model.encode(text), labels=i) for i, text in enumerate(TEXTS)]
+    Trainer(epochs=2, batch_size=3, lr=1e-2, model_save_dir=tmp_path, progress=False).train(
+        model, data, collate_fn=model.collate
+    )
+    again = load_model(checkpoint=tmp_path / "final")
+    assert again.labels == labels
+    assert_same_weights(model.eval(), again.eval())

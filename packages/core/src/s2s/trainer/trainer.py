@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 FINAL_WEIGHTS = "model.safetensors"
+FINAL_FOLDER = "final"  # load_model(checkpoint=model_save_dir / "final") gives the trained task back
 PEER_LOSS_GRACE_S = 3.0
 
 # Counts train() calls in this process: the launching process and its workers run the same
@@ -87,7 +88,8 @@ class Trainer:
         num_procs: processes to train with (DDP); the script is re-run in each of them
             (:mod:`s2s.trainer.launch`). Ignored under ``torchrun``, which decides.
         val_every_step: validate every this many steps; ``None``: at the end of each epoch.
-        model_save_dir: checkpoints, ``metrics.jsonl``, ``metrics.png``, final weights.
+        model_save_dir: checkpoints, ``metrics.jsonl``, ``metrics.png``, final weights, and for
+            a task built by ``load_model`` a ``final/`` folder that ``load_model(checkpoint=...)`` reloads.
         grad_accum_steps: micro-batches per optimizer step.
         amp: ``None``, ``"bf16"`` (CPU or GPU) or ``"fp16"`` (GPU, with a grad scaler).
         max_grad_norm: clip the gradient norm to this value.
@@ -518,6 +520,8 @@ class Trainer:
         weights = self.module.state_dict()
         if self.model_save_dir:
             save_weights(weights, self.model_save_dir / FINAL_WEIGHTS)
+            if getattr(self.module, "recipe", None) is not None:  # a task built by load_model
+                self.module.save_pretrained(self.model_save_dir / FINAL_FOLDER)
             if self.log:
                 self.log.plot()
         if handback_dir():
