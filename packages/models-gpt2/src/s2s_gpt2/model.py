@@ -153,6 +153,12 @@ class GPT2Backbone(Backbone):
     def vocab_size(self) -> int:
         return self.transformer.wte.num_embeddings
 
+    def decoder(self, max_new_tokens: int = 64):
+        """This model as a :class:`s2s.generation.Decoder` (KV cache, left-padded batches)."""
+        from .decoder import GPT2Decoder
+
+        return GPT2Decoder(self, max_new_tokens)
+
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``[..., vocab]``: the hidden states times the word embeddings."""
         return F.linear(hidden, self.transformer.wte.weight)

@@ -107,9 +107,9 @@ class CausalLM(Task):
         return inputs
 
     def decoder(self, max_new_tokens: int):
-        from s2s_gpt2 import GPT2Decoder  # the only decoder-only family so far
+        from .seq2seq import backbone_decoder
 
-        return GPT2Decoder(self.backbone, max_new_tokens)
+        return backbone_decoder(self.backbone, max_new_tokens)
 
     @torch.no_grad()
     def continue_text(self, prompts: Sequence[str], max_new_tokens: int = 64, **options) -> list[str]:

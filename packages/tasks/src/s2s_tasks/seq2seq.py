@@ -140,9 +140,7 @@ class Seq2Seq(Task):
         """The :class:`s2s.generation.Decoder` for this backbone."""
         if self.unilm:
             return UniLMDecoder(self.backbone)
-        from s2s_gpt2 import GPT2Decoder  # the only decoder-only family so far
-
-        return GPT2Decoder(self.backbone, max_new_tokens)
+        return backbone_decoder(self.backbone, max_new_tokens)
 
     @torch.no_grad()
     def predict(
@@ -259,6 +257,17 @@ class UniLMDecoder:
     def reorder(self, state: UniLMState, index):
         past = tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in state.past)
         return UniLMState(past, state.key_mask[index], state.next_position[index])
+
+
+def backbone_decoder(backbone, max_new_tokens: int):
+    """The generation decoder a decoder-only backbone provides (``backbone.decoder(n)``)."""
+    make = getattr(backbone, "decoder", None)
+    if make is None:
+        raise TypeError(
+            f"{type(backbone).__name__} has no decoder(max_new_tokens) method: a decoder backbone "
+            f"must provide one returning an s2s.generation.Decoder to generate text"
+        )
+    return make(max_new_tokens)
 
 
 def _cut(ids: list[int], length: int) -> list[int]:
