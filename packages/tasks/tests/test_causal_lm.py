@@ -8,6 +8,8 @@ import pytest
 import torch
 from s2s import Tokenizer, load_model
 
+pytest.importorskip("s2s_gpt2", reason="needs s2s-models-gpt2")
+
 TEXTS = ["从前有座山，山里有座庙，庙里有个老和尚。", "今天天气很好，我们一起去公园散步吧。"]
 GPT2_TINY = dict(n_embd=32, n_layer=2, n_head=4, n_positions=48, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
 

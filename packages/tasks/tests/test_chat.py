@@ -7,6 +7,8 @@ import json
 import pytest
 import torch
 from s2s import Tokenizer, load_model
+
+pytest.importorskip("s2s_gpt2", reason="needs s2s-models-gpt2")
 from s2s_tasks.chat import read_dialogues
 
 DIALOGUES = [["你 好", "你 好 ， 最 近 怎 么 样", "还 不 错"], ["吃 饭 了 吗", "吃 过 了"]]

@@ -179,6 +179,7 @@ def test_bad_input(tokenizer, caplog):
 
 
 def gpt2(tokenizer):
+    pytest.importorskip("s2s_gpt2", reason="needs s2s-models-gpt2")
     torch.manual_seed(0)
     model = load_model(tokenizer, "gpt2", "seq2seq", config=GPT2_TINY).eval()
     with torch.no_grad():
