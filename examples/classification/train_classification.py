@@ -46,7 +46,8 @@ def parse_args():
     parser.add_argument("--vocab", help="vocab.txt (default: the checkpoint's, or built from --train)")
     parser.add_argument("--model", default="bert", help="backbone name: bert, roberta, nezha…")
     parser.add_argument("--size", help="backbone size (default: the checkpoint's, or tiny when random)")
-    parser.add_argument("--pooling", default="pooler", choices=["pooler", "cls", "mean", "first_last_avg"])
+    parser.add_argument("--pooling", choices=["pooler", "cls", "mean", "first_last_avg"],
+                        help="default: pooler with a pretrained checkpoint, mean for a random model")
     parser.add_argument("--multi-label", action="store_true", help="labels are comma-separated lists")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=20)
@@ -68,9 +69,10 @@ def main():
         args.vocab, args.checkpoint, [e["text"] for e in train_examples], min_frequency=1
     )
     size = args.size or (None if args.checkpoint else "tiny")
+    pooling = args.pooling or ("pooler" if args.checkpoint else "mean")
     model = load_model(
         tokenizer, args.model, "classification", size=size, checkpoint=args.checkpoint,
-        labels=labels, multi_label=args.multi_label, pooling=args.pooling, max_length=args.max_length,
+        labels=labels, multi_label=args.multi_label, pooling=pooling, max_length=args.max_length,
     )
     train = model.build_dataset(train_examples, source=str(args.train))
     held_out = model.build_dataset(eval_examples, source=str(args.eval))

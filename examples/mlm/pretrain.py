@@ -8,8 +8,10 @@ folder that ``load_model(..., checkpoint=...)`` fine-tunes for any task::
     python examples/mlm/pretrain.py --train my_corpus.txt --model roberta \\
         --checkpoint ~/models/chinese-roberta-wwm-ext --lr 5e-5 --epochs 1 --output runs/domain-roberta
 
-Data: one text per line (for a ``.tsv`` file, its first column). ``--segmented`` reads texts
-whose words are separated by spaces (e.g. from jieba) and masks whole words.
+Data: one text per line (in a ``.tsv`` file, every column but the last, the label). The default
+is the sentences of ``data/matching``: questions that share phrasing, so masked characters can
+be guessed from their context. ``--segmented`` reads texts whose words are separated by spaces
+(e.g. from jieba) and masks whole words.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ from s2s import load_model, resolve_tokenizer
 from s2s.trainer import Trainer
 from s2s_tasks.mlm import read_texts
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "classification"
+DATA = Path(__file__).resolve().parents[2] / "data" / "matching"
 
 
 def load_texts(path: Path, segmented: bool):
     texts = read_texts(path)
-    if path.suffix == ".tsv":
-        texts = [text.split("\t")[0] for text in texts]
+    if path.suffix == ".tsv":  # every column but the last (a label) is a text
+        texts = [text for line in texts for text in line.split("\t")[:-1]]
     return [text.split() for text in texts] if segmented else texts
 
 
@@ -63,7 +65,7 @@ def parse_args():
     parser.add_argument("--model", default="bert")
     parser.add_argument("--size", help="backbone size (default: the checkpoint's, or tiny when random)")
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=42)
@@ -77,7 +79,8 @@ def main():
     start = time.perf_counter()
     train_texts = load_texts(args.train, args.segmented)
     eval_texts = load_texts(args.eval, args.segmented)
-    flat = ["".join(t) if isinstance(t, list) else t for t in train_texts]
+    # the held-out characters too: one never seen in training would be [UNK]
+    flat = ["".join(t) if isinstance(t, list) else t for t in train_texts + eval_texts]
     tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, flat, min_frequency=1)
     size = args.size or (None if args.checkpoint else "tiny")
     model = load_model(tokenizer, args.model, "mlm", size=size, checkpoint=args.checkpoint,
