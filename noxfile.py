@@ -19,7 +19,7 @@ LOCAL_WHEELS = Path("/opt/wheels")  # where these machines keep the torch CPU wh
 TEST_DEPS = ("pytest>=7", "transformers>=4.40")
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "nezha_transformers4"]
 if LOCAL_WHEELS.is_dir():
     os.environ.setdefault("UV_FIND_LINKS", str(LOCAL_WHEELS))
 
@@ -29,6 +29,14 @@ GPT2 = "packages/models-gpt2"
 TASKS = "packages/tasks"
 TEMPLATE = "examples/plugins/s2s-task-template"
 
+
+
+def tests_importing(module: str, folder: str) -> list[str]:
+    """Test files in ``folder`` that skip unless ``module`` is importable."""
+    marker = f'importorskip("{module}"'
+    return sorted(str(p) for p in Path(ROOT, folder).glob("test_*.py") if marker in p.read_text())
+
+
 # suite -> (packages installed, test folders run)
 SUITES = {
     "core": ([CORE], [f"{CORE}/tests"]),
@@ -36,7 +44,8 @@ SUITES = {
     "gpt2": ([CORE, GPT2], [f"{GPT2}/tests"]),
     "tasks": ([CORE, BERT, TASKS], [f"{TASKS}/tests"]),
     "template": ([CORE, TEMPLATE], [f"{TEMPLATE}/tests"]),
-    "all": ([CORE, BERT, GPT2, TASKS], ["tests"]),
+    # Together: the cross-package tests, and the task tests that skip without s2s-models-gpt2.
+    "all": ([CORE, BERT, GPT2, TASKS], ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests")]),
 }
 
 
@@ -64,6 +73,22 @@ def check_template_discovery(session: nox.Session) -> None:
     if "task-template" in hidden:
         session.error(f"S2S_LOAD_PLUGINS= did not hide the template:\n{hidden}")
     session.log("the template is discovered, listed and hidden by S2S_LOAD_PLUGINS=")
+
+
+@nox.session
+def nezha_transformers4(session: nox.Session) -> None:
+    """NEZHA against transformers 4.x's NezhaModel (removed in transformers 5)."""
+    install(session, "pytest>=7", "transformers>=4.40,<5", CORE, BERT)
+    session.run("pytest", f"{BERT}/tests/test_nezha_transformers4.py", env={"S2S_LOAD_PLUGINS": None})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Every benchmark against its peer, on ../shared/data (S2S_SHARED_DATA overrides)."""
+    install(session, "transformers>=4.40", "scikit-learn", CORE, BERT, GPT2, TASKS)
+    for script in sorted(Path(ROOT, "bench").glob("*.py")):
+        if not script.name.endswith("_common.py"):  # shared readers, not a benchmark
+            session.run("python", str(script))
 
 
 @nox.session
