@@ -24,6 +24,8 @@ _LAZY = {
     "CheckpointError": "s2s.checkpoint",
     "get_plugins": "s2s.plugins",
     "Trainer": "s2s.trainer",
+    "generate": "s2s.generation",
+    "GenerationConfig": "s2s.generation",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]
