@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from s2s import load_model, resolve_tokenizer
 from s2s.trainer import Trainer
 from s2s_tasks.mlm import read_texts

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from s2s import Tokenizer, load_model
 from s2s_tasks.classification import Classification, DataError, read_labeled_texts
 from s2s_tasks.metrics.classification import classification_metrics

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from s2s import Tokenizer, load_model
 
 transformers = pytest.importorskip("transformers")

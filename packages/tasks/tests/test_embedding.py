@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from s2s import Tokenizer, load_model
 from s2s_tasks.classification import DataError
 from s2s_tasks.embedding import FaqIndex, cosent_loss, read_scored_pairs

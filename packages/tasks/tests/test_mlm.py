@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from s2s import Tokenizer, load_model
 from s2s_tasks.classification import DataError
 from s2s_tasks.mlm import MaskedLM, read_texts

@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from s2s.data import pad_batch
 from s2s.task import Task
-from torch import nn
 
 from .metrics.classification import classification_metrics
 from .pooling import check_pooling, needs_hidden_states, pool

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from s2s.data import pad_batch
 from s2s.task import Task
-from torch import nn
 
 from .classification import DataError, encode_truncated
 from .pooling import check_pooling, needs_hidden_states, pool

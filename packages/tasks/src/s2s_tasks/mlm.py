@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from s2s.backbone import LM_HEAD
 from s2s.data import LABEL_PAD, pad_batch
 from s2s.task import Task
-from torch import nn
 
 from .classification import DataError
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import torch
+
 from s2s.backbone import BackboneOutput
 
 POOLINGS = ("pooler", "cls", "mean", "first_last_avg")
