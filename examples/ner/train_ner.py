@@ -102,7 +102,7 @@ def main():
         progress=False,
     )  # fmt: skip
     trainer.train(
-        model, model.encode_dataset(train_examples), collate_fn=model.collate,
+        model, model.build_dataset(train_examples), collate_fn=model.collate,
         evaluator=Evaluator(model, eval_examples),
     )  # fmt: skip
     metrics = model.evaluate(eval_examples)

@@ -97,7 +97,7 @@ def test_crf_loss_is_the_crf_over_the_text_tokens(tokenizer):
 @pytest.mark.parametrize("head", ["softmax", "crf", "global_pointer", "efficient_global_pointer"])
 def test_predict_returns_character_spans_of_the_original_text(tokenizer, head):
     model = make(tokenizer, head, inner_dim=16)
-    data = model.encode_dataset(EXAMPLES)
+    data = model.build_dataset(EXAMPLES)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(40):
         optimizer.zero_grad()
@@ -128,7 +128,7 @@ def test_task_names_pick_the_head(tokenizer):
 def test_truncation_warns_and_reports_lost_spans(tokenizer, caplog):
     model = make(tokenizer, "softmax", max_length=6)  # [CLS] + 4 tokens + [SEP]
     with caplog.at_level(logging.WARNING):
-        data = model.encode_dataset(EXAMPLES)
+        data = model.build_dataset(EXAMPLES)
     assert data[0]["lost"] == [(3, 5, "LOC")]
     assert "3 of 3 texts" in caplog.text and "5 gold spans" in caplog.text
     caplog.clear()
@@ -151,11 +151,11 @@ def test_bad_input_is_a_clear_error(tokenizer):
     with pytest.raises(ValueError, match="global_pointer"):
         model.collate([{"text": "张三在北京", "spans": [(0, 5, "LOC"), (3, 5, "LOC")]}])
     with pytest.raises(ValueError, match="empty"):
-        model.encode_dataset([])
+        model.build_dataset([])
     with pytest.raises(ValueError, match="example 1: ValueError: span"):
-        model.encode_dataset([EXAMPLES[0], {"text": "张三", "spans": [(0, 2, "ORG")]}])
+        model.build_dataset([EXAMPLES[0], {"text": "张三", "spans": [(0, 2, "ORG")]}])
     with pytest.raises(ValueError, match="example 0: KeyError: 'text'"):
-        model.encode_dataset([{"sentence": "张三"}])
+        model.build_dataset([{"sentence": "张三"}])
     with pytest.raises(ValueError, match="unknown head"):
         make(tokenizer, "lstm")
 

@@ -88,7 +88,7 @@ def test_loss_is_the_mean_of_three_multilabel_losses(tokenizer):
 def test_predict_returns_the_triples(tokenizer):
     model = make(tokenizer)
     assert isinstance(model, RelationExtraction)
-    data = model.encode_dataset(EXAMPLES)
+    data = model.build_dataset(EXAMPLES)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(40):
         optimizer.zero_grad()
@@ -142,13 +142,13 @@ def test_bad_options_and_empty_data(tokenizer):
     with pytest.raises(ValueError, match="either"):
         make(tokenizer, predicates=None)
     with pytest.raises(ValueError, match="empty"):
-        make(tokenizer).encode_dataset([])
+        make(tokenizer).build_dataset([])
 
 
 def test_triples_whose_entities_are_missing_are_counted(tokenizer, caplog):
     model = make(tokenizer, max_length=8)
     with caplog.at_level("WARNING"):
-        data = model.encode_dataset(
+        data = model.build_dataset(
             EXAMPLES + [{"text": "七里香", "spo_list": [("稻香", "歌手", "周杰伦")]}]
         )
     assert data[0]["lost"] == [("七里香", "歌手", "周杰伦")]  # 周杰伦 is past 6 text tokens

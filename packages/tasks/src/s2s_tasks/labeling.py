@@ -7,7 +7,7 @@ reads the one-``char TAG``-per-line format (People's Daily) into that shape.
 How a text is labeled::
 
     model = load_model(vocab, "bert", "ner", labels=["PER", "LOC", "ORG"], head="crf")
-    trainer.train(model, model.encode_dataset(examples), collate_fn=model.collate)
+    trainer.train(model, model.build_dataset(examples), collate_fn=model.collate)
     model.predict(["张三在北京工作"])  # [[(0, 2, "PER"), (3, 5, "LOC")]]
 
 Heads:
@@ -129,9 +129,9 @@ class SequenceLabeling(Task):
             features["lost"] = lost
         return features
 
-    def encode_dataset(self, examples: Iterable[dict]) -> list[dict]:
+    def build_dataset(self, examples: Iterable[dict], source: str = "dataset") -> list[dict]:
         """:meth:`encode` every example, with one warning for all truncations and lost spans."""
-        features = encode_each(self.encode, examples)
+        features = encode_each(self.encode, examples, source)
         truncated = sum(f["truncated"] for f in features)
         lost = sum(len(f.get("lost", ())) for f in features)
         if truncated:
@@ -285,16 +285,16 @@ def model_inputs(encoding) -> dict[str, list[int]]:
     }
 
 
-def encode_each(encode, examples: Iterable[dict]) -> list[dict]:
-    """``encode(example)`` of every example; errors name the example's index."""
+def encode_each(encode, examples: Iterable[dict], source: str = "dataset") -> list[dict]:
+    """``encode(example)`` of every example; errors name ``source`` and the example's index."""
     features = []
     for index, example in enumerate(examples):
         try:
             features.append(encode(example))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"example {index}: {type(exc).__name__}: {exc}") from exc
+            raise ValueError(f"{source}, example {index}: {type(exc).__name__}: {exc}") from exc
     if not features:
-        raise ValueError("the dataset is empty: no examples to encode")
+        raise ValueError(f"{source} is empty: no examples to encode")
     return features
 
 

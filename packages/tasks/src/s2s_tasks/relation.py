@@ -148,9 +148,9 @@ class RelationExtraction(Task):
             features["lost"] = lost
         return features
 
-    def encode_dataset(self, examples: Iterable[dict]) -> list[dict]:
+    def build_dataset(self, examples: Iterable[dict], source: str = "dataset") -> list[dict]:
         """:meth:`encode` every example; one warning counts triples that cannot be trained on."""
-        features = encode_each(self.encode, examples)
+        features = encode_each(self.encode, examples, source)
         lost = sum(len(f.get("lost", ())) for f in features)
         if lost:
             logger.warning(
