@@ -15,6 +15,7 @@ back into the same fine-tuned model::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -74,7 +75,14 @@ def read_recipe(directory: str | os.PathLike) -> Recipe | None:
 
 
 class Task(nn.Module):
-    """Base class of tasks. ``forward(**batch)`` returns a dict with ``loss`` when labels are given."""
+    """Base class of tasks. Every task has the same shape:
+
+    - ``build_dataset(examples, source="dataset")``: encoded features from raw examples
+      (errors name ``source`` and the example);
+    - ``collate(features)``: a padded batch of tensors;
+    - ``forward(**batch)``: a dict with ``loss`` when the batch has labels;
+    - ``predict(texts, ...)``: results on raw texts, a list of texts at once.
+    """
 
     kinds: ClassVar[frozenset[str]] = frozenset({ENCODER})
     capabilities: ClassVar[frozenset[str]] = frozenset()
@@ -94,6 +102,26 @@ class Task(nn.Module):
         if lacking:
             return f"needs a backbone with {', '.join(sorted(lacking))}"
         return None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters are; :meth:`collate_to_device` moves batches there."""
+        return next(self.parameters()).device
+
+    def collate_to_device(self, features) -> dict[str, torch.Tensor]:
+        """``collate(features)`` on the model's device, for inference."""
+        return {name: tensor.to(self.device) for name, tensor in self.collate(features).items()}
+
+    @contextlib.contextmanager
+    def inference(self):
+        """Evaluation mode without gradients inside the block; the previous mode is restored."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
 
     def saved_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """The options ``save_pretrained`` writes: those ``load_model`` was given. A task with an

@@ -89,7 +89,7 @@ class CausalLM(Task):
 
     def generation_inputs(self, prompts: list[list[int]], token_types=None, next_types=None):
         """Left-padded ``input_ids`` / ``attention_mask`` (and token types) for :class:`GPT2Decoder`."""
-        device = next(self.parameters()).device
+        device = self.device
         length = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), length), self.tokenizer.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), length), dtype=torch.long)
@@ -111,7 +111,6 @@ class CausalLM(Task):
 
         return backbone_decoder(self.backbone, max_new_tokens)
 
-    @torch.no_grad()
     def continue_text(self, prompts: Sequence[str], max_new_tokens: int = 64, **options) -> list[str]:
         """The continuation of each prompt (without the prompt). ``options`` go to
         :func:`s2s.generation.generate` (``do_sample``, ``top_k``, ``top_p``, ``temperature``,
@@ -126,15 +125,13 @@ class CausalLM(Task):
 
     def _generate(self, prompts, max_new_tokens, options, token_types=None, next_types=None) -> list[str]:
         options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
-        was_training = self.training
-        self.eval()
         inputs = self.generation_inputs(prompts, token_types, next_types)
-        ids = generate(
-            self.decoder(max_new_tokens), inputs, max_new_tokens=max_new_tokens,
-            eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"],
-            prompt_mask=inputs["attention_mask"], **options,
-        )
-        self.train(was_training)
+        with self.inference():
+            ids = generate(
+                self.decoder(max_new_tokens), inputs, max_new_tokens=max_new_tokens,
+                eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"],
+                prompt_mask=inputs["attention_mask"], **options,
+            )
         return [self.tokenizer.decode(row) for row in ids]
 
     def stream(self, prompt: str, max_new_tokens: int = 64, **options) -> Iterator[str]:
@@ -144,8 +141,7 @@ class CausalLM(Task):
             logger.warning("the prompt was longer than the room left for max_new_tokens: its beginning was cut")
         options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
         inputs = self.generation_inputs([ids])
-        self.eval()
-        with torch.no_grad():
+        with self.inference():
             yield from stream(
                 self.decoder(max_new_tokens), inputs, self.tokenizer.decode, max_new_tokens=max_new_tokens,
                 eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"], **options,

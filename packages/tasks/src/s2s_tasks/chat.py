@@ -115,7 +115,6 @@ class Chat(CausalLM):
         next_speaker = len(turns) % 2
         return ids, types, next_speaker
 
-    @torch.no_grad()
     def reply(self, histories: Sequence[Sequence[str]], max_new_tokens: int = 32, **options) -> list[str]:
         """The next turn of each history (a list of turns, oldest first). ``options`` go to
         :func:`s2s.generation.generate`; sampling (``do_sample=True, top_p=0.9``) gives

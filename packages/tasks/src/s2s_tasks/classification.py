@@ -145,22 +145,17 @@ class Classification(Task):
 
     # --- inference -----------------------------------------------------------------------
 
-    @torch.no_grad()
     def predict_proba(self, texts: Sequence, batch_size: int = 64) -> torch.Tensor:
         """Probabilities [len(texts), num_labels]: softmax, or per-label sigmoid if multi-label.
 
         ``texts`` are strings, or (text_a, text_b) pairs for a pair classifier.
         """
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
         chunks = []
-        for start in range(0, len(texts), batch_size):
-            features = [self._encode_input(item) for item in texts[start : start + batch_size]]
-            batch = {k: v.to(device) for k, v in self.collate(features).items()}
-            logits = self(**batch)["logits"].float()
-            chunks.append(logits.sigmoid() if self.multi_label else logits.softmax(-1))
-        self.train(was_training)
+        with self.inference():
+            for start in range(0, len(texts), batch_size):
+                features = [self._encode_input(item) for item in texts[start : start + batch_size]]
+                logits = self(**self.collate_to_device(features))["logits"].float()
+                chunks.append(logits.sigmoid() if self.multi_label else logits.softmax(-1))
         if not chunks:
             return torch.empty(0, len(self.labels))
         return torch.cat(chunks).cpu()
@@ -180,23 +175,19 @@ class Classification(Task):
             ]
         return [self.labels[i] for i in probabilities.argmax(-1).tolist()]
 
-    @torch.no_grad()
     def evaluate(self, features: Sequence[dict], batch_size: int = 64, threshold: float = 0.5) -> dict:
         """Accuracy, macro-F1 and a per-class report on features from :meth:`build_dataset`."""
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
         predicted, gold = [], []
-        for start in range(0, len(features), batch_size):
-            batch = {k: v.to(device) for k, v in self.collate(features[start : start + batch_size]).items()}
-            logits = self(**batch)["logits"]
-            if self.multi_label:
-                predicted.extend((logits.sigmoid() >= threshold).long().tolist())
-                gold.extend(batch["labels"].long().tolist())
-            else:
-                predicted.extend(logits.argmax(-1).tolist())
-                gold.extend(batch["labels"].tolist())
-        self.train(was_training)
+        with self.inference():
+            for start in range(0, len(features), batch_size):
+                batch = self.collate_to_device(features[start : start + batch_size])
+                logits = self(**batch)["logits"]
+                if self.multi_label:
+                    predicted.extend((logits.sigmoid() >= threshold).long().tolist())
+                    gold.extend(batch["labels"].long().tolist())
+                else:
+                    predicted.extend(logits.argmax(-1).tolist())
+                    gold.extend(batch["labels"].tolist())
         return classification_metrics(gold, predicted, self.labels)
 
 

@@ -118,23 +118,18 @@ class Embedding(Task):
 
     # --- inference -----------------------------------------------------------------------
 
-    @torch.no_grad()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64, normalize: bool = True) -> torch.Tensor:
         """Embeddings [len(texts), hidden], unit length when ``normalize``."""
         if isinstance(texts, str):
             raise TypeError("encode_texts takes a list of texts")
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
         chunks = []
-        for start in range(0, len(texts), batch_size):
-            features = [
-                encode_truncated(self.tokenizer, text, None, self.max_length)[0]
-                for text in texts[start : start + batch_size]
-            ]
-            batch = {k: v.to(device) for k, v in self.collate(features).items()}
-            chunks.append(self.embed(**batch).float())
-        self.train(was_training)
+        with self.inference():
+            for start in range(0, len(texts), batch_size):
+                features = [
+                    encode_truncated(self.tokenizer, text, None, self.max_length)[0]
+                    for text in texts[start : start + batch_size]
+                ]
+                chunks.append(self.embed(**self.collate_to_device(features)).float())
         vectors = torch.cat(chunks).cpu() if chunks else torch.empty(0, self.backbone.hidden_size)
         return nn.functional.normalize(vectors, dim=-1) if normalize else vectors
 

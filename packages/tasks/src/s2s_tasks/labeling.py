@@ -208,26 +208,20 @@ class SequenceLabeling(Task):
         )
 
     # ------------------------------------------------------------ prediction
-    @torch.no_grad()
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[list[Span]]:
         """The ``(start, end, type)`` character spans of each text, sorted."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts")
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
         results, truncated, repairs = [], 0, 0
-        try:
+        with self.inference():
             for first in range(0, len(texts), batch_size):
                 chunk = [self.encode({"text": t}) for t in texts[first : first + batch_size]]
                 truncated += sum(f["truncated"] for f in chunk)
-                batch = {k: v.to(device) for k, v in self.collate(chunk).items()}
+                batch = self.collate_to_device(chunk)
                 token_spans, fixed = self._decode(self(**batch), batch["attention_mask"])
                 repairs += fixed
                 for f, spans in zip(chunk, token_spans):
                     results.append(sorted(token_to_char_spans(spans, f["offsets"])))
-        finally:
-            self.train(was_training)
         if truncated:
             logger.warning(
                 "%d of %d texts are longer than max_length=%d tokens: only their beginning "

@@ -152,28 +152,24 @@ class MaskedLM(Task):
 
     # --- inference -----------------------------------------------------------------------
 
-    @torch.no_grad()
     def predict(self, texts: Sequence[str], top_k: int = 5) -> list[list[list[tuple[str, float]]]]:
         """Fill ``[MASK]``: for each text, for each ``[MASK]`` in order, the ``top_k``
         ``(token, probability)`` guesses."""
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
         results = []
-        for text in texts:
-            ids = self.tokenizer.encode(text, max_length=self.max_length).ids
-            input_ids = torch.tensor([ids], device=device)
-            probabilities = self(input_ids)["logits"][0].float().softmax(-1)  # [seq, vocab]
-            positions = (input_ids[0] == self.tokenizer.mask_id).nonzero().flatten().tolist()
-            guesses = []
-            for position in positions:
-                best = probabilities[position].topk(top_k)
-                guesses.append([
-                    (self.tokenizer.id_to_token(i), p)
-                    for p, i in zip(best.values.tolist(), best.indices.tolist())
-                ])
-            results.append(guesses)
-        self.train(was_training)
+        with self.inference():
+            for text in texts:
+                ids = self.tokenizer.encode(text, max_length=self.max_length).ids
+                input_ids = torch.tensor([ids], device=self.device)
+                probabilities = self(input_ids)["logits"][0].float().softmax(-1)  # [seq, vocab]
+                positions = (input_ids[0] == self.tokenizer.mask_id).nonzero().flatten().tolist()
+                guesses = []
+                for position in positions:
+                    best = probabilities[position].topk(top_k)
+                    guesses.append([
+                        (self.tokenizer.id_to_token(i), p)
+                        for p, i in zip(best.values.tolist(), best.indices.tolist())
+                    ])
+                results.append(guesses)
         return results
 
 

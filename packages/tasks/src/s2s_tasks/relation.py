@@ -231,21 +231,16 @@ class RelationExtraction(Task):
         return output
 
     # ------------------------------------------------------------ prediction
-    @torch.no_grad()
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[list[Triple]]:
         """The ``(subject, predicate, object)`` triples of each text, sorted."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts")
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
         results = []
-        try:
+        with self.inference():
             for first in range(0, len(texts), batch_size):
                 chunk_texts = texts[first : first + batch_size]
                 chunk = [self.encode({"text": t}) for t in chunk_texts]
-                batch = {k: v.to(device) for k, v in self.collate(chunk).items()}
-                output = self(**batch)
+                output = self(**self.collate_to_device(chunk))
                 entities = decode_spans(output["entity_scores"])
                 heads = output["head_scores"] > 0
                 tails = output["tail_scores"] > 0
@@ -253,8 +248,6 @@ class RelationExtraction(Task):
                     results.append(
                         self._triples(text, f["offsets"], entities[row], heads[row], tails[row])
                     )
-        finally:
-            self.train(was_training)
         return results
 
     def _triples(self, text, offsets, entities, heads, tails) -> list[Triple]:

@@ -142,7 +142,6 @@ class Seq2Seq(Task):
             return UniLMDecoder(self.backbone)
         return backbone_decoder(self.backbone, max_new_tokens)
 
-    @torch.no_grad()
     def predict(
         self,
         texts: Sequence[str],
@@ -163,32 +162,30 @@ class Seq2Seq(Task):
             )
         options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
         returns = options.get("num_return_sequences", 1)
-        was_training = self.training
-        self.eval()
         outputs: list = []
         truncated = 0
-        for start in range(0, len(texts), batch_size):
-            sources = []
-            for text in texts[start : start + batch_size]:
-                ids = self._encode_source(text)
-                room = self.max_length - max_new_tokens
-                truncated += len(ids) > room
-                sources.append(_cut(ids, room))
-            ids = self._generate(sources, beam_size, max_new_tokens, options)
-            texts_out = [self.tokenizer.decode(row) for row in ids]
-            if returns > 1:
-                texts_out = [texts_out[i : i + returns] for i in range(0, len(texts_out), returns)]
-            outputs.extend(texts_out)
+        with self.inference():
+            for start in range(0, len(texts), batch_size):
+                sources = []
+                for text in texts[start : start + batch_size]:
+                    ids = self._encode_source(text)
+                    room = self.max_length - max_new_tokens
+                    truncated += len(ids) > room
+                    sources.append(_cut(ids, room))
+                ids = self._generate(sources, beam_size, max_new_tokens, options)
+                texts_out = [self.tokenizer.decode(row) for row in ids]
+                if returns > 1:
+                    texts_out = [texts_out[i : i + returns] for i in range(0, len(texts_out), returns)]
+                outputs.extend(texts_out)
         if truncated:
             logger.warning(
                 "%d of %d texts are longer than max_length - max_new_tokens = %d tokens: their end was cut",
                 truncated, len(texts), self.max_length - max_new_tokens,
             )
-        self.train(was_training)
         return outputs
 
     def _generate(self, sources: list[list[int]], beam_size: int, max_new_tokens: int, options) -> list[list[int]]:
-        device = next(self.parameters()).device
+        device = self.device
         pad = self.tokenizer.pad_id
         length = max(len(s) for s in sources)
         ids = torch.full((len(sources), length), pad, dtype=torch.long)
