@@ -21,6 +21,7 @@ import time
 
 import torch
 import transformers
+
 from s2s_bert import BertBackbone, BertConfig
 
 SIZES = {

@@ -50,10 +50,11 @@ def strip_after_eos(rows, eos: int) -> list[list[int]]:
 
 
 def bench_gpt2(repeats: int, sizes, new_tokens: int = 32, prompt_len: int = 24) -> list[str]:
-    from s2s.generation import generate
-    from s2s_gpt2 import GPT2Backbone, GPT2Config, GPT2Decoder
     from transformers import GPT2Config as HFGPT2Config
     from transformers import GPT2LMHeadModel
+
+    from s2s.generation import generate
+    from s2s_gpt2 import GPT2Backbone, GPT2Config, GPT2Decoder
 
     lines = []
     for size, layers in sizes:

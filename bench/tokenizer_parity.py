@@ -22,7 +22,6 @@ import unicodedata
 from pathlib import Path
 
 import torch
-from s2s import Tokenizer
 from tokenizer_common import (
     CSL,
     DEFAULT_DATA,
@@ -35,6 +34,8 @@ from tokenizer_common import (
     thucnews_titles,
 )
 from transformers import BertTokenizerFast
+
+from s2s import Tokenizer
 
 FIELDS = ("ids", "token_type_ids", "attention_mask", "offsets")
 

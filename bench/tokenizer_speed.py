@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from s2s import Tokenizer
 from tokenizer_common import DEFAULT_DATA, THUCNEWS, VOCAB, missing, thucnews_titles
 from transformers import BertTokenizerFast
+
+from s2s import Tokenizer
 
 
 def best_time(encode, batches, repeats: int) -> float:

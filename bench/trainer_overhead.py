@@ -18,10 +18,11 @@ import time
 
 import torch
 import torch.nn.functional as F
-from s2s import Trainer
-from s2s.data import DynamicPadding
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
+
+from s2s import Trainer
+from s2s.data import DynamicPadding
 
 
 class Classifier(nn.Module):

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from common import DATA, add_common_arguments, build, train
+
 from s2s_tasks.chat import read_dialogues
 
 

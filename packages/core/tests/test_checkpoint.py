@@ -8,10 +8,11 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from s2s.checkpoint import CheckpointError, load_into, read_state_dict, save_weights, strip_prefixes
-from s2s.io import atomic_write
 from safetensors.torch import save_file
 from torch import nn
+
+from s2s.checkpoint import CheckpointError, load_into, read_state_dict, save_weights, strip_prefixes
+from s2s.io import atomic_write
 
 
 def small_module() -> nn.Module:

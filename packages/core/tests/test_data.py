@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from s2s.data import DynamicPadding, LengthGroupedSampler, pad_batch
 
 

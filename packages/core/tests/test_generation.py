@@ -11,6 +11,7 @@ import itertools
 
 import pytest
 import torch
+
 from s2s.generation import Decoder, GenerationConfig, generate, stream
 from s2s.generation.processors import ban_repeated_ngrams, penalise_repetition, warp_for_sampling
 

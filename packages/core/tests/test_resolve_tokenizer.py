@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from s2s.tokenizer import Tokenizer, VocabError, resolve_tokenizer
 
 TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "北", "京", "上", "海", "abc"]

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-import s2s
 import torch
+from safetensors import safe_open
+
+import s2s
 from s2s.checkpoint import CheckpointError, read_state_dict, save_weights
 from s2s.config import ConfigError
 from s2s.models import load_model
 from s2s.task import HEAD_FILE, TASK_FILE
-from safetensors import safe_open
 
 PLUGIN = """
 import json

@@ -12,6 +12,7 @@ import unicodedata
 
 import pytest
 import torch
+
 from s2s.tokenizer import Tokenizer, VocabError
 
 UNUSED = ["[unused1]", "[unused2]", "[unused3]"]

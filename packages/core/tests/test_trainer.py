@@ -7,10 +7,11 @@ import math
 
 import pytest
 import torch
+from test_trainer_toy import Toy, params, toy_items
+
 from s2s import Trainer, hookimpl
 from s2s.checkpoint import CheckpointError, save_weights
 from s2s.trainer import EMA, FGM, EarlyStopping
-from test_trainer_toy import Toy, params, toy_items
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,9 @@ import time
 
 import pytest
 import torch
-from s2s import Trainer
 from test_trainer_toy import TOY_DIR, Toy, params, toy_items
+
+from s2s import Trainer
 
 SCRIPT = textwrap.dedent(
     """

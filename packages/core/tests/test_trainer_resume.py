@@ -12,9 +12,10 @@ import sys
 import textwrap
 
 import torch
+from test_trainer_toy import TOY_DIR
+
 from s2s.checkpoint import read_state_dict
 from s2s.trainer import checkpointing
-from test_trainer_toy import TOY_DIR
 
 # 32 items, batch 4, accumulation 2: 4 steps per epoch, 8 in all. Checkpoints every 3 steps
 # and at epoch ends: 3, 4, 6, 8. Dropout, EMA and a cosine schedule with warmup make every

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from bert_helpers import TINY, make_batch
+
 from s2s.masks import causal_mask, unilm_mask
 from s2s_bert import BertBackbone, BertConfig
 

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from bert_helpers import TINY, hf_model, make_batch
+
 from s2s.checkpoint import CheckpointError
 from s2s_bert import BertBackbone, BertConfig
 

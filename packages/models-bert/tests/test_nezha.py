@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from bert_helpers import TINY, make_batch
+
 from s2s.masks import unilm_mask
 from s2s_bert import NezhaBackbone, NezhaConfig
 

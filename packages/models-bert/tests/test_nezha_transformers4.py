@@ -7,6 +7,7 @@ Skipped unless the installed transformers still ships ``NezhaModel``; the nox se
 import pytest
 import torch
 from bert_helpers import TINY, make_batch
+
 from s2s_bert import NezhaBackbone, NezhaConfig
 
 transformers = pytest.importorskip("transformers")

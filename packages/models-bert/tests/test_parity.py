@@ -3,6 +3,7 @@
 import pytest
 import torch
 from bert_helpers import TINY, hf_model, make_batch
+
 from s2s_bert import BertBackbone, BertConfig
 
 transformers = pytest.importorskip("transformers")

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from bert_helpers import TINY
+
 from s2s.config import ConfigError
 from s2s.models import load_model
 from s2s.plugins import get_backbone, reset_plugins

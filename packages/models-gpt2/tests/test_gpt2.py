@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from s2s.checkpoint import CheckpointError
 from s2s_gpt2 import GPT2Backbone, GPT2Config, KVCache
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from s2s import Tokenizer, load_model
 
 pytest.importorskip("s2s_gpt2", reason="needs s2s-models-gpt2")

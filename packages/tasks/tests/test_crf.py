@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+
 from s2s_tasks.crf import CRF
 from s2s_tasks.spans import tag_names
 

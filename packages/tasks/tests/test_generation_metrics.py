@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from s2s_tasks.metrics.generation import (
     bleu,
     generation_metrics,

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from s2s_tasks.global_pointer import (
     MASKED,
     EfficientGlobalPointer,

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import torch
+
 from s2s import Tokenizer, load_model
 from s2s_tasks.labeling import CRFLabeling, GlobalPointerLabeling, read_char_tags, text_mask
 

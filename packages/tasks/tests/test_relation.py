@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from s2s import Tokenizer, load_model
 from s2s_tasks.global_pointer import multilabel_categorical_crossentropy
 from s2s_tasks.relation import RelationExtraction, read_duie, read_schema

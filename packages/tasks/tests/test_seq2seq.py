@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+
 from s2s import Tokenizer, load_model
 from s2s.generation import generate
 from s2s_tasks.seq2seq import Seq2Seq, UniLMDecoder

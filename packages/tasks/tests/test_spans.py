@@ -6,6 +6,7 @@ import logging
 import random
 
 import pytest
+
 from s2s_tasks.metrics import span_scores, triple_scores
 from s2s_tasks.spans import (
     char_to_token_spans,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from s2s import Tokenizer, load_model
 from s2s.checkpoint import CheckpointError
 

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from s2s.backbone import ENCODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport, load_into, read_state_dict, save_weights
 from s2s.config import ConfigError, read_json
 from s2s.io import atomic_write
 from s2s.models import CONFIG_FILES
-from torch import nn
 
 from . import weights
 from .config import ATTN_IMPLEMENTATIONS, BertConfig

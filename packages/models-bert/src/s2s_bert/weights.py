@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+
 from s2s.checkpoint import CheckpointError, strip_prefixes
 
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"

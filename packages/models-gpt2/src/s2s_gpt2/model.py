@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from s2s.backbone import DECODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport, load_into, read_state_dict, save_weights, strip_prefixes
 from s2s.io import atomic_write
-from torch import nn
 
 from .cache import KVCache
 from .config import GPT2Config

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+
 from s2s.backbone import DECODER, KV_CACHE, LM_HEAD
 from s2s.data import pad_batch
 from s2s.generation import generate, stream

@@ -25,6 +25,7 @@ import os
 from collections.abc import Sequence
 
 import torch
+
 from s2s.data import pad_batch
 
 from .causal_lm import CausalLM

@@ -33,9 +33,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from s2s.data import LABEL_PAD, pad_batch
 from s2s.task import Task
-from torch import nn
 
 from .crf import CRF
 from .global_pointer import (

@@ -29,9 +29,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from s2s.data import pad_batch
 from s2s.task import Task
-from torch import nn
 
 from .global_pointer import GlobalPointer, decode_spans, sparse_multilabel_categorical_crossentropy
 from .labeling import MODEL_INPUTS, encode_each, fit_max_length, model_inputs, text_mask

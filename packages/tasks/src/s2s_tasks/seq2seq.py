@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from s2s.backbone import DECODER, ENCODER, KV_CACHE, LM_HEAD, MASK_3D
 from s2s.data import pad_batch
 from s2s.generation import generate
