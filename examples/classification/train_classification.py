@@ -19,7 +19,7 @@ import logging
 import time
 from pathlib import Path
 
-from s2s import load_model, resolve_tokenizer
+from s2s import load_model, resolve_tokenizer, seed_everything
 from s2s.trainer import Trainer
 from s2s_tasks.classification import read_labeled_texts
 
@@ -61,6 +61,7 @@ def parse_args():
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
+    seed_everything(args.seed)
     start = time.perf_counter()
     labels = [line.strip() for line in args.labels.read_text(encoding="utf-8").splitlines() if line.strip()]
     train_examples = read_labeled_texts(args.train, labels, multi_label=args.multi_label)

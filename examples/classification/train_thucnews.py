@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from s2s import Tokenizer, load_model
+from s2s import Tokenizer, load_model, seed_everything
 from s2s.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +70,7 @@ def parse_args():
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
+    seed_everything(args.seed)
     if not (args.data / "train.txt").is_file():
         print(f"skipped: {args.data / 'train.txt'} not found (set S2S_SHARED_DATA or pass --data)")
         return

@@ -20,7 +20,7 @@ import logging
 import time
 from pathlib import Path
 
-from s2s import load_model, resolve_tokenizer
+from s2s import load_model, resolve_tokenizer, seed_everything
 from s2s.trainer import Trainer
 from s2s_tasks.classification import DataError
 from s2s_tasks.embedding import FaqIndex, read_scored_pairs
@@ -71,6 +71,7 @@ def parse_args():
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
+    seed_everything(args.seed)
     start = time.perf_counter()
     faq = read_columns(args.faq, 2)
     queries = read_columns(args.eval, 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from s2s import load_model, resolve_tokenizer
+from s2s import load_model, resolve_tokenizer, seed_everything
 from s2s.trainer import Trainer
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -32,6 +32,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, epochs: int) -> None:
 def build(args, task: str, texts: list[str]):
     """Tokenizer and model: from --checkpoint/--vocab, or a vocab built from ``texts`` and a
     small random GPT-2."""
+    seed_everything(args.seed)  # the model is built before the Trainer seeds its run
     tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, texts, min_frequency=1)
     config = None if args.checkpoint else SMALL_RANDOM
     model = load_model(

@@ -18,7 +18,7 @@ import logging
 import time
 from pathlib import Path
 
-from s2s import load_model, resolve_tokenizer
+from s2s import load_model, resolve_tokenizer, seed_everything
 from s2s.trainer import Trainer
 from s2s_tasks.matching import read_text_pairs
 
@@ -54,6 +54,7 @@ def parse_args():
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
+    seed_everything(args.seed)
     start = time.perf_counter()
     train_examples = read_text_pairs(args.train)
     eval_examples = read_text_pairs(args.eval)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from s2s import load_model, resolve_tokenizer
+from s2s import load_model, resolve_tokenizer, seed_everything
 from s2s.trainer import Trainer
 from s2s_tasks.mlm import read_texts
 
@@ -77,6 +77,7 @@ def parse_args():
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
+    seed_everything(args.seed)
     start = time.perf_counter()
     train_texts = load_texts(args.train, args.segmented)
     eval_texts = load_texts(args.eval, args.segmented)

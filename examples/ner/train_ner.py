@@ -21,7 +21,7 @@ import random
 import time
 from pathlib import Path
 
-from s2s import load_model, resolve_tokenizer
+from s2s import load_model, resolve_tokenizer, seed_everything
 from s2s.trainer import Trainer
 from s2s_tasks.labeling import HEADS, read_char_tags
 
@@ -86,6 +86,7 @@ def split(args):
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
+    seed_everything(args.seed)
     start = time.perf_counter()
     train_examples, eval_examples = split(args)
     tokenizer = resolve_tokenizer(

@@ -21,7 +21,7 @@ import logging
 import time
 from pathlib import Path
 
-from s2s import load_model, resolve_tokenizer
+from s2s import load_model, resolve_tokenizer, seed_everything
 from s2s.trainer import Trainer
 from s2s_tasks.relation import read_duie, read_schema
 
@@ -67,6 +67,7 @@ def parse_args():
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
+    seed_everything(args.seed)
     start = time.perf_counter()
     predicates = read_schema(args.schema)
     train_examples = read_duie(args.train, predicates)

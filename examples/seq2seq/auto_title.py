@@ -22,7 +22,7 @@ import random
 import time
 from pathlib import Path
 
-from s2s import load_model, resolve_tokenizer
+from s2s import load_model, resolve_tokenizer, seed_everything
 from s2s.trainer import Trainer
 from s2s_tasks.metrics.generation import generation_metrics
 
@@ -87,6 +87,7 @@ def split(args):
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
+    seed_everything(args.seed)
     start = time.perf_counter()
     train_pairs, eval_pairs = split(args)
     texts = [text for pair in train_pairs for text in pair]

@@ -11,7 +11,8 @@ so the script needs no ``if __name__ == "__main__"`` guard to run with several p
     python examples/trainer/train_any_scale.py --output out --resume  # ... continue where it stopped
 
 ``--num-procs 2`` and ``torchrun`` train on the same batches as one process (``batch_size`` is
-per step over all processes), so all three end with the same accuracy up to float rounding.
+per step over all processes); each process draws its own dropout masks, so the figures differ
+a little (without dropout they agree to float rounding, as the Trainer's tests check).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import logging
 from pathlib import Path
 
-from s2s import Tokenizer, load_model
+from s2s import Tokenizer, load_model, seed_everything
 from s2s.trainer import EMA, EarlyStopping, Trainer
 from s2s_tasks.classification import read_labeled_texts
 
@@ -36,12 +37,13 @@ def accuracy(outputs, batch):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-procs", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--output", help="model_save_dir: checkpoints, metrics.jsonl, metrics.png")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     args = parser.parse_args()
+    seed_everything(42)  # the model is built before the Trainer seeds its run (seed=42 too)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     labels = [line.strip() for line in (DATA / "labels.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -55,7 +57,7 @@ def main():
     trainer = Trainer(
         epochs=args.epochs, batch_size=args.batch_size, num_procs=args.num_procs, device="cpu",
         lr=args.lr, scheduler="cosine", warmup=0.1, max_grad_norm=1.0, model_save_dir=args.output,
-        best_metric="accuracy", callbacks=[EMA(0.99), EarlyStopping("accuracy", patience=4)],
+        best_metric="accuracy", callbacks=[EMA(0.9), EarlyStopping("accuracy", patience=8)],
     )
     trainer.train(model, train, collate_fn=model.collate, eval_dataset=held_out, metric_fn=accuracy,
                   resume="auto" if args.resume else None)

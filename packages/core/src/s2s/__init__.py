@@ -24,6 +24,7 @@ _LAZY = {
     "CheckpointError": "s2s.checkpoint",
     "get_plugins": "s2s.plugins",
     "Trainer": "s2s.trainer",
+    "seed_everything": "s2s.seeding",
     "generate": "s2s.generation",
     "GenerationConfig": "s2s.generation",
 }

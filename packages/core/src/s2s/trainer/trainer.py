@@ -20,7 +20,6 @@ import contextlib
 import itertools
 import logging
 import math
-import random
 import tempfile
 import time
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import CheckpointError, load_into, read_state_dict, save_weights
 from ..data import DynamicPadding
+from ..seeding import seed_everything
 from . import checkpointing, hookspecs
 from .batching import EpochBatches, EvalShard, check_batch, check_dataset, train_sampler
 from .callbacks import PlainEvaluator, is_plugin
@@ -533,8 +533,7 @@ class Trainer:
                eval_dataset, metric_fn) -> None:
         self.procs = procs
         device = procs.device
-        torch.manual_seed(self.seed + procs.rank)
-        random.seed(self.seed + procs.rank)
+        seed_everything(self.seed + procs.rank)
         self.module = model.to(device)
         if procs.distributed:
             self.model = DistributedDataParallel(
