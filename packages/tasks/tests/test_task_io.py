@@ -94,3 +94,15 @@ def test_trainer_leaves_a_final_folder_that_reloads_the_trained_task(tokenizer, 
     again = load_model(checkpoint=tmp_path / "final")
     assert again.labels == labels
     assert_same_weights(model.eval(), again.eval())
+
+
+def test_relation_model_saved_from_a_schema_file_reloads_without_it(tokenizer, tmp_path):
+    schema = tmp_path / "schema.json"
+    schema.write_text('{"predicate": "出生地"}\n{"predicate": "毕业院校"}\n', encoding="utf-8")
+    model = perturbed(load_model(tokenizer, "bert", "relation_extraction", size="tiny", config=TINY,
+                                 schema=str(schema)))
+    model.save_pretrained(tmp_path / "saved")
+    schema.unlink()
+    again = load_model(checkpoint=tmp_path / "saved").eval()
+    assert again.predicates == ["出生地", "毕业院校"]
+    assert_same_weights(model, again)

@@ -117,6 +117,12 @@ class RelationExtraction(Task):
         self.heads = GlobalPointer(hidden, count, inner_dim, rope=False, triangular=False)
         self.tails = GlobalPointer(hidden, count, inner_dim, rope=False, triangular=False)
 
+    def saved_options(self, options: dict) -> dict:
+        """Saved folders keep the predicates read from ``schema``, not the schema's path."""
+        if options.get("schema") is None:
+            return options
+        return {**{k: v for k, v in options.items() if k != "schema"}, "predicates": self.predicates}
+
     # ------------------------------------------------------------------ data
     def encode(self, example: dict) -> dict:
         """Token ids and, when ``example`` has ``spo_list``, the token positions of its triples
