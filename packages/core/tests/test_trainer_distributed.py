@@ -106,8 +106,8 @@ def test_python_train_py_launches_two_gloo_workers_and_exits_0(tmp_path, referen
     roles = sorted((p["role"], p["world"]) for p in processes(out))
     assert roles == [("launcher", None), ("rank0", "2"), ("rank1", "2")]
     # 2 workers x 4 items equal 1 process x 8 items; the launcher got rank 0's weights back
-    assert_close(torch.load(out / "params-rank0.pt"), reference)
-    assert_close(torch.load(out / "params-launcher.pt"), reference)
+    assert_close(torch.load(out / "params-rank0.pt", weights_only=True), reference)
+    assert_close(torch.load(out / "params-launcher.pt", weights_only=True), reference)
     assert_same_metrics(out, "rank0", reference)
 
 
@@ -116,7 +116,7 @@ def test_the_same_file_under_torchrun_does_not_relaunch(tmp_path, reference):
     assert result.returncode == 0, result.stderr
     roles = sorted((p["role"], p["world"]) for p in processes(out))
     assert roles == [("rank0", "2"), ("rank1", "2")]
-    assert_close(torch.load(out / "params-rank0.pt"), reference)
+    assert_close(torch.load(out / "params-rank0.pt", weights_only=True), reference)
 
 
 def free_port() -> int:
@@ -145,8 +145,8 @@ def test_two_nodes_on_loopback_equal_one_process(tmp_path, reference):
     outputs = [node.communicate(timeout=120) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
     assert sorted(p["role"] for p in processes(out)) == ["rank0", "rank1"]
-    assert_close(torch.load(out / "params-rank0.pt"), reference)
-    assert_close(torch.load(out / "params-rank1.pt"), reference)
+    assert_close(torch.load(out / "params-rank0.pt", weights_only=True), reference)
+    assert_close(torch.load(out / "params-rank1.pt", weights_only=True), reference)
 
 
 def test_a_raising_worker_ends_the_job(tmp_path):
