@@ -172,3 +172,13 @@ def test_metrics_by_hand():
     multi = classification_metrics([[1, 0], [1, 1]], [[1, 0], [0, 1]], ["x", "y"])
     assert multi["accuracy"] == 0.5  # exact match
     assert multi["report"]["x"]["recall"] == 0.5 and not math.isnan(multi["macro_f1"])
+
+
+def test_reader_drops_a_byte_order_mark_and_names_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "bom.tsv"
+    path.write_bytes("\ufeff央行降息\t财经\n".encode())
+    assert read_labeled_texts(path, ["财经"]) == [{"text": "央行降息", "label": "财经"}]
+    gbk = tmp_path / "gbk.tsv"
+    gbk.write_bytes("央行降息\t财经\n".encode("gbk"))
+    with pytest.raises(DataError, match=r"gbk.tsv is not UTF-8 \(byte 0\): save it as UTF-8"):
+        read_labeled_texts(gbk)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -215,6 +215,20 @@ def encode_truncated(tokenizer, text: str, pair: str | None, max_length: int):
     return feature, truncated
 
 
+def tab_separated_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, list[str]]]:
+    """``(line number, line, tab-separated fields)`` of each non-blank line of a UTF-8 file
+    (a leading byte-order mark is dropped)."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            for number, line in enumerate(handle, 1):
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield number, line, line.split("\t")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 (byte {exc.start}): save it as UTF-8") from None
+
+
 def read_labeled_texts(
     path: str | os.PathLike,
     labels: Sequence[str] | None = None,
@@ -227,33 +241,27 @@ def read_labeled_texts(
     Blank lines are skipped. With ``labels``, a label outside them is an error naming the
     file and line. A multi-label field is comma-separated (``体育,娱乐``); it may be empty.
     """
-    path = Path(path)
     known = set(labels) if labels is not None else None
     examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != texts_per_line + 1:
-                layout = "<TAB>".join(["text", "text_b"][:texts_per_line] + ["label"])
+    for number, line, fields in tab_separated_lines(path):
+        if len(fields) != texts_per_line + 1:
+            layout = "<TAB>".join(["text", "text_b"][:texts_per_line] + ["label"])
+            raise DataError(
+                f"{path}, line {number}: expected {layout} ({texts_per_line + 1} tab-separated "
+                f"fields), found {len(fields)}: {line[:60]!r}"
+            )
+        label_field = fields[-1].strip()
+        names = [n.strip() for n in label_field.split(",") if n.strip()] if multi_label else [label_field]
+        for name in names:
+            if known is not None and name not in known:
                 raise DataError(
-                    f"{path}, line {number}: expected {layout} ({texts_per_line + 1} tab-separated "
-                    f"fields), found {len(fields)}: {line[:60]!r}"
+                    f"{path}, line {number}: label {name!r} is not in the label list "
+                    f"{list(labels)}; fix the line or add the label"
                 )
-            label_field = fields[-1].strip()
-            names = [n.strip() for n in label_field.split(",") if n.strip()] if multi_label else [label_field]
-            for name in names:
-                if known is not None and name not in known:
-                    raise DataError(
-                        f"{path}, line {number}: label {name!r} is not in the label list "
-                        f"{list(labels)}; fix the line or add the label"
-                    )
-            example = {"text": fields[0], "label": names if multi_label else label_field}
-            if texts_per_line == 2:
-                example["text_b"] = fields[1]
-            examples.append(example)
+        example = {"text": fields[0], "label": names if multi_label else label_field}
+        if texts_per_line == 2:
+            example["text_b"] = fields[1]
+        examples.append(example)
     if not examples:
         raise DataError(f"{path} has no examples (expected text<TAB>label lines)")
     return examples

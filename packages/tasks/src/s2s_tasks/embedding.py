@@ -27,7 +27,6 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -35,7 +34,7 @@ from torch import nn
 from s2s.data import pad_batch
 from s2s.task import Task
 
-from .classification import DataError, encode_truncated
+from .classification import DataError, encode_truncated, tab_separated_lines
 from .pooling import check_pooling, needs_hidden_states, pool
 
 logger = logging.getLogger(__name__)
@@ -186,24 +185,18 @@ class FaqIndex:
 
 def read_scored_pairs(path: str | os.PathLike) -> list[dict]:
     """``{"text", "text_b", "label"}`` from ``text_a<TAB>text_b<TAB>score`` lines (score: a number)."""
-    path = Path(path)
     examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            try:
-                if len(fields) != 3:
-                    raise ValueError
-                score = float(fields[2])
-            except ValueError:
-                raise DataError(
-                    f"{path}, line {number}: expected text_a<TAB>text_b<TAB>score (a number), "
-                    f"found {line[:60]!r}"
-                ) from None
-            examples.append({"text": fields[0], "text_b": fields[1], "label": score})
+    for number, line, fields in tab_separated_lines(path):
+        try:
+            if len(fields) != 3:
+                raise ValueError
+            score = float(fields[2])
+        except ValueError:
+            raise DataError(
+                f"{path}, line {number}: expected text_a<TAB>text_b<TAB>score (a number), "
+                f"found {line[:60]!r}"
+            ) from None
+        examples.append({"text": fields[0], "text_b": fields[1], "label": score})
     if not examples:
         raise DataError(f"{path} has no pairs (expected text_a<TAB>text_b<TAB>score lines)")
     return examples
