@@ -52,6 +52,20 @@ def test_incremental_decoding_with_tuple_cache_matches_full_forward():
     assert torch.allclose(torch.cat([first.last_hidden_state, rest.last_hidden_state], 1), full, atol=1e-5)
 
 
+def test_no_grad_logits_follow_in_place_updates_of_the_embeddings():
+    # Under no_grad the logits come from a transposed copy of wte: it must never go stale.
+    ours = ours_from(hf_model())
+    hidden = torch.randn(3, 32)
+    wte = ours.transformer.wte.weight
+    for update in (lambda: wte.mul_(2.0), lambda: ours.load_state_dict(ours_from(hf_model()).state_dict())):
+        with torch.no_grad():
+            update()
+            assert torch.allclose(ours.lm_logits(hidden), hidden @ wte.t(), atol=1e-5)
+    with torch.no_grad():
+        ours.transformer.wte = torch.nn.Embedding(101, 32)  # a replaced parameter (resized vocab)
+        assert torch.allclose(ours.lm_logits(hidden), hidden @ ours.transformer.wte.weight.t(), atol=1e-5)
+
+
 def test_kv_cache_reorder_and_growth():
     data = torch.arange(2 * 2 * 3 * 1 * 4 * 1, dtype=torch.float).view(2, 2, 3, 1, 4, 1)
     cache = KVCache(data.clone(), length=2)
