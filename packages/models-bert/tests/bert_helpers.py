@@ -21,6 +21,14 @@ def make_batch(vocab_size, lengths=(10, 7, 4), seed=1):
     return ids * mask, mask, types
 
 
+def assert_close_where_real(got, want, mask, atol=1e-5, rtol=0.0):
+    """``got`` and ``want`` [B, L, ...] agree at the real positions of ``mask`` [B, L]. The
+    encoder leaves padding out (its outputs there are 0); transformers encodes the [PAD]
+    tokens there, values no task reads, so they are not compared."""
+    real = mask.bool()
+    torch.testing.assert_close(got[real], want[real], atol=atol, rtol=rtol)
+
+
 def hf_model(cls_name, values, seed=0):
     """A transformers model (``BertForPreTraining``, ``BertModel``, …) with random weights."""
     import transformers

@@ -89,11 +89,13 @@ class SelfAttention(nn.Module):
     def split_heads(self, x):  # [B, L, H] -> [B, N, L, D]
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, hidden, mask=None, past: KeyValue | None = None, relative=None):
-        # hidden [B, L, H]; mask [B, 1, 1 or L, K] bool (True = may attend) or None
-        q = self.split_heads(self.query(hidden))
-        k = self.split_heads(self.key(hidden))
-        v = self.split_heads(self.value(hidden))
+    def forward(self, hidden, mask=None, past: KeyValue | None = None, relative=None, packing=None):
+        # hidden [B, L, H], or the real tokens [T, H] of ``packing``;
+        # mask [B, 1, 1 or L, K] bool (True = may attend) or None
+        q, k, v = self.query(hidden), self.key(hidden), self.value(hidden)
+        if packing is not None:
+            q, k, v = packing.pad(q), packing.pad(k), packing.pad(v)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
         if past is not None:
             k = torch.cat([past[0], k], dim=2)  # [B, N, K, D]
             v = torch.cat([past[1], v], dim=2)
@@ -103,7 +105,9 @@ class SelfAttention(nn.Module):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
         else:
             context = self.eager(q, k, v, bias, relative)
-        context = context.transpose(1, 2).reshape(hidden.shape)  # [B, L, H]
+        context = context.transpose(1, 2).flatten(2)  # [B, L, H]
+        if packing is not None:
+            context = packing.unpad(context)
         return context, (k, v)
 
     def eager(self, q, k, v, bias, relative):
@@ -143,8 +147,8 @@ class Attention(nn.Module):
         self.self = SelfAttention(config)
         self.output = SelfOutput(config)
 
-    def forward(self, hidden, mask=None, past=None, relative=None):
-        context, key_value = self.self(hidden, mask, past, relative)
+    def forward(self, hidden, mask=None, past=None, relative=None, packing=None):
+        context, key_value = self.self(hidden, mask, past, relative, packing)
         return self.output(context, hidden), key_value
 
 
@@ -178,8 +182,8 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(config)
         self.output = Output(config)
 
-    def forward(self, hidden, mask=None, past=None, relative=None):
-        attended, key_value = self.attention(hidden, mask, past, relative)
+    def forward(self, hidden, mask=None, past=None, relative=None, packing=None):
+        attended, key_value = self.attention(hidden, mask, past, relative, packing)
         return self.output(self.intermediate(attended), attended), key_value
 
 
@@ -221,6 +225,27 @@ class LMPredictionHead(nn.Module):
 
     def forward(self, hidden, word_embeddings):  # [.., H], [V, H] -> [.., V]
         return F.linear(self.transform(hidden), word_embeddings, self.bias)
+
+
+class Packing:
+    """The real tokens of a padded batch as rows [T, ...], T = the number of real tokens.
+
+    Everything but attention works on single tokens (embeddings, linear maps, LayerNorm,
+    activations), so it runs on these rows only; attention pads them back to [B, L, ...]
+    (zeros at padding) and packs its output again. With a quarter of a batch padding, a
+    quarter of the work is saved.
+    """
+
+    def __init__(self, real: torch.Tensor):  # [B, L] bool
+        self.batch, self.length = real.shape
+        self.index = real.flatten().nonzero().squeeze(1)  # [T]
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, ...] -> [T, ...]
+        return x.flatten(0, 1).index_select(0, self.index)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:  # [T, ...] -> [B, L, ...]
+        rows = x.new_zeros(self.batch * self.length, *x.shape[1:]).index_copy(0, self.index, x)
+        return rows.view(self.batch, self.length, *x.shape[1:])
 
 
 def expand_mask(mask, batch: int, length: int, keys: int) -> torch.Tensor | None:
@@ -314,17 +339,30 @@ class BertBackbone(Backbone):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         position_ids, relative = self.positions(input_ids, position_ids, past_length)
-        hidden = self.embeddings(input_ids, token_type_ids, position_ids)  # [B, L, H]
         mask = expand_mask(attention_mask, batch, length, past_length + length)
+        if mask is not None and bool(mask.all()):
+            mask = None  # nothing is masked: attention runs without a mask
+        # Padded positions are left out (their outputs are 0); a cache keeps every position.
+        packing = None
+        if mask is not None and attention_mask.dim() == 2 and not (past_key_values or use_cache):
+            packing = Packing(attention_mask.bool())
+        if packing is not None:
+            input_ids, token_type_ids = packing.unpad(input_ids), packing.unpad(token_type_ids)
+            if position_ids is not None:
+                position_ids = packing.unpad(position_ids.expand(batch, length))
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids)  # [B, L, H] or [T, H]
 
         all_hidden = [hidden]
         cache = []
         for i, layer in enumerate(self.encoder.layer):
             past = past_key_values[i] if past_key_values else None
-            hidden, key_value = layer(hidden, mask, past, relative)
+            hidden, key_value = layer(hidden, mask, past, relative, packing)
             all_hidden.append(hidden)
             if use_cache:
                 cache.append(key_value)
+        if packing is not None:
+            hidden = packing.pad(hidden)
+            all_hidden = [packing.pad(h) for h in all_hidden] if output_hidden_states else all_hidden
         return BackboneOutput(
             last_hidden_state=hidden,
             pooler_output=self.pooler(hidden),
