@@ -19,12 +19,13 @@ import logging
 from collections.abc import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from s2s.backbone import DECODER, KV_CACHE, LM_HEAD
 from s2s.data import pad_batch
 from s2s.generation import generate, stream
 from s2s.task import Task
+
+from .lm_loss import lm_loss
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +42,13 @@ class CausalLM(Task):
         self.max_length = min(max_length or limit, limit)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, loss_mask=None):
-        """Next-token loss over real tokens (or where ``loss_mask`` is 1)."""
+        """Next-token loss over real tokens (or where ``loss_mask`` is 1); ``logits`` [scored
+        tokens, vocab] at the positions that predict them."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.backbone(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-        logits = self.backbone.lm_logits(hidden[:, :-1])  # position t predicts token t + 1
-        weights = (attention_mask if loss_mask is None else loss_mask)[:, 1:].to(logits.dtype)
-        losses = F.cross_entropy(logits.transpose(1, 2).float(), input_ids[:, 1:], reduction="none")
-        return {"loss": (losses * weights).sum() / weights.sum().clamp(min=1), "logits": logits}
+        scored = (attention_mask if loss_mask is None else loss_mask)[:, 1:].bool()
+        return lm_loss(self.backbone, hidden[:, :-1], input_ids[:, 1:], scored)  # t predicts t + 1
 
     # --- data ----------------------------------------------------------------------------
 

@@ -26,13 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from s2s.backbone import LM_HEAD
 from s2s.data import LABEL_PAD, pad_batch
 from s2s.task import Task
 
 from .classification import DataError
+from .lm_loss import lm_loss
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,7 @@ class MaskedLM(Task):
         ).last_hidden_state  # [batch, seq, hidden]
         if labels is None:
             return {"logits": self.backbone.lm_logits(hidden)}
-        chosen = labels != LABEL_PAD
-        logits = self.backbone.lm_logits(hidden[chosen])  # [chosen, vocab]
-        if logits.shape[0]:
-            loss = nn.functional.cross_entropy(logits.float(), labels[chosen])
-        else:  # nothing was chosen in this batch: a zero loss that still has a graph
-            loss = hidden.sum() * 0.0
-        return {"loss": loss, "logits": logits}
+        return lm_loss(self.backbone, hidden, labels, labels != LABEL_PAD)
 
     # --- data ----------------------------------------------------------------------------
 

@@ -49,6 +49,8 @@ from s2s.generation import generate
 from s2s.masks import unilm_mask
 from s2s.task import Task
 
+from .lm_loss import lm_loss
+
 logger = logging.getLogger(__name__)
 
 
@@ -78,7 +80,8 @@ class Seq2Seq(Task):
     # --- model ---------------------------------------------------------------------------
 
     def forward(self, input_ids, token_type_ids, attention_mask=None):
-        """Loss on the target tokens of ``[CLS] src [SEP] tgt [SEP]`` batches from :meth:`collate`."""
+        """Loss on the target tokens of ``[CLS] src [SEP] tgt [SEP]`` batches from :meth:`collate`;
+        ``logits`` [target tokens, vocab] at the positions that predict them."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if self.unilm:
@@ -86,11 +89,8 @@ class Seq2Seq(Task):
             hidden = self.backbone(input_ids, attention_mask=mask, token_type_ids=token_type_ids).last_hidden_state
         else:
             hidden = self.backbone(input_ids, attention_mask=attention_mask).last_hidden_state
-        logits = self.backbone.lm_logits(hidden[:, :-1])  # position t predicts token t + 1
-        weights = (token_type_ids[:, 1:] * attention_mask[:, 1:]).to(logits.dtype)
-        losses = F.cross_entropy(logits.transpose(1, 2).float(), input_ids[:, 1:], reduction="none")
-        loss = (losses * weights).sum() / weights.sum().clamp(min=1)
-        return {"loss": loss, "logits": logits}
+        scored = (token_type_ids[:, 1:] * attention_mask[:, 1:]).bool()  # the target tokens
+        return lm_loss(self.backbone, hidden[:, :-1], input_ids[:, 1:], scored)  # t predicts t + 1
 
     # --- data ----------------------------------------------------------------------------
 
