@@ -62,6 +62,15 @@ def test_continuation_batch_equals_one_by_one_and_stream(tokenizer, caplog):
     assert "beginning was cut" in caplog.text
 
 
+def test_stream_leaves_the_caller_in_its_own_mode(tokenizer):
+    lm = model(tokenizer).train()
+    seen = 0
+    for _ in lm.stream("从前有座山", max_new_tokens=4):
+        assert torch.is_grad_enabled() and lm.training  # between pieces: the caller's mode
+        seen += 1
+    assert seen
+
+
 def test_bad_input(tokenizer):
     lm = model(tokenizer)
     with pytest.raises(TypeError, match="list"):

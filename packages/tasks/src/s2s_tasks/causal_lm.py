@@ -142,8 +142,13 @@ class CausalLM(Task):
             logger.warning("the prompt was longer than the room left for max_new_tokens: its beginning was cut")
         options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
         inputs = self.generation_inputs([ids])
-        with self.inference():
-            yield from stream(
-                self.decoder(max_new_tokens), inputs, self.tokenizer.decode, max_new_tokens=max_new_tokens,
-                eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"], **options,
-            )
+        pieces = stream(
+            self.decoder(max_new_tokens), inputs, self.tokenizer.decode, max_new_tokens=max_new_tokens,
+            eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"], **options,
+        )
+        while True:  # eval mode and no gradients while a piece is made, not while the caller runs
+            with self.inference():
+                piece = next(pieces, None)
+            if piece is None:
+                return
+            yield piece
