@@ -112,7 +112,7 @@ def test_python_train_py_launches_two_gloo_workers_and_exits_0(tmp_path, referen
 
 
 def test_the_same_file_under_torchrun_does_not_relaunch(tmp_path, reference):
-    result, _, out = run(tmp_path, "-m", "torch.distributed.run", "--nproc-per-node", "2", "train.py")
+    result, _, out = run(tmp_path, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "train.py")
     assert result.returncode == 0, result.stderr
     roles = sorted((p["role"], p["world"]) for p in processes(out))
     assert roles == [("rank0", "2"), ("rank1", "2")]

@@ -28,6 +28,7 @@ from s2s.checkpoint import LoadReport, load_into, read_state_dict, save_weights
 from s2s.config import ConfigError, read_json
 from s2s.io import atomic_write
 from s2s.models import CONFIG_FILES
+from s2s.packing import Packing
 
 from . import weights
 from .config import ATTN_IMPLEMENTATIONS, BertConfig
@@ -227,27 +228,6 @@ class LMPredictionHead(nn.Module):
         return F.linear(self.transform(hidden), word_embeddings, self.bias)
 
 
-class Packing:
-    """The real tokens of a padded batch as rows [T, ...], T = the number of real tokens.
-
-    Everything but attention works on single tokens (embeddings, linear maps, LayerNorm,
-    activations), so it runs on these rows only; attention pads them back to [B, L, ...]
-    (zeros at padding) and packs its output again. With a quarter of a batch padding, a
-    quarter of the work is saved.
-    """
-
-    def __init__(self, real: torch.Tensor):  # [B, L] bool
-        self.batch, self.length = real.shape
-        self.index = real.flatten().nonzero().squeeze(1)  # [T]
-
-    def unpad(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, ...] -> [T, ...]
-        return x.flatten(0, 1).index_select(0, self.index)
-
-    def pad(self, x: torch.Tensor) -> torch.Tensor:  # [T, ...] -> [B, L, ...]
-        rows = x.new_zeros(self.batch * self.length, *x.shape[1:]).index_copy(0, self.index, x)
-        return rows.view(self.batch, self.length, *x.shape[1:])
-
-
 def expand_mask(mask, batch: int, length: int, keys: int) -> torch.Tensor | None:
     """A bool mask [B, 1, 1 or L, K] from a padding mask [B, K] or a full mask [B, L, K]
     (1/True = may attend; a batch dimension of 1 is broadcast)."""
@@ -345,7 +325,7 @@ class BertBackbone(Backbone):
         # Padded positions are left out (their outputs are 0); a cache keeps every position.
         packing = None
         if mask is not None and attention_mask.dim() == 2 and not (past_key_values or use_cache):
-            packing = Packing(attention_mask.bool())
+            packing = Packing(attention_mask)
         if packing is not None:
             input_ids, token_type_ids = packing.unpad(input_ids), packing.unpad(token_type_ids)
             if position_ids is not None:

@@ -16,6 +16,7 @@ from torch import nn
 from s2s.backbone import DECODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport, load_into, read_state_dict, save_weights, strip_prefixes
 from s2s.io import atomic_write
+from s2s.packing import Packing
 
 from .cache import KVCache
 from .config import GPT2Config
@@ -74,15 +75,19 @@ class Attention(nn.Module):
         self.attn_dropout = config.attn_pdrop
         self.resid_pdrop = config.resid_pdrop
 
-    def forward(self, x, batch: int, length: int, mask, cache: KVCache | None):
-        # rows [B * Q, E] -> q, k, v [B, heads, Q, head_dim]
-        qkv = self.c_attn.forward(x).view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+    def forward(self, x, batch: int, length: int, mask, cache: KVCache | None, packing: Packing | None = None):
+        # rows [B * Q, E] (or the real tokens [T, E] of ``packing``) -> q, k, v [B, heads, Q, head_dim]
+        qkv = self.c_attn.forward(x)
+        if packing is not None:
+            qkv = packing.pad(qkv)
+        qkv = qkv.view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         k, v = cache.write(self.layer, qkv[1:]) if cache is not None else qkv[1:]
         out = F.scaled_dot_product_attention(
             qkv[0], k, v, attn_mask=mask, is_causal=mask is None and length > 1, scale=self.scale,
             dropout_p=self.attn_dropout if self.training else 0.0,
         )
-        out = self.c_proj.forward(out.transpose(1, 2).reshape(batch * length, -1))
+        out = out.transpose(1, 2).reshape(batch, length, -1)
+        out = self.c_proj.forward(packing.unpad(out) if packing is not None else out.view(batch * length, -1))
         return F.dropout(out, self.resid_pdrop) if self.training else out
 
 
@@ -107,9 +112,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x, batch: int, length: int, mask, cache):
-        """``x``: rows [B * Q, E]."""
-        x = self.attn.forward(layer_norm(x, self.ln_1), batch, length, mask, cache) + x
+    def forward(self, x, batch: int, length: int, mask, cache, packing=None):
+        """``x``: rows [B * Q, E], or the real tokens [T, E] of ``packing``."""
+        x = self.attn.forward(layer_norm(x, self.ln_1), batch, length, mask, cache, packing) + x
         return x + self.mlp.forward(layer_norm(x, self.ln_2))
 
 
@@ -220,8 +225,12 @@ class GPT2Backbone(Backbone):
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask, past, length, input_ids.device)
         mask = attention_bias(attention_mask, past, length)
+        # Without a cache, padded positions are left out (their outputs are 0).
+        packing = None
+        if cache is None and mask is not None and attention_mask.dim() == 2:
+            packing = Packing(attention_mask)
         hidden_states = [] if output_hidden_states else None
-        hidden = self.run(input_ids, position_ids, token_type_ids, mask, cache, hidden_states)
+        hidden = self.run(input_ids, position_ids, token_type_ids, mask, cache, hidden_states, packing)
         if isinstance(past_key_values, (tuple, list)) or (past_key_values is None and use_cache):
             cache = cache.to_tuples()
         return BackboneOutput(
@@ -230,24 +239,29 @@ class GPT2Backbone(Backbone):
             past_key_values=cache if use_cache else None,
         )
 
-    def run(self, input_ids, position_ids, token_type_ids, mask, cache, hidden_states=None):
+    def run(self, input_ids, position_ids, token_type_ids, mask, cache, hidden_states=None, packing=None):
         """The transformer on ``input_ids`` [B, Q] with a ready bool ``mask`` [B, 1, Q, K] (or
-        ``None``: causal); writes into ``cache`` and advances it. Returns ``ln_f`` output."""
+        ``None``: causal); writes into ``cache`` and advances it; runs on the real tokens only
+        given a ``packing``. Returns ``ln_f`` output [B, Q, E]."""
         t = self.transformer
         batch, length = input_ids.shape
         if cache is not None:
             cache.reserve(length)
+        if packing is not None:
+            input_ids, position_ids = packing.unpad(input_ids), packing.unpad(position_ids.expand(batch, length))
+            token_type_ids = packing.unpad(token_type_ids) if token_type_ids is not None else None
         x = t.wte(input_ids) + t.wpe(position_ids)
         if token_type_ids is not None:
             x = x + t.wte(token_type_ids)
-        x = t.drop(x).view(batch * length, -1)
+        x = t.drop(x).view(-1, x.shape[-1])  # rows
+        to_batch = packing.pad if packing is not None else (lambda rows: rows.view(batch, length, -1))
         for block in t.h:
             if hidden_states is not None:
-                hidden_states.append(x.view(batch, length, -1))
-            x = block.forward(x, batch, length, mask, cache)
+                hidden_states.append(to_batch(x))
+            x = block.forward(x, batch, length, mask, cache, packing)
         if cache is not None:
             cache.advance(length)
-        x = layer_norm(x, t.ln_f).view(batch, length, -1)
+        x = to_batch(layer_norm(x, t.ln_f))
         if hidden_states is not None:
             hidden_states.append(x)
         return x
