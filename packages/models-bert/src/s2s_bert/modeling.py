@@ -322,10 +322,13 @@ class BertBackbone(Backbone):
         mask = expand_mask(attention_mask, batch, length, past_length + length)
         if mask is not None and bool(mask.all()):
             mask = None  # nothing is masked: attention runs without a mask
-        # Padded positions are left out (their outputs are 0); a cache keeps every position.
+        # Positions no query may attend to (padding) are left out: their outputs are 0. A cache
+        # keeps every position.
         packing = None
-        if mask is not None and attention_mask.dim() == 2 and not (past_key_values or use_cache):
-            packing = Packing(attention_mask)
+        if mask is not None and not (past_key_values or use_cache):
+            attended = mask.any(dim=2).squeeze(1).expand(batch, length)  # [B, L]
+            if not bool(attended.all()):
+                packing = Packing(attended)
         if packing is not None:
             input_ids, token_type_ids = packing.unpad(input_ids), packing.unpad(token_type_ids)
             if position_ids is not None:
