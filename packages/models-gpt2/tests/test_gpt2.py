@@ -53,7 +53,7 @@ def test_incremental_decoding_with_tuple_cache_matches_full_forward():
 
 
 def test_no_grad_logits_follow_in_place_updates_of_the_embeddings():
-    # Under no_grad the logits come from a transposed copy of wte: it must never go stale.
+    # Under no_grad on CPU the logits come from a prepacked copy of wte: it must never go stale.
     ours = ours_from(hf_model())
     hidden = torch.randn(3, 32)
     wte = ours.transformer.wte.weight

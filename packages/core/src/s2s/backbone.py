@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from . import prepacked
 from .checkpoint import LoadReport
 
 ENCODER = "encoder"
@@ -47,6 +48,13 @@ class Backbone(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
+
+    def train(self, mode: bool = True):
+        """Also frees the weights prepacked for CPU inference (:mod:`s2s.prepacked`) when
+        going back to training, where they would only take memory."""
+        if mode:
+            prepacked.release(self)
+        return super().train(mode)
 
     @property
     def hidden_size(self) -> int:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s2s import prepacked
 from s2s.backbone import ENCODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport, load_into, read_state_dict, save_weights
 from s2s.config import ConfigError, read_json
@@ -82,9 +83,9 @@ class SelfAttention(nn.Module):
         self.config = config  # shared: ``config.attn_implementation`` is read at every call
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.query = prepacked.Linear(config.hidden_size, config.hidden_size)
+        self.key = prepacked.Linear(config.hidden_size, config.hidden_size)
+        self.value = prepacked.Linear(config.hidden_size, config.hidden_size)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
     def split_heads(self, x):  # [B, L, H] -> [B, N, L, D]
@@ -134,7 +135,7 @@ class SelfAttention(nn.Module):
 class SelfOutput(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = prepacked.Linear(config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -156,7 +157,7 @@ class Attention(nn.Module):
 class Intermediate(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense = prepacked.Linear(config.hidden_size, config.intermediate_size)
         self.act = activation(config.hidden_act)
 
     def forward(self, hidden):  # [B, L, H] -> [B, L, 4H]
@@ -166,7 +167,7 @@ class Intermediate(nn.Module):
 class Output(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dense = prepacked.Linear(config.intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -199,7 +200,7 @@ class Pooler(nn.Module):
 
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = prepacked.Linear(config.hidden_size, config.hidden_size)
 
     def forward(self, hidden):  # [B, L, H] -> [B, H]
         return torch.tanh(self.dense(hidden[:, 0]))
@@ -208,7 +209,7 @@ class Pooler(nn.Module):
 class PredictionHeadTransform(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = prepacked.Linear(config.hidden_size, config.hidden_size)
         self.act = activation(config.hidden_act)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
@@ -225,7 +226,7 @@ class LMPredictionHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden, word_embeddings):  # [.., H], [V, H] -> [.., V]
-        return F.linear(self.transform(hidden), word_embeddings, self.bias)
+        return prepacked.linear(self.transform(hidden), word_embeddings, self.bias)
 
 
 def expand_mask(mask, batch: int, length: int, keys: int) -> torch.Tensor | None:

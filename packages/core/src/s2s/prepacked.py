@@ -1,0 +1,104 @@
+"""Linear maps for inference on CPU, with each weight prepacked once for oneDNN.
+
+Decoding multiplies a few rows by every weight matrix of the model for each new token. For
+such products oneDNN's kernels on a weight reordered into its blocked layout beat MKL's
+``addmm`` by 2-3.5x at 4-32 rows and up to 1.6x at one row with two threads on the CPU we
+measured (``bench/prepacked_linear.py``). On one thread MKL's matrix-vector product on an
+``[in, out]`` weight is the fastest for a single row, so that case takes it. Either way the
+arithmetic is fp32, summed in another order than ``F.linear``: results agree to about 1e-6
+relative.
+
+The copies are made on first use (about 2 ms per million weights), kept beside the weight
+and made again whenever the weight changes (in place or replaced), so they are never stale.
+Each costs as much memory as the weight; backbones free theirs when they go back to
+training (:func:`release`).
+
+Used only where that is safe: CPU fp32 tensors, gradients and autocast off, and a torch
+whose oneDNN ops work. Anywhere else, or with ``s2s.prepacked.enabled = False`` (no extra
+memory), :func:`linear` is the plain product.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
+
+enabled = True
+
+# weight -> {form: ((data_ptr, version), copy)}; forms are listed in _copy
+_COPIES = WeakIdKeyDictionary()
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+@functools.cache
+def available() -> bool:
+    """Whether this torch has working oneDNN linear ops (checked once, on a 2 x 2 product)."""
+    try:
+        weight, x = torch.eye(2), torch.ones(1, 2)
+        out = torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(weight), None, "none", [], "")
+        return torch.equal(out, x)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, transposed: bool = False) -> torch.Tensor:
+    """``x @ weight.T + bias``, or ``x @ weight + bias`` if ``transposed`` (a weight stored
+    ``[in, out]``, as GPT-2's), through a prepacked copy of ``weight`` when that is safe."""
+    if (
+        not enabled
+        or x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or weight.dtype != torch.float32
+        or torch.is_grad_enabled()
+        or _cpu_autocast()
+        or not available()
+    ):
+        if not transposed:
+            return F.linear(x, weight, bias)
+        return torch.addmm(bias, x, weight) if bias is not None and x.dim() == 2 else F.linear(x, weight.t(), bias)
+    rows = x.reshape(-1, x.shape[-1])
+    if rows.shape[0] == 1 and torch.get_num_threads() == 1:
+        in_out = weight if transposed else _copy(weight, "in_out")
+        out = torch.addmm(bias, rows, in_out) if bias is not None else rows @ in_out
+    else:
+        packed = _copy(weight, "packed from in_out" if transposed else "packed")
+        out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+def _copy(weight: torch.Tensor, form: str) -> torch.Tensor:
+    """``weight`` as ``form``: "packed" (oneDNN's layout of an ``[out, in]`` weight), "packed
+    from in_out" (the same of an ``[in, out]`` weight) or "in_out" (the dense transpose)."""
+    # Inference tensors have no version counter; they cannot be updated outside inference mode.
+    key = (weight.data_ptr(), 0 if weight.is_inference() else weight._version)
+    copies = _COPIES.setdefault(weight, {})
+    entry = copies.get(form)
+    if entry is None or entry[0] != key:
+        dense = weight.detach() if form == "packed" else weight.detach().t()
+        dense = dense.contiguous()
+        entry = (key, dense if form == "in_out" else torch.ops.mkldnn._reorder_linear_weight(dense))
+        copies[form] = entry
+    return entry[1]
+
+
+def release(module: nn.Module) -> None:
+    """Free the copies of ``module``'s weights (made again when next needed)."""
+    for parameter in module.parameters():
+        _COPIES.pop(parameter, None)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` through :func:`linear`: prepacked weights for CPU inference."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)

@@ -1,0 +1,119 @@
+"""Prepacked linear maps against the product computed in float64, and the packed copies'
+life: made under no_grad on CPU, remade when the weight changes, freed by training mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from s2s import prepacked
+from s2s.backbone import Backbone
+
+needs_onednn = pytest.mark.skipif(not prepacked.available(), reason="this torch has no working oneDNN linear ops")
+
+
+def exact(x, weight, bias):
+    return x.double() @ weight.double().t() + (0 if bias is None else bias.double())
+
+
+@pytest.mark.parametrize("rows", [1, 4, 33])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_products_equal_float64_products(rows, with_bias):
+    generator = torch.Generator().manual_seed(rows)
+    weight = torch.randn(96, 64, generator=generator) * 0.1
+    bias = torch.randn(96, generator=generator) if with_bias else None
+    x = torch.randn(rows, 3, 64, generator=generator)
+    expected = exact(x, weight, bias)
+    inputs = {"contiguous": x, "a slice": x[:, -1], "transposed": x.transpose(0, 1), "a vector": x[0, 0]}
+    with torch.no_grad():
+        for name, value in inputs.items():
+            got = prepacked.linear(value, weight, bias)
+            want = exact(value, weight, bias)
+            assert got.shape == want.shape, name
+            torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=0, msg=name)
+        # a weight stored [in, out] (GPT-2's Conv1D)
+        got = prepacked.linear(x, weight.t().contiguous(), bias, transposed=True)
+    torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=0)
+
+
+@needs_onednn
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_row_on_one_thread_takes_a_dense_transposed_copy(threads):
+    layer, conv_weight = prepacked.Linear(64, 48), torch.randn(64, 48)
+    x = torch.randn(1, 64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            got = layer(x)
+            got_conv = prepacked.linear(x, conv_weight, None, transposed=True)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(got.double(), exact(x, layer.weight, layer.bias), atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_conv.double(), x.double() @ conv_weight.double(), atol=1e-5, rtol=0)
+    expected_form = "in_out" if threads == 1 else "packed"
+    assert set(prepacked._COPIES[layer.weight]) == {expected_form}
+    # an [in, out] weight is used as it is on one thread: no copy
+    assert conv_weight not in prepacked._COPIES if threads == 1 else "packed from in_out" in prepacked._COPIES[conv_weight]
+
+
+@needs_onednn
+def test_packed_copy_follows_in_place_updates_and_replacement():
+    layer = prepacked.Linear(8, 5)
+    x = torch.randn(2, 8)
+    with torch.no_grad():
+        layer(x)
+        assert layer.weight in prepacked._COPIES
+        layer.weight.mul_(-3.0)  # an optimizer step, load_state_dict
+        torch.testing.assert_close(layer(x).double(), exact(x, layer.weight, layer.bias), atol=1e-5, rtol=0)
+        layer.weight.data = torch.randn(5, 8)  # new storage, same parameter
+        torch.testing.assert_close(layer(x).double(), exact(x, layer.weight, layer.bias), atol=1e-5, rtol=0)
+        layer.weight = torch.nn.Parameter(torch.randn(5, 8))  # a new parameter
+        torch.testing.assert_close(layer(x).double(), exact(x, layer.weight, layer.bias), atol=1e-5, rtol=0)
+        packed = prepacked._COPIES[layer.weight]["packed"][1]
+        layer(x)
+        assert prepacked._COPIES[layer.weight]["packed"][1] is packed  # unchanged weight: packed once
+
+
+@needs_onednn
+def test_only_inference_on_cpu_fp32_uses_packed_weights():
+    layer = prepacked.Linear(8, 5)
+    x = torch.randn(3, 8, requires_grad=True)
+    layer(x).sum().backward()  # gradients on: the plain product, which autograd can follow
+    torch.testing.assert_close(x.grad, layer.weight.sum(0).expand(3, 8).detach())
+    assert layer.weight not in prepacked._COPIES
+    with torch.no_grad():
+        double = prepacked.Linear(8, 5).double()
+        double(x.double())
+        assert double.weight not in prepacked._COPIES
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert layer(x).dtype == torch.bfloat16  # autocast keeps its lower precision
+        assert layer.weight not in prepacked._COPIES
+    with torch.inference_mode():
+        layer(x)
+    assert layer.weight in prepacked._COPIES
+    prepacked.release(layer)
+    prepacked.enabled = False
+    try:
+        with torch.no_grad():
+            layer(x)
+    finally:
+        prepacked.enabled = True
+    assert layer.weight not in prepacked._COPIES
+
+
+@needs_onednn
+def test_backbones_free_their_packed_weights_when_training():
+    class Tiny(Backbone):
+        def __init__(self):
+            super().__init__(config=None)
+            self.proj = prepacked.Linear(4, 4)
+
+    model = Tiny().eval()
+    with torch.no_grad():
+        model.proj(torch.randn(1, 4))
+    assert model.proj.weight in prepacked._COPIES
+    model.eval()
+    assert model.proj.weight in prepacked._COPIES
+    model.train()
+    assert model.proj.weight not in prepacked._COPIES
