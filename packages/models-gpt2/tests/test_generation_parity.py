@@ -90,3 +90,34 @@ def test_empty_prompt_is_a_clear_error(models):
     _, ours = models
     with pytest.raises(ValueError, match="empty prompt"):
         generate(GPT2Decoder(ours), {"input_ids": torch.zeros(1, 0, dtype=torch.long)})
+
+
+def allowed_tokens(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> set[int]:
+    """The tokens top-k then top-p sampling may pick, by brute force over sorted probabilities."""
+    order = torch.argsort(logits, descending=True)[:top_k]
+    probs = torch.softmax(logits[order].double() / temperature, dim=0)
+    kept, total = set(), 0.0
+    for token, prob in zip(order.tolist(), probs.tolist()):
+        if total >= top_p:
+            break
+        kept.add(token)
+        total += prob
+    return kept
+
+
+def test_sampling_picks_only_allowed_tokens_of_transformers_logits_and_follows_the_seed(models):
+    peer, ours = models
+    options = dict(do_sample=True, temperature=0.9, top_k=8, top_p=0.7, max_new_tokens=NEW, eos_token_id=EOS)
+    ids, mask = left_pad(prompts())
+    run = lambda seed: generate(  # noqa: E731
+        GPT2Decoder(ours, NEW), {"input_ids": ids, "attention_mask": mask}, seed=seed, **options
+    )
+    first = run(0)
+    assert first == run(0) and first != run(1)
+    for prompt, row in zip(prompts(), first):
+        context = prompt.tolist()
+        for token in row:
+            with torch.no_grad():
+                logits = peer(torch.tensor([context])).logits[0, -1]
+            assert token in allowed_tokens(logits, 0.9, 8, 0.7), f"prompt {prompt.tolist()}, after {context}"
+            context.append(token)
