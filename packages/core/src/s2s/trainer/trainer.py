@@ -17,6 +17,7 @@ not change the training. ``grad_accum_steps`` micro-batches make one optimizer *
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import logging
 import math
@@ -256,6 +257,10 @@ class Trainer:
             ) from None
         finally:
             if created_group:
+                # DDP's reducer holds the process group: release it first, so the group's
+                # threads end here and not while the interpreter exits (where gloo aborts).
+                self.model = self.module
+                gc.collect()
                 dist.destroy_process_group()
         return model
 
