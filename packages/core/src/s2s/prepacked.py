@@ -3,11 +3,11 @@
 Decoding multiplies a few rows by every weight matrix of the model for each new token. For
 such products oneDNN's kernels on a weight reordered into its blocked layout beat MKL's
 ``addmm`` by 1.8-3.6x at 4-32 rows, and at one row with two threads by up to 1.6x for layer
-weights (a 21128-token LM head: 1.6x ``F.linear`` on its ``[V, E]`` embedding, 0.8x an ``addmm``
-on an ``[E, V]`` copy), on the CPU we measured (``bench/prepacked_linear.py``). On one thread MKL's matrix-vector product on an
-``[in, out]`` weight is the fastest for a single row, so that case takes it. Either way the
-arithmetic is fp32, summed in another order than ``F.linear``: results agree to about 1e-6
-relative.
+weights (a 21128-token LM head: 1.6x ``F.linear`` on its ``[V, E]`` embedding, 0.8x an
+``addmm`` on an ``[E, V]`` copy), on the CPU we measured (``bench/prepacked_linear.py``). On
+one thread MKL's matrix-vector product on an ``[in, out]`` weight is the fastest for a single
+row, so that case takes it. Either way the arithmetic is fp32, summed in another order than
+``F.linear``: results agree to about 1e-6 relative.
 
 The copies are made on first use (about 2 ms per million weights), kept beside the weight
 and made again whenever the weight changes (in place or replaced), so they are never stale.
@@ -64,13 +64,12 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
         or _cpu_autocast()
         or not available()
     ):
-        if not transposed:
-            return F.linear(x, weight, bias)
-        return torch.addmm(bias, x, weight) if bias is not None and x.dim() == 2 else F.linear(x, weight.t(), bias)
+        # weight.t() is a view: F.linear multiplies by the [in, out] storage (addmm), no copy
+        return F.linear(x, weight.t() if transposed else weight, bias)
     rows = x.reshape(-1, x.shape[-1])
     if rows.shape[0] == 1 and torch.get_num_threads() == 1:
         in_out = weight if transposed else _copy(weight, "in_out")
-        out = torch.addmm(bias, rows, in_out) if bias is not None else rows @ in_out
+        out = F.linear(rows, in_out.t(), bias)
     else:
         packed = _copy(weight, "packed from in_out" if transposed else "packed")
         out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
