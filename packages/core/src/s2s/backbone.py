@@ -1,27 +1,66 @@
-"""What every backbone is: a module with a config, a kind, capabilities, and checkpoint I/O.
+"""The backbone contract: everything a task may rely on, for every kind of backbone.
 
-Tasks look at ``kind`` and ``capabilities`` to decide whether they can run on a backbone.
+A backbone is a module with a config, a ``kind`` and ``capabilities``. Tasks look at ``kind`` and
+``capabilities`` to decide whether they can run on it, and then use only the members below;
+they never read a config field by name.
+
+Every backbone
+    ``hidden_size``, ``max_positions`` (``None``: unbounded, e.g. relative positions) and
+    ``vocab_size``; ``input_embeddings()`` and ``resize_token_embeddings(n)`` (an LM head tied
+    to the embeddings follows); ``load_pretrained(path, head_prefixes=..., keep_tokens=...)``;
+    ``save_pretrained(folder, tokenizer)``, built here from the backbone's two pieces
+    ``hf_config()`` (the ``config.json`` dict) and ``hf_state_dict()`` (HF parameter names).
+
+With ``LM_HEAD``
+    ``lm_logits(hidden)``: vocabulary logits ``[.., V]`` of hidden states ``[.., H]``.
+
+Kind ``decoder``
+    ``forward(input_ids, attention_mask=None, ...) -> BackboneOutput`` (causal), and
+    ``decoder(max_new_tokens, **how)``: an :class:`s2s.generation.Decoder` for its native
+    generation.
+
+Kind ``encoder-decoder``
+    - ``encode(input_ids, attention_mask=None) -> encoder_states [B, S, H]``, run once per source;
+    - ``decode(input_ids, encoder_states, encoder_mask=None, past_key_values=None,
+      use_cache=False) -> BackboneOutput``: decoder states ``[B, L, H]``. With ``use_cache`` the
+      output's ``past_key_values`` holds each layer's self-attention keys/values and the
+      cross-attention keys/values, computed once from ``encoder_states``; once a cache is passed
+      ``encoder_states`` may be ``None``. Every tensor of the cache has the batch on dim 0, so
+      :func:`reorder_cache` reorders it for beam search;
+    - ``forward(input_ids, attention_mask=None, decoder_input_ids=...) -> BackboneOutput``:
+      ``decode(decoder_input_ids, encode(input_ids, attention_mask), attention_mask)``, for
+      training (targets padded on the right need no decoder mask: the loss skips them);
+    - ``decoder_start_token_id`` and ``eos_token_id``: from the checkpoint's config (``None``
+      when it states none);
+    - ``decoder(max_new_tokens, **how)`` defaults to :class:`s2s.generation.EncoderDecoderDecoder`.
+
+:func:`contract_violations` lists what a backbone class lacks; the registry refuses such a class
+at registration, naming the members.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from . import prepacked
-from .checkpoint import LoadReport
+from .checkpoint import LoadReport, save_weights
+from .io import atomic_write
 
 ENCODER = "encoder"
 DECODER = "decoder"
 ENCODER_DECODER = "encoder-decoder"
+KINDS = (ENCODER, DECODER, ENCODER_DECODER)
 
 # Capabilities a backbone may declare.
 MASK_3D = "attention_mask_3d"  # accepts [batch, query, key] masks (UniLM prefix-LM, causal)
-LM_HEAD = "lm_head"  # has ``lm_logits(hidden)`` with weights tied to the word embeddings
+LM_HEAD = "lm_head"  # has ``lm_logits(hidden)``
 KV_CACHE = "kv_cache"  # incremental decoding: ``past_key_values`` in, updated cache out
 
 
@@ -36,9 +75,10 @@ class BackboneOutput:
 
 
 class Backbone(nn.Module):
-    """Base class of backbones. Subclasses set the class attributes and implement ``forward``.
+    """Base class of backbones; see the module docstring for the contract.
 
-    ``forward(input_ids, attention_mask=None, token_type_ids=None, ...) -> BackboneOutput``.
+    Subclasses set ``kind``, ``capabilities`` and ``config_class`` and implement the members
+    :data:`REQUIRED` names for their kind and capabilities.
     """
 
     kind: ClassVar[str] = ENCODER
@@ -56,16 +96,124 @@ class Backbone(nn.Module):
             prepacked.release(self)
         return super().train(mode)
 
+    # --- sizes -----------------------------------------------------------------------------
+
     @property
     def hidden_size(self) -> int:
         return self.config.hidden_size
 
+    @property
+    def max_positions(self) -> int | None:
+        """How many positions one sequence may have; ``None`` when there is no limit."""
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        return self.input_embeddings().num_embeddings
+
+    # --- embeddings ------------------------------------------------------------------------
+
+    def input_embeddings(self) -> nn.Embedding:
+        """The word embeddings (FGM perturbs them; ``keep_tokens`` and resizing change them)."""
+        raise NotImplementedError
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow or shrink the vocabulary; kept rows keep their values, new rows are initialised
+        as in a fresh model, and an LM head tied to the embeddings follows."""
+        raise NotImplementedError
+
+    # --- checkpoints -----------------------------------------------------------------------
+
     def load_pretrained(
-        self, path: str | os.PathLike, *, head_prefixes: tuple[str, ...] = ()
+        self,
+        path: str | os.PathLike,
+        *,
+        head_prefixes: tuple[str, ...] | None = None,
+        keep_tokens: list[int] | None = None,
     ) -> LoadReport:
-        """Load weights from a checkpoint file or directory; see :mod:`s2s.checkpoint`."""
+        """Load weights from a checkpoint file or folder, all or nothing (:mod:`s2s.checkpoint`).
+
+        Keys under ``head_prefixes`` may be missing (reported as newly initialised);
+        ``keep_tokens`` keeps those rows of the checkpoint's vocabulary, in that order."""
+        raise NotImplementedError
+
+    def hf_config(self) -> dict[str, Any]:
+        """The ``config.json`` transformers reads for this backbone."""
+        raise NotImplementedError
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights under transformers' names, tied copies left out."""
         raise NotImplementedError
 
     def save_pretrained(self, directory: str | os.PathLike, tokenizer=None) -> None:
-        """Write an HF-compatible folder: ``config.json``, ``model.safetensors``, ``vocab.txt``."""
-        raise NotImplementedError
+        """Write an HF folder: ``config.json``, ``model.safetensors`` and, given a tokenizer,
+        its vocabulary. Each file is written atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_weights(self.hf_state_dict(), directory / "model.safetensors")
+        with atomic_write(directory / "config.json", "w", encoding="utf-8") as handle:
+            json.dump(self.hf_config(), handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        if tokenizer is not None:
+            tokenizer.save(directory)
+
+    # --- generation ------------------------------------------------------------------------
+
+    def decoder(self, max_new_tokens: int, **how):
+        """This backbone's native generation as an :class:`s2s.generation.Decoder`."""
+        if self.kind == ENCODER_DECODER:
+            from .generation.encoder_decoder import EncoderDecoderDecoder
+
+            return EncoderDecoderDecoder(self, **how)
+        raise NotImplementedError(f"{type(self).__name__} has no native generation")
+
+    @property
+    def decoder_start_token_id(self) -> int | None:
+        """Encoder-decoders: the token the decoder starts from, from the checkpoint's config."""
+        return getattr(self.config, "decoder_start_token_id", None)
+
+    @property
+    def eos_token_id(self) -> int | None:
+        """Generative backbones: the token that ends a generation, from the checkpoint's config."""
+        return getattr(self.config, "eos_token_id", None)
+
+
+# Members a backbone class must implement (not inherit from Backbone), by kind and capability.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "*": (
+        "forward", "max_positions", "input_embeddings", "resize_token_embeddings",
+        "load_pretrained", "hf_config", "hf_state_dict",
+    ),
+    DECODER: ("decoder",),
+    ENCODER_DECODER: ("encode", "decode"),
+    LM_HEAD: ("lm_logits",),
+}
+
+
+def contract_violations(cls: type) -> list[str]:
+    """What ``cls`` lacks to be a backbone: empty when it fulfils the contract."""
+    if not (isinstance(cls, type) and issubclass(cls, Backbone)):
+        return [f"{cls!r} is not a subclass of s2s.backbone.Backbone"]
+    problems = []
+    if cls.kind not in KINDS:
+        problems.append(f"kind {cls.kind!r} is not one of {', '.join(KINDS)}")
+    if not hasattr(cls, "config_class"):
+        problems.append("config_class is not set")
+    needed = [*REQUIRED["*"], *REQUIRED.get(cls.kind, ())]
+    for capability in sorted(cls.capabilities):
+        needed.extend(REQUIRED.get(capability, ()))
+    for name in needed:
+        own = getattr(cls, name, None)
+        if own is None or own is getattr(Backbone, name, object()):
+            problems.append(f"{name} is not implemented")
+    return problems
+
+
+def reorder_cache(cache, index: torch.Tensor):
+    """``cache`` (tensors nested in tuples/lists, batch on dim 0) with its rows picked by
+    ``index``: beam search following its beams."""
+    if isinstance(cache, torch.Tensor):
+        return cache.index_select(0, index)
+    if cache is None:
+        return None
+    return type(cache)(reorder_cache(item, index) for item in cache)

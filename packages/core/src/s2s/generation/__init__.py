@@ -6,7 +6,8 @@ settings (``num_beams`` / ``beam_size``, ``max_new_tokens``, ``top_k``, ``top_p`
 """
 
 from .config import GenerationConfig
+from .encoder_decoder import EncoderDecoderDecoder
 from .protocol import Decoder
 from .search import beam_search, generate, make_config, stream
 
-__all__ = ["Decoder", "GenerationConfig", "beam_search", "generate", "make_config", "stream"]
+__all__ = ["Decoder", "EncoderDecoderDecoder", "GenerationConfig", "beam_search", "generate", "make_config", "stream"]
