@@ -69,3 +69,13 @@ def test_bad_config_values_are_named():
         load_model(None, "bert", config=dict(TINY, num_attention_heads=5))
     with pytest.raises(ConfigError, match="attn_implementation='flash'"):
         load_model(None, "bert", config=dict(TINY, attn_implementation="flash"))
+
+
+@pytest.mark.parametrize("cls", [BertBackbone, NezhaBackbone])
+def test_the_backbones_fulfil_the_contract(cls):
+    from s2s.backbone import contract_violations
+
+    assert contract_violations(cls) == []
+    model = cls(cls.config_class(**TINY))
+    assert model.input_embeddings() is model.embeddings.word_embeddings
+    assert model.vocab_size == TINY["vocab_size"] and model.max_positions == TINY["max_position_embeddings"]

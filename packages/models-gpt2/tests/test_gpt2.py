@@ -155,3 +155,28 @@ def test_padded_rows_equal_their_texts_alone_forward_and_gradients(side):
         torch.testing.assert_close(grad, ours.get_parameter(key).grad, atol=1e-10, rtol=1e-8, msg=key)
     for hidden in out.hidden_states:
         assert torch.equal(hidden[~real], torch.zeros_like(hidden[~real]))
+
+
+def test_gpt2_fulfils_the_contract():
+    from s2s.backbone import contract_violations
+
+    assert contract_violations(GPT2Backbone) == []
+    ours = GPT2Backbone(GPT2Config(**TINY))
+    assert ours.input_embeddings() is ours.transformer.wte
+    assert ours.vocab_size == TINY["vocab_size"] and ours.max_positions == TINY["n_positions"]
+
+
+def test_resize_token_embeddings_keeps_rows_and_the_head_follows():
+    peer = hf_model()
+    ours = ours_from(peer)
+    ids = torch.tensor([[2, 9, 4, 7]])
+    with torch.no_grad():
+        expected = peer(input_ids=ids).logits
+        ours.resize_token_embeddings(TINY["vocab_size"] + 3)
+        got = ours.lm_logits(ours(ids).last_hidden_state)
+    assert got.shape[-1] == TINY["vocab_size"] + 3 and ours.config.vocab_size == TINY["vocab_size"] + 3
+    torch.testing.assert_close(got[..., : TINY["vocab_size"]], expected, atol=1e-5, rtol=0)
+    new_rows = ours.transformer.wte.weight[TINY["vocab_size"]:]
+    assert new_rows.abs().sum() > 0 and new_rows.std() < 0.1  # initialised as a fresh model's
+    ours.resize_token_embeddings(50)
+    assert torch.equal(ours.transformer.wte.weight, peer.transformer.wte.weight[:50])

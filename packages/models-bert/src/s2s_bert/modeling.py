@@ -11,7 +11,6 @@ N heads, D head size (H = N * D), V vocabulary size.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,9 +24,8 @@ from torch import nn
 
 from s2s import prepacked
 from s2s.backbone import ENCODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
-from s2s.checkpoint import LoadReport, load_into, read_state_dict, save_weights
+from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
-from s2s.io import atomic_write
 from s2s.models import CONFIG_FILES
 from s2s.packing import Packing
 
@@ -361,6 +359,13 @@ class BertBackbone(Backbone):
             position_ids = torch.arange(past_length, past_length + length, device=input_ids.device)[None]
         return position_ids, None
 
+    @property
+    def max_positions(self) -> int:
+        return self.config.max_position_embeddings
+
+    def input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """MLM logits [.., V] of hidden states [.., H], decoded with the word embeddings."""
         return self.cls["predictions"](hidden, self.embeddings.word_embeddings.weight)
@@ -430,14 +435,9 @@ class BertBackbone(Backbone):
         logger.info("%s", report)
         return report
 
-    def save_pretrained(self, directory: str | os.PathLike, tokenizer=None) -> None:
-        """Write ``config.json``, ``model.safetensors`` (transformers' ``*ForMaskedLM`` names)
-        and, given a tokenizer, its ``vocab.txt``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_weights(weights.to_hf_names(self.state_dict(), self.hf_prefix), directory / "model.safetensors")
-        with atomic_write(directory / "config.json", "w", encoding="utf-8") as handle:
-            json.dump(self.config.to_hf_dict(), handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        if tokenizer is not None:
-            tokenizer.save(directory)
+    def hf_config(self) -> dict:
+        return self.config.to_hf_dict()
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """transformers' ``*ForMaskedLM`` names; the MLM decoder is the embeddings, not saved."""
+        return weights.to_hf_names(self.state_dict(), self.hf_prefix)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +13,7 @@ from torch import nn
 
 from s2s import prepacked
 from s2s.backbone import DECODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
-from s2s.checkpoint import LoadReport, load_into, read_state_dict, save_weights, strip_prefixes
-from s2s.io import atomic_write
+from s2s.checkpoint import LoadReport, load_into, read_state_dict, strip_prefixes
 from s2s.packing import Packing
 
 from .cache import KVCache
@@ -170,14 +168,30 @@ class GPT2Backbone(Backbone):
             nn.init.zeros_(module.bias)
 
     @property
-    def vocab_size(self) -> int:
-        return self.transformer.wte.num_embeddings
+    def max_positions(self) -> int:
+        return self.config.n_positions
 
-    def decoder(self, max_new_tokens: int = 64):
+    def input_embeddings(self) -> nn.Embedding:
+        return self.transformer.wte
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow or shrink the vocabulary (added tokens); the LM head is ``wte`` and follows.
+
+        Kept rows keep their values; new rows are initialised like a fresh model's."""
+        old = self.transformer.wte
+        new = nn.Embedding(vocab_size, old.embedding_dim).to(old.weight.device, old.weight.dtype)
+        self._init_weights(new)
+        keep = min(vocab_size, old.num_embeddings)
+        with torch.no_grad():
+            new.weight[:keep] = old.weight[:keep]
+        self.transformer.wte = new
+        self.config.vocab_size = vocab_size
+
+    def decoder(self, max_new_tokens: int = 64, **how):
         """This model as a :class:`s2s.generation.Decoder` (KV cache, left-padded batches)."""
         from .decoder import GPT2Decoder
 
-        return GPT2Decoder(self, max_new_tokens)
+        return GPT2Decoder(self, max_new_tokens, **how)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``[..., vocab]``: the hidden states times the word embeddings
@@ -269,18 +283,12 @@ class GPT2Backbone(Backbone):
             ignore_unexpected=lambda key: key.startswith(head_prefixes) if head_prefixes else False,
         )
 
-    def save_pretrained(self, directory: str | os.PathLike, tokenizer=None) -> None:
-        """Write ``config.json``, ``model.safetensors`` (HF names) and ``vocab.txt``; the
-        folder loads with ``GPT2LMHeadModel.from_pretrained`` as well."""
-        import json
+    def hf_config(self) -> dict:
+        return self.config.to_hf_dict()
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_write(directory / "config.json", "w") as handle:
-            handle.write(json.dumps(self.config.to_hf_dict(), indent=2, ensure_ascii=False))
-        save_weights(self.state_dict(), directory / "model.safetensors")
-        if tokenizer is not None:
-            tokenizer.save(directory)
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """The ``transformer.*`` weights (HF's names already); the head is ``wte``, not saved."""
+        return dict(self.state_dict())
 
 
 def _is_ignored(key: str) -> bool:
