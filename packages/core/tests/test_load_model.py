@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from s2s import hookimpl
-from s2s.backbone import DECODER, ENCODER, MASK_3D, Backbone
+from s2s.backbone import DECODER, ENCODER, MASK_3D, Backbone, BackboneOutput
+from s2s.checkpoint import load_into, read_state_dict
 from s2s.config import Config
 from s2s.task import Task
 
@@ -32,14 +33,37 @@ class Encoder(Backbone):
     kind = ENCODER
     capabilities = frozenset({MASK_3D})
 
+    max_positions = None
+
     def __init__(self, config):
         super().__init__(config)
         self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+
+    def forward(self, input_ids, attention_mask=None):
+        return BackboneOutput(self.embed(input_ids))
+
+    def input_embeddings(self):
+        return self.embed
+
+    def resize_token_embeddings(self, vocab_size):
+        raise NotImplementedError
+
+    def load_pretrained(self, path, *, head_prefixes=None, keep_tokens=None):
+        return load_into(self, read_state_dict(path), source=str(path))
+
+    def hf_config(self):
+        return self.config.to_dict()
+
+    def hf_state_dict(self):
+        return self.state_dict()
 
 
 class Decoder(Encoder):
     kind = DECODER
     capabilities = frozenset()
+
+    def decoder(self, max_new_tokens, **how):
+        raise NotImplementedError
 
 
 class PrefixLM(Task):

@@ -10,8 +10,9 @@ from s2s.registry import RegistryError
 
 BACKBONE_PLUGIN = """
 from s2s import hookimpl
+from s2s.testing.toy_encoder_decoder import ToyEncoderDecoder
 
-class Tiny:
+class Tiny(ToyEncoderDecoder):  # any class that fulfils the backbone contract
     pass
 
 @hookimpl
@@ -100,6 +101,42 @@ def register_tasks(register):
     )
     fake_dist("echo", TASK_PLUGIN)
     assert "register_tasks failed: RuntimeError: boom" in get_plugins().info["faulty"].error
+    assert get_task("echo").name == "echo"
+
+
+def test_backbone_missing_contract_members_is_refused_at_registration(fake_dist):
+    fake_dist(
+        "partial",
+        """
+from s2s import hookimpl
+from s2s.backbone import DECODER, LM_HEAD, Backbone
+from s2s.config import Config
+
+class Half(Backbone):
+    kind = DECODER
+    capabilities = frozenset({LM_HEAD})
+    config_class = Config
+
+    def forward(self, input_ids):
+        return input_ids
+
+    def input_embeddings(self):
+        return None
+
+@hookimpl
+def register_backbones(register):
+    register("half", Half)
+""",
+    )
+    fake_dist("echo", TASK_PLUGIN)
+    error = get_plugins().info["partial"].error
+    assert "backbone 'half' (Half) does not fulfil the backbone contract" in error
+    for member in ("max_positions", "resize_token_embeddings", "load_pretrained", "hf_config",
+                   "hf_state_dict", "decoder", "lm_logits"):
+        assert f"{member} is not implemented" in error
+    assert "forward is not" not in error and "input_embeddings is not" not in error
+    with pytest.raises(RegistryError, match="unknown backbone 'half'"):
+        get_backbone("half")
     assert get_task("echo").name == "echo"
 
 

@@ -16,16 +16,14 @@ from s2s.models import load_model
 from s2s.task import HEAD_FILE, TASK_FILE
 
 PLUGIN = """
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from s2s import hookimpl
 from s2s.backbone import Backbone, BackboneOutput
-from s2s.checkpoint import load_into, read_state_dict, save_weights, strip_prefixes
+from s2s.checkpoint import load_into, read_state_dict, strip_prefixes
 from s2s.config import Config
 from s2s.task import Task
 
@@ -46,16 +44,23 @@ class Encoder(Backbone):
     def forward(self, input_ids, **_):
         return BackboneOutput(self.embed(input_ids))
 
-    def load_pretrained(self, path, *, head_prefixes=()):
+    max_positions = None
+
+    def input_embeddings(self):
+        return self.embed
+
+    def resize_token_embeddings(self, vocab_size):
+        raise NotImplementedError
+
+    def load_pretrained(self, path, *, head_prefixes=(), keep_tokens=None):
         state_dict = strip_prefixes(read_state_dict(path), ("backbone.",))
         return load_into(self, state_dict, source=str(path))
 
-    def save_pretrained(self, directory, tokenizer=None):
-        directory = Path(directory)
-        save_weights(self.state_dict(), directory / "model.safetensors")
-        (directory / "config.json").write_text(json.dumps(self.config.to_dict()))
-        if tokenizer is not None:
-            tokenizer.save(directory)
+    def hf_config(self):
+        return self.config.to_dict()
+
+    def hf_state_dict(self):
+        return self.state_dict()
 
 
 class Tagger(Task):

@@ -190,6 +190,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
+_MISSING = object()
+
+
 def contract_violations(cls: type) -> list[str]:
     """What ``cls`` lacks to be a backbone: empty when it fulfils the contract."""
     if not (isinstance(cls, type) and issubclass(cls, Backbone)):
@@ -203,8 +206,8 @@ def contract_violations(cls: type) -> list[str]:
     for capability in sorted(cls.capabilities):
         needed.extend(REQUIRED.get(capability, ()))
     for name in needed:
-        own = getattr(cls, name, None)
-        if own is None or own is getattr(Backbone, name, object()):
+        own = getattr(cls, name, _MISSING)  # a class attribute ``max_positions = None`` counts
+        if own is _MISSING or own is getattr(Backbone, name, _MISSING):
             problems.append(f"{name} is not implemented")
     return problems
 

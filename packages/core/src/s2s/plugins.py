@@ -17,7 +17,7 @@ from importlib import metadata
 import pluggy
 
 from . import hookspecs
-from .registry import BackboneEntry, Registry, TaskEntry
+from .registry import BackboneEntry, Registry, RegistryError, TaskEntry
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,14 @@ class Plugins:
 
 def _backbone_register(registry: Registry, provider: str):
     def register(name, cls, *, sizes=None, aliases=(), default_size=None, **defaults):
+        from .backbone import contract_violations
+
+        problems = contract_violations(cls)
+        if problems:
+            raise RegistryError(
+                f"backbone {name!r} ({getattr(cls, '__qualname__', cls)!s}) does not fulfil the "
+                f"backbone contract of s2s.backbone: {'; '.join(problems)}"
+            )
         sizes = dict(sizes or {})
         if default_size is None and "base" in sizes:
             default_size = "base"
