@@ -184,3 +184,89 @@ def test_bad_settings_are_clear_errors(options, message):
 def test_beam_size_larger_than_vocab_is_an_error():
     with pytest.raises(ValueError, match="larger than the vocabulary"):
         generate(BigramDecoder(random_table(5)), [[1]], num_beams=6)
+
+
+# --- allowed_tokens_fn ------------------------------------------------------------------------
+
+
+def rule(row, generated):
+    """Three allowed tokens that depend on the input row and the tokens generated so far."""
+    base = 1 + (row * 7 + 3 * len(generated) + sum(generated)) % 20
+    return [base, base + 5, base + 11]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(), dict(num_beams=4), dict(do_sample=True, seed=3), dict(do_sample=True, top_k=2, num_return_sequences=2, seed=0)],
+    ids=["greedy", "beam4", "sampling", "top_k_two_samples"],
+)
+def test_every_generated_token_is_allowed(options):
+    table = random_table(40, seed=8)
+    prompts = [[i] for i in range(1, 7)]
+    out = generate(BigramDecoder(table), prompts, max_new_tokens=8, eos_token_id=0, allowed_tokens_fn=rule, **options)
+    copies = options.get("num_return_sequences", 1)
+    assert len(out) == len(prompts) * copies
+    for index, row in enumerate(out):
+        assert row, "the rule never allows the EOS, so every row runs to max_new_tokens"
+        for step, token in enumerate(row):
+            assert token in rule(index // copies, row[:step])
+
+
+def test_constrained_greedy_is_the_argmax_over_the_allowed_set():
+    table = random_table(40, seed=9)
+    out = generate(BigramDecoder(table), [[1], [2], [3]], max_new_tokens=6, allowed_tokens_fn=rule)
+    for row, (prompt, got) in enumerate(zip([1, 2, 3], out)):
+        expected, last = [], prompt
+        for _ in range(6):
+            allowed = rule(row, expected)
+            last = max(allowed, key=lambda t: float(table[last, t]))
+            expected.append(last)
+        assert got == expected
+
+
+def test_constrained_beam_search_finds_the_best_allowed_sequence():
+    # Three allowed tokens per step, two steps, nine beams: every candidate survives, so the
+    # result is the most probable allowed sequence, unrenormalised, found by brute force.
+    table = random_table(40, seed=10)
+    out = generate(BigramDecoder(table), [[4]], num_beams=9, max_new_tokens=2, allowed_tokens_fn=rule)
+    sequences = [(a, b) for a in rule(0, []) for b in rule(0, [a])]
+    assert out == [list(max(sequences, key=lambda s: sequence_logprob(table, 4, s)))]
+
+
+@pytest.mark.parametrize("options", [dict(), dict(num_beams=3), dict(do_sample=True, seed=1)], ids=["greedy", "beam3", "sampling"])
+def test_an_empty_allowed_set_ends_that_row_with_eos_and_one_warning(options, caplog):
+    table = random_table(12, seed=11)
+    table[:, 0] = -50.0  # the model itself would never end
+
+    def stops_row_one_after_two(row, generated):
+        return [] if row == 1 and len(generated) >= 2 else [3, 4, 5]
+
+    with caplog.at_level("WARNING", logger="s2s.generation.processors"):
+        out = generate(
+            BigramDecoder(table), [[1], [2], [6]], max_new_tokens=6, eos_token_id=0,
+            allowed_tokens_fn=stops_row_one_after_two, **options,
+        )
+    assert [len(row) for row in out] == [6, 2, 6]
+    assert all(token in (3, 4, 5) for row in out for token in row)
+    assert len([r for r in caplog.records if "allowed_tokens_fn" in r.getMessage()]) == 1
+
+
+def test_an_empty_allowed_set_without_eos_ends_the_row():
+    out = generate(
+        BigramDecoder(random_table(12, seed=12)), [[1], [2]], max_new_tokens=5,
+        allowed_tokens_fn=lambda row, generated: [] if row == 0 else [7],
+    )
+    assert out == [[], [7] * 5]
+
+
+def test_allowed_token_outside_the_vocabulary_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"returned token id 99, outside the vocabulary \(0\.\.6\)"):
+        generate(BigramDecoder(random_table()), [[1]], allowed_tokens_fn=lambda row, generated: [2, 99])
+
+
+def test_constrained_stream_joins_to_the_constrained_output():
+    table = random_table(10, seed=13)
+    decode = lambda ids: "".join("abcdefghij"[i] for i in ids)  # noqa: E731
+    options = dict(max_new_tokens=7, eos_token_id=0, allowed_tokens_fn=lambda row, generated: [2, 5, 0])
+    pieces = list(stream(BigramDecoder(table), [[3]], decode, **options))
+    assert "".join(pieces) == decode(generate(BigramDecoder(table), [[3]], **options)[0])

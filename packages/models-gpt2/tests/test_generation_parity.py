@@ -121,3 +121,42 @@ def test_sampling_picks_only_allowed_tokens_of_transformers_logits_and_follows_t
                 logits = peer(torch.tensor([context])).logits[0, -1]
             assert token in allowed_tokens(logits, 0.9, 8, 0.7), f"prompt {prompt.tolist()}, after {context}"
             context.append(token)
+
+
+def allowed_rule(row, generated):
+    """Five tokens depending on the input row and the tokens so far; the EOS too on even rows
+    after three tokens."""
+    base = 4 + (row * 5 + 3 * len(generated) + sum(generated)) % 80
+    return [base + 7 * k for k in range(5)] + ([EOS] if row % 2 == 0 and len(generated) >= 3 else [])
+
+
+@pytest.mark.parametrize(
+    "options", [dict(num_beams=1), dict(num_beams=4), dict(num_beams=4, num_return_sequences=2, length_penalty=0.6)],
+    ids=["greedy", "beam4", "beam4_two_returned"],
+)
+def test_allowed_tokens_fn_identical_to_transformers_prefix_allowed_tokens_fn(models, options):
+    peer, ours = models
+    ids, mask = left_pad(prompts())
+    # transformers passes the whole row (padding and prompt included); ours, the new tokens.
+    peer_fn = lambda row, sent: allowed_rule(row, sent[ids.shape[1]:].tolist())  # noqa: E731
+    expected = peer_generate(peer, ids, mask, prefix_allowed_tokens_fn=peer_fn, **options)
+    got = generate(
+        GPT2Decoder(ours, NEW), {"input_ids": ids, "attention_mask": mask}, prompt_ids=ids, prompt_mask=mask,
+        max_new_tokens=NEW, eos_token_id=EOS, allowed_tokens_fn=allowed_rule, **options,
+    )
+    assert got == expected
+    copies = options.get("num_return_sequences", 1)
+    assert any(len(row) < NEW for row in got), "some rows should end on an allowed EOS"
+    for index, row in enumerate(got):
+        assert all(token in allowed_rule(index // copies, row[:step]) for step, token in enumerate(row))
+
+
+def test_sampling_with_allowed_tokens_fn_stays_in_the_allowed_set(models):
+    _, ours = models
+    ids, mask = left_pad(prompts())
+    got = generate(
+        GPT2Decoder(ours, NEW), {"input_ids": ids, "attention_mask": mask}, max_new_tokens=NEW, eos_token_id=EOS,
+        do_sample=True, top_p=0.9, seed=5, allowed_tokens_fn=allowed_rule,
+    )
+    for index, row in enumerate(got):
+        assert all(token in allowed_rule(index, row[:step]) for step, token in enumerate(row))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 
 @dataclasses.dataclass
@@ -20,6 +20,11 @@ class GenerationConfig:
     - ``repetition_penalty``: divides positive / multiplies negative scores of tokens already
       in the history (prompt included); ``no_repeat_ngram_size``: an n-gram never occurs twice
       in the history; ``banned_token_ids`` (e.g. ``[UNK]``) are never produced.
+    - ``allowed_tokens_fn(row, generated_ids) -> ids``: only these tokens may come next in a
+      sequence of input ``row`` (its index in the batch) that has generated ``generated_ids``
+      (a list, the prompt left out). Others are masked before the search, as ``transformers``'
+      ``prefix_allowed_tokens_fn`` does (no renormalisation). An empty set ends that sequence
+      with the EOS, and one warning is logged.
     """
 
     max_new_tokens: int = 32
@@ -37,6 +42,7 @@ class GenerationConfig:
     banned_token_ids: Sequence[int] = ()
     num_return_sequences: int = 1
     seed: int | None = None
+    allowed_tokens_fn: Callable[[int, list[int]], Iterable[int]] | None = None
 
     def __post_init__(self):
         self.validate()
@@ -88,6 +94,10 @@ class GenerationConfig:
             raise ValueError(
                 f"num_return_sequences={self.num_return_sequences} needs do_sample=True or "
                 f"num_beams >= {self.num_return_sequences}"
+            )
+        if self.allowed_tokens_fn is not None and not callable(self.allowed_tokens_fn):
+            raise ValueError(
+                f"allowed_tokens_fn must be a function (row, generated_ids) -> token ids, got {self.allowed_tokens_fn!r}"
             )
         if self.min_new_tokens and not self.eos_ids:
             raise ValueError("min_new_tokens needs eos_token_id (it forbids EOS before that length)")

@@ -7,9 +7,13 @@ the tokens generated), ``[N, T]``; ``scores`` are that step's logits or log-prob
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from .config import GenerationConfig
+
+logger = logging.getLogger(__name__)
 
 NEG_INF = float("-inf")
 
@@ -84,3 +88,50 @@ def warp_for_sampling(logits: torch.Tensor, config: GenerationConfig) -> torch.T
         drop = drop_sorted.scatter(1, order, drop_sorted)
         logits = logits.masked_fill(drop, NEG_INF)
     return logits
+
+
+class AllowedTokens:
+    """``config.allowed_tokens_fn`` applied over one generation call (see :class:`GenerationConfig`).
+
+    Tokens a row may not produce get ``-inf`` (after the other adjustments, as
+    ``transformers``' ``PrefixConstrainedLogitsProcessor``); probabilities are not renormalised.
+    A row whose set is empty may only produce the first EOS, at score 0 (a beam ends with the
+    score it has); without an EOS it gets no candidate at all. Either way one warning per call.
+    """
+
+    def __init__(self, config: GenerationConfig):
+        self.fn = config.allowed_tokens_fn
+        self.eos_ids = config.eos_ids
+        self.warned = False
+
+    def apply(self, scores: torch.Tensor, inputs: torch.Tensor, generated_ids: torch.Tensor) -> torch.Tensor:
+        """Mask ``scores`` [N, vocab] in place for rows of inputs ``inputs`` [N] that generated
+        ``generated_ids`` [N, t]; returns which rows had an empty set (bool [N])."""
+        vocab = scores.shape[-1]
+        keep = torch.zeros(scores.shape, dtype=torch.bool)
+        ended = torch.zeros(scores.shape[0], dtype=torch.bool)
+        for i, (row, ids) in enumerate(zip(inputs.tolist(), generated_ids.tolist())):
+            allowed = torch.as_tensor(list(self.fn(row, ids)), dtype=torch.long).reshape(-1)
+            if allowed.numel() == 0:
+                ended[i] = True
+                continue
+            if int(allowed.min()) < 0 or int(allowed.max()) >= vocab:
+                bad = next(t for t in allowed.tolist() if not 0 <= t < vocab)
+                raise ValueError(
+                    f"allowed_tokens_fn({row}, {ids}) returned token id {bad}, outside the vocabulary "
+                    f"(0..{vocab - 1})"
+                )
+            keep[i, allowed] = True
+        keep, ended = keep.to(scores.device), ended.to(scores.device)
+        scores.masked_fill_(~keep, NEG_INF)
+        if bool(ended.any()):
+            if self.eos_ids:
+                scores[ended, self.eos_ids[0]] = 0.0
+            if not self.warned:
+                self.warned = True
+                logger.warning(
+                    "allowed_tokens_fn returned no token for input row(s) %s: %s",
+                    sorted(set(inputs[ended].tolist())),
+                    "the sequence ends with the EOS" if self.eos_ids else "the sequence ends (no eos_token_id)",
+                )
+        return ended

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .config import GenerationConfig
-from .processors import adjust_scores, warp_for_sampling
+from .processors import AllowedTokens, adjust_scores, warp_for_sampling
 from .protocol import Decoder
 
 # Score given to impossible candidates, as transformers does (not -inf: sums stay finite).
@@ -123,14 +123,23 @@ def _token_steps(
         logits, history, mask = logits[index], history[index], mask[index]
     generator = _generator(config.seed, logits.device) if config.do_sample else None
     eos = torch.tensor(config.eos_ids, dtype=torch.long, device=logits.device)
+    constraint = AllowedTokens(config) if config.allowed_tokens_fn is not None else None
+    prompt_len = history.shape[1]
     for generated in range(config.max_new_tokens):
         scores = adjust_scores(logits.float().clone(), history, generated, config, mask)
+        ended = None
+        if constraint is not None:
+            ended = constraint.apply(scores, rows // copies, history[:, prompt_len:])
+            if not config.eos_ids:
+                scores[ended, 0] = 0.0  # any token: the row is finished and it is not kept
         if config.do_sample:
             probs = warp_for_sampling(scores, config).softmax(-1)
             tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         else:
             tokens = scores.argmax(-1)
         finished = torch.isin(tokens, eos)
+        if ended is not None:
+            finished |= ended
         yield rows, tokens, finished
         if generated + 1 == config.max_new_tokens:
             return
@@ -176,6 +185,7 @@ def beam_search(
     width = max(2, 1 + len(config.eos_ids)) * beams  # candidates kept per input and step
     top_beams = torch.arange(width, device=device) < beams
     lp, early = config.length_penalty, config.early_stopping
+    constraint = AllowedTokens(config) if config.allowed_tokens_fn is not None else None
 
     running = torch.zeros((batch, beams, max_len), dtype=torch.long, device=device)
     running[:, :, :prompt_len] = prompt[:, None, :]
@@ -193,6 +203,8 @@ def beam_search(
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         history = running.view(batch * beams, max_len)[:, :cur]
         log_probs = adjust_scores(log_probs, history, generated, config, mask)
+        if constraint is not None:
+            constraint.apply(log_probs, expand, history[:, prompt_len:])
         log_probs = (log_probs.view(batch, beams, vocab) + running_scores[:, :, None]).view(batch, -1)
 
         # Candidates: the best `width` (beam, token) pairs of each input.
