@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -123,6 +124,50 @@ class Task(nn.Module):
         finally:
             self.train(was_training)
 
+    # --- files and JSON: what `s2s train / predict / serve` rely on ---------------------------
+
+    generative: ClassVar[bool] = False  # predictions are generated text (streamed by the server)
+
+    @classmethod
+    def read_examples(cls, path: str | os.PathLike, options: dict[str, Any]) -> list:
+        """Training examples from a file in this task's standard format, for ``build_dataset``.
+        ``options`` are the task options given so far (labels, a schema, ``multi_label``)."""
+        raise NotImplementedError(
+            f"task {cls.__name__} has no file reader, so `s2s train` cannot read its data; "
+            f"train it from Python (build_dataset + Trainer)"
+        )
+
+    @classmethod
+    def options_from_examples(cls, examples: Sequence, options: dict[str, Any]) -> dict[str, Any]:
+        """Task options found in the training examples that ``options`` does not give (a
+        classifier's labels: the sorted label names of the file)."""
+        return {}
+
+    @classmethod
+    def example_texts(cls, examples: Sequence) -> list[str]:
+        """Every text of ``examples``, to build a vocab from."""
+        return [e["text"] for e in examples]
+
+    def read_inputs(self, path: str | os.PathLike) -> list:
+        """Inputs for :meth:`predict_json` from a file: the task's training format with the
+        labels ignored, or one text per line (this default)."""
+        return read_text_lines(path)
+
+    def check_input(self, item) -> None:
+        """Raise :class:`TypeError` saying what is expected unless ``item`` is one input
+        :meth:`predict_json` takes (default: a string)."""
+        if not isinstance(item, str):
+            raise TypeError(f"expected a text (a string), got {type(item).__name__} {item!r:.60}")
+
+    def predict_json(self, inputs: Sequence, **options) -> list:
+        """One JSON value per input: what ``predict`` returns for it (tuples become lists)."""
+        return self.predict(list(inputs), **options)
+
+    def stream_prediction(self, item, **options) -> Iterator[str]:
+        """The prediction of one input of a generative task, piece by piece; joined, the
+        pieces are ``predict_json([item], **options)[0]`` (this default yields it whole)."""
+        yield self.predict_json([item], **options)[0]
+
     def saved_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """The options ``save_pretrained`` writes: those ``load_model`` was given. A task with an
         option that names a file (a schema) may return what it read from it instead, so the
@@ -188,6 +233,19 @@ class Task(nn.Module):
         with atomic_write(directory / TASK_FILE, "w", encoding="utf-8") as handle:
             json.dump(contents, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
+
+
+def read_text_lines(path: str | os.PathLike) -> list[str]:
+    """The non-blank lines of a UTF-8 text file, stripped (a byte-order mark is dropped)."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            texts = [line.strip() for line in handle if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 (byte {exc.start}): save it as UTF-8") from None
+    if not texts:
+        raise ValueError(f"{path} has no text (expected one text per line)")
+    return texts
 
 
 def _check_json_value(value, where: str) -> None:
