@@ -1,0 +1,108 @@
+"""BART config, with the key names of Hugging Face ``config.json`` (``d_model``, ``encoder_layers``, …)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from s2s.config import Config, ConfigError
+
+ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "swish", "tanh")
+
+
+@dataclass
+class BartConfig(Config):
+    """BART. Defaults: fnlp/bart-base-chinese v1 (BERT vocab of 21,128, 512 positions; its
+    ``[SEP]`` = 102 starts and ends the decoder, ``[PAD]`` = 0)."""
+
+    model_type: ClassVar[str] = "bart"
+    architecture: ClassVar[str] = "BartForConditionalGeneration"
+    key_aliases: ClassVar[dict[str, str]] = {"hidden_size": "d_model"}
+
+    vocab_size: int = 21128
+    max_position_embeddings: int = 512
+    d_model: int = 768
+    encoder_layers: int = 6
+    decoder_layers: int = 6
+    encoder_attention_heads: int = 12
+    decoder_attention_heads: int = 12
+    encoder_ffn_dim: int = 3072
+    decoder_ffn_dim: int = 3072
+    activation_function: str = "gelu"
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    init_std: float = 0.02
+    scale_embedding: bool = False
+    pad_token_id: int = 0
+    bos_token_id: int | None = 101
+    eos_token_id: int | None = 102
+    decoder_start_token_id: int | None = 102
+    forced_eos_token_id: int | None = 102
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> BartConfig:
+        """As :meth:`Config.from_dict`, refusing a config that describes another architecture."""
+        model_type = values.get("model_type")
+        if model_type is not None and model_type != cls.model_type:
+            architectures = ", ".join(values.get("architectures") or []) or "no architectures listed"
+            raise ConfigError(
+                f"{source} describes a {model_type!r} model ({architectures}), not BART: load it with "
+                f"the backbone for {model_type!r}, or give bart a BartForConditionalGeneration checkpoint"
+            )
+        return super().from_dict(values, source)
+
+    def __post_init__(self):
+        for side in ("encoder", "decoder"):
+            heads = getattr(self, f"{side}_attention_heads")
+            if self.d_model % heads:
+                raise ConfigError(f"d_model={self.d_model} is not a multiple of {side}_attention_heads={heads}")
+        if self.activation_function not in ACTIVATIONS:
+            raise ConfigError(
+                f"activation_function={self.activation_function!r}; supported: {', '.join(ACTIVATIONS)}"
+            )
+
+    @property
+    def hidden_size(self) -> int:
+        return self.d_model
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        """The ``config.json`` that transformers reads. Generation options that change the
+        output (beams, n-gram bans) are not written: s2s never applies them by default."""
+        return {
+            **self.to_dict(),
+            "architectures": [self.architecture],
+            "is_encoder_decoder": True,
+            "tie_word_embeddings": True,
+            "tokenizer_class": "BertTokenizer",
+        }
+
+
+# Size presets. ``tiny`` is for tests and examples (random weights); ``base`` is the shape of
+# fnlp/bart-base-chinese, ``large`` that of fnlp/bart-large-chinese.
+SIZES = {
+    "tiny": dict(
+        d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+    ),
+    "base": dict(
+        d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+        decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072,
+    ),
+    "large": dict(
+        d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
+        decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096,
+    ),
+}
+
+# Generation options a released config.json / generation_config.json may set that s2s does not
+# apply by default (they change the output), with s2s's own default.
+IGNORED_GENERATION_OPTIONS = {
+    "num_beams": 1,
+    "no_repeat_ngram_size": 0,
+    "length_penalty": 1.0,
+    "early_stopping": False,
+    "repetition_penalty": 1.0,
+    "min_length": 0,
+    "max_length": None,
+}

@@ -1,0 +1,405 @@
+"""BART in the Hugging Face layout: a post-LN encoder and decoder sharing one embedding matrix.
+
+Parameter names are ``BartForConditionalGeneration``'s without ``model.`` (``shared``,
+``encoder.embed_positions``, ``encoder.layernorm_embedding``, ``encoder.layers.N.self_attn.q_proj``,
+``decoder.layers.N.encoder_attn``, …) plus ``final_logits_bias``. Learned positions start at
+row 2 of their table (BART's offset); the LM head is the shared embedding matrix plus
+``final_logits_bias``.
+
+Shapes: B batch, S source positions, L new decoder positions, T cached decoder positions,
+H hidden size, N heads, D head size (H = N * D), V vocabulary size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s2s import prepacked
+from s2s.backbone import ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
+from s2s.checkpoint import CheckpointError, LoadReport, load_into, read_state_dict
+from s2s.config import ConfigError, read_json
+from s2s.generation import EncoderDecoderDecoder
+
+from . import weights
+from .config import IGNORED_GENERATION_OPTIONS, BartConfig
+
+logger = logging.getLogger(__name__)
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": partial(F.gelu, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+GENERATION_IDS = ("decoder_start_token_id", "eos_token_id", "forced_eos_token_id", "pad_token_id")
+
+# Each decoded token costs little more than reading the weights, so the layers call their
+# linear maps' ``forward`` directly (not through ``nn.Module.__call__``).
+
+
+def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with BART's ``q_proj`` / ``k_proj`` / ``v_proj`` / ``out_proj``."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.head_dim, self.dropout = heads, hidden // heads, dropout
+        self.q_proj = prepacked.Linear(hidden, hidden)
+        self.k_proj = prepacked.Linear(hidden, hidden)
+        self.v_proj = prepacked.Linear(hidden, hidden)
+        self.out_proj = prepacked.Linear(hidden, hidden)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, H] -> [B, N, L, D]
+        return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
+
+    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.split(self.k_proj.forward(x)), self.split(self.v_proj.forward(x))
+
+    def forward(self, x, keys, values, mask=None, causal: bool = False):
+        """Queries from ``x`` [B, L, H] over ``keys`` / ``values`` [B, N, K, D]; ``mask`` bool
+        [B, 1, 1 or L, K] (True = may attend) or ``None``."""
+        context = F.scaled_dot_product_attention(
+            self.split(self.q_proj.forward(x)), keys, values, attn_mask=mask, is_causal=causal,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out_proj.forward(context.transpose(1, 2).flatten(2))
+
+
+class Layer(nn.Module):
+    """The feed-forward part both layer kinds share: ``fc1``, activation, ``fc2``."""
+
+    def __init__(self, config: BartConfig, heads: int, inner: int):
+        super().__init__()
+        h = config.d_model
+        self.self_attn = Attention(h, heads, config.attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(h)
+        self.fc1 = prepacked.Linear(h, inner)
+        self.fc2 = prepacked.Linear(inner, h)
+        self.final_layer_norm = nn.LayerNorm(h)
+        self.act = ACTIVATIONS[config.activation_function]
+        self.dropout, self.activation_dropout = config.dropout, config.activation_dropout
+
+    def residual(self, x, update, norm):
+        """Post-LN: ``norm(x + dropout(update))``."""
+        return layer_norm(x + F.dropout(update, self.dropout, self.training), norm)
+
+    def feed_forward(self, x):
+        inner = F.dropout(self.act(self.fc1.forward(x)), self.activation_dropout, self.training)
+        return self.residual(x, self.fc2.forward(inner), self.final_layer_norm)
+
+
+class EncoderLayer(Layer):
+    def __init__(self, config: BartConfig):
+        super().__init__(config, config.encoder_attention_heads, config.encoder_ffn_dim)
+
+    def forward(self, x, mask):
+        keys, values = self.self_attn.keys_values(x)
+        x = self.residual(x, self.self_attn.forward(x, keys, values, mask), self.self_attn_layer_norm)
+        return self.feed_forward(x)
+
+
+class DecoderLayer(Layer):
+    def __init__(self, config: BartConfig):
+        super().__init__(config, config.decoder_attention_heads, config.decoder_ffn_dim)
+        self.encoder_attn = Attention(config.d_model, config.decoder_attention_heads, config.attention_dropout)
+        self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model)
+
+    def forward(self, x, cache, cross_mask, self_mask, causal: bool):
+        """``cache``: (self keys, self values) so far, or ``None``, then the cross keys and values
+        [B, N, S, D]. Returns the output and the layer's updated cache."""
+        past_keys, past_values, cross_keys, cross_values = cache
+        keys, values = self.self_attn.keys_values(x)
+        if past_keys is not None:
+            keys, values = torch.cat([past_keys, keys], 2), torch.cat([past_values, values], 2)
+        x = self.residual(x, self.self_attn.forward(x, keys, values, self_mask, causal), self.self_attn_layer_norm)
+        x = self.residual(x, self.encoder_attn.forward(x, cross_keys, cross_values, cross_mask),
+                          self.encoder_attn_layer_norm)
+        return self.feed_forward(x), (keys, values, cross_keys, cross_values)
+
+
+class Stack(nn.Module):
+    """``encoder`` or ``decoder``: positions, the embedding LayerNorm and the layers."""
+
+    def __init__(self, config: BartConfig, layer_cls, count: int):
+        super().__init__()
+        self.embed_positions = nn.Embedding(config.max_position_embeddings + weights.POSITION_OFFSET, config.d_model)
+        self.layernorm_embedding = nn.LayerNorm(config.d_model)
+        self.layers = nn.ModuleList(layer_cls(config) for _ in range(count))
+
+
+class BartBackbone(Backbone):
+    """BART encoder-decoder with the LM head tied to the shared embeddings.
+
+    - ``encode(input_ids, attention_mask=None)`` -> encoder states [B, S, H];
+    - ``decode(input_ids, encoder_states, encoder_mask=None, past_key_values=None,
+      use_cache=False)``: the cache holds per layer ``(self keys, self values, cross keys,
+      cross values)``, each [B, N, T or S, D];
+    - ``forward(input_ids, attention_mask=None, decoder_input_ids=...)``: both, for training.
+
+    Nothing passes ``token_type_ids`` to BART: given some (a collate function of BERT habits),
+    ``forward`` / ``encode`` drop them with one warning per model.
+    """
+
+    kind = ENCODER_DECODER
+    capabilities = frozenset({LM_HEAD, KV_CACHE})
+    config_class = BartConfig
+
+    def __init__(self, config: BartConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.encoder = Stack(config, EncoderLayer, config.encoder_layers)
+        # Registered as HF's ``decoder`` (so parameter names are HF's) without taking the name
+        # from the contract's ``decoder()`` method: the module is reached as ``decoder_stack``.
+        self._modules["decoder"] = Stack(config, DecoderLayer, config.decoder_layers)
+        self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self._warned_token_types = False
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def decoder_stack(self) -> Stack:
+        return self._modules["decoder"]
+
+    # --- sizes and embeddings ----------------------------------------------------------------
+
+    @property
+    def max_positions(self) -> int:
+        return self.config.max_position_embeddings
+
+    def input_embeddings(self) -> nn.Embedding:
+        return self.shared
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow or shrink the vocabulary: the shared embeddings and ``final_logits_bias``."""
+        old = self.shared
+        new = nn.Embedding(vocab_size, old.embedding_dim, padding_idx=old.padding_idx).to(old.weight)
+        self._init_weights(new)
+        bias = self.final_logits_bias.new_zeros(1, vocab_size)
+        keep = min(vocab_size, old.num_embeddings)
+        with torch.no_grad():
+            new.weight[:keep] = old.weight[:keep]
+            bias[:, :keep] = self.final_logits_bias[:, :keep]
+        self.shared = new
+        self.final_logits_bias = bias
+        self.config.vocab_size = vocab_size
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits [.., V]: hidden states times the shared embeddings, plus
+        ``final_logits_bias`` (prepacked on CPU without gradients: :mod:`s2s.prepacked`)."""
+        return prepacked.linear(hidden, self.shared.weight, self.final_logits_bias[0])
+
+    # --- running ---------------------------------------------------------------------------
+
+    def _embed(self, stack: Stack, input_ids: torch.Tensor, past: int) -> torch.Tensor:
+        length = input_ids.shape[1]
+        if past + length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"{past + length} positions, but this BART has max_position_embeddings="
+                f"{self.config.max_position_embeddings}: truncate the input"
+            )
+        positions = torch.arange(past + weights.POSITION_OFFSET, past + length + weights.POSITION_OFFSET,
+                                 device=input_ids.device)
+        x = self.shared(input_ids)
+        if self.embed_scale != 1.0:
+            x = x * self.embed_scale
+        x = layer_norm(x + stack.embed_positions(positions), stack.layernorm_embedding)
+        return F.dropout(x, self.config.dropout, self.training)
+
+    def _drop_token_types(self, token_type_ids) -> None:
+        if token_type_ids is not None and not self._warned_token_types:
+            self._warned_token_types = True
+            logger.warning(
+                "BART has no token type embeddings: the token_type_ids given to it are ignored "
+                "(a collate function of BERT habits can stop producing them)"
+            )
+
+    def encode(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """Encoder states [B, S, H]; ``attention_mask`` [B, S] (1 = real token)."""
+        self._drop_token_types(token_type_ids)
+        mask = _key_mask(attention_mask)
+        x = self._embed(self.encoder, input_ids, 0)
+        for layer in self.encoder.layers:
+            x = layer.forward(x, mask)
+        return x
+
+    def decode(self, input_ids, encoder_states, encoder_mask=None, past_key_values=None, use_cache=False):
+        """Decoder states [B, L, H] for ``input_ids`` [B, L] after the cached positions."""
+        past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+        length = input_ids.shape[1]
+        x = self._embed(self.decoder_stack, input_ids, past)
+        cross_mask = _key_mask(encoder_mask)
+        causal = past == 0 and length > 1
+        self_mask = None
+        if past and length > 1:
+            self_mask = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
+        cache = []
+        for i, layer in enumerate(self.decoder_stack.layers):
+            if past_key_values is None:
+                layer_cache = (None, None, *layer.encoder_attn.keys_values(encoder_states))
+            else:
+                layer_cache = past_key_values[i]
+            x, layer_cache = layer.forward(x, layer_cache, cross_mask, self_mask, causal)
+            cache.append(layer_cache)
+        return BackboneOutput(last_hidden_state=x, past_key_values=tuple(cache) if use_cache else None)
+
+    def forward(self, input_ids, attention_mask=None, decoder_input_ids=None, token_type_ids=None):
+        """Training: decoder states [B, L, H] of ``decoder_input_ids`` over the encoded source."""
+        if decoder_input_ids is None:
+            raise ValueError("BART's forward needs decoder_input_ids (the start token + the target)")
+        states = self.encode(input_ids, attention_mask, token_type_ids)
+        return self.decode(decoder_input_ids, states, attention_mask)
+
+    def decoder(self, max_new_tokens: int, **how):
+        """A :class:`BartDecoder`: generic encoder-decoder decoding plus the checkpoint's forced EOS."""
+        return BartDecoder(self, max_new_tokens, **how)
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **config_changes):
+        """A model built from the ``config.json`` beside the weights, with them loaded."""
+        directory = Path(path) if Path(path).is_dir() else Path(path).parent
+        if not (directory / "config.json").is_file():
+            raise ConfigError(f"no config.json in {directory}")
+        values = read_json(directory / "config.json") | config_changes
+        model = cls(BartConfig.from_dict(values, source=str(directory / "config.json")))
+        model.load_pretrained(path)
+        return model
+
+    def load_pretrained(
+        self,
+        path: str | os.PathLike,
+        *,
+        head_prefixes: Sequence[str] | None = None,
+        keep_tokens: Sequence[int] | None = None,
+    ) -> LoadReport:
+        """Load a ``BartForConditionalGeneration`` / ``BartModel`` checkpoint, all or nothing.
+
+        ``final_logits_bias`` may be missing (a ``BartModel`` save: zeros, reported as newly
+        initialised), as may keys under ``head_prefixes``. ``keep_tokens`` keeps those rows of
+        the checkpoint's vocabulary, in that order. The generation ids of the ``config.json`` /
+        ``generation_config.json`` beside the weights replace the config's, and the generation
+        options s2s does not apply by default are logged (INFO) once.
+        """
+        source = str(path)
+        state_dict = weights.to_model_names(read_state_dict(path))
+        weights.check_architecture(state_dict, source)
+        if keep_tokens is not None:
+            state_dict = _keep_rows(state_dict, keep_tokens, source)
+        weights.check_sizes(state_dict, self.config.vocab_size, self.config.max_position_embeddings, source)
+        heads = (weights.LOGITS_BIAS, *(head_prefixes or ()))
+        report = load_into(
+            self, state_dict, source=source, may_be_missing=lambda k: k.startswith(heads)
+        )
+        logger.info("%s", report)
+        self._read_generation_settings(Path(path))
+        return report
+
+    def _read_generation_settings(self, path: Path) -> None:
+        directory = path if path.is_dir() else path.parent
+        found: dict = {}
+        for name in ("config.json", "generation_config.json"):
+            if (directory / name).is_file():
+                found.update(read_json(directory / name))
+        for key in GENERATION_IDS:
+            if isinstance(found.get(key), int):
+                setattr(self.config, key, found[key])
+        ignored = {
+            key: found[key] for key, default in IGNORED_GENERATION_OPTIONS.items()
+            if key in found and found[key] != default
+        }
+        if ignored:
+            settings = ", ".join(f"{k}={v!r}" for k, v in ignored.items())
+            logger.info(
+                "%s sets generation defaults that s2s does not apply (they change the output): %s. "
+                "s2s decodes greedily with no n-gram ban unless asked; to use them, pass them to "
+                "predict / generate (e.g. beam_size=4, no_repeat_ngram_size=3)",
+                directory, settings,
+            )
+
+    def hf_config(self) -> dict:
+        return self.config.to_hf_dict()
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """``BartForConditionalGeneration`` names; the tied copies of ``shared`` are left out."""
+        return weights.to_hf_names(self.state_dict())
+
+
+class BartDecoder(EncoderDecoderDecoder):
+    """:class:`s2s.generation.EncoderDecoderDecoder` that also forces ``forced_eos_token_id``
+    (default: the checkpoint's) as the last of ``max_new_tokens`` tokens, as transformers'
+    ``generate`` does; ``forced_eos_token_id=None`` leaves the last step free."""
+
+    _UNSET = object()
+
+    def __init__(self, backbone: BartBackbone, max_new_tokens: int, decoder_start_token_id=None,
+                 forced_eos_token_id=_UNSET):
+        super().__init__(backbone, decoder_start_token_id)
+        self.max_new_tokens = max_new_tokens
+        if forced_eos_token_id is BartDecoder._UNSET:
+            forced_eos_token_id = backbone.config.forced_eos_token_id
+        self.forced_eos_token_id = forced_eos_token_id
+        self._produced = 0
+
+    def start(self, inputs):
+        self._produced = 0
+        return self._force(*super().start(inputs))
+
+    def step(self, tokens, state):
+        self._produced += 1
+        return self._force(*super().step(tokens, state))
+
+    def _force(self, logits, state):
+        if self.forced_eos_token_id is not None and self._produced == self.max_new_tokens - 1:
+            forced = torch.full_like(logits, float("-inf"))
+            forced[:, self.forced_eos_token_id] = 0.0
+            logits = forced
+        return logits, state
+
+
+def _key_mask(attention_mask) -> torch.Tensor | None:
+    """[B, S] padding mask -> bool [B, 1, 1, S], or ``None`` when every key is real."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+def _keep_rows(state_dict, keep_tokens, source: str):
+    index = torch.as_tensor(list(keep_tokens), dtype=torch.long)
+    out = dict(state_dict)
+    if weights.SHARED in out:
+        rows = out[weights.SHARED].shape[0]
+        if len(index) and (index.min() < 0 or index.max() >= rows):
+            raise CheckpointError(f"keep_tokens holds ids outside 0..{rows - 1}, the vocabulary of {source}")
+        out[weights.SHARED] = out[weights.SHARED].index_select(0, index)
+    if weights.LOGITS_BIAS in out:
+        out[weights.LOGITS_BIAS] = out[weights.LOGITS_BIAS].index_select(1, index)
+    return out
