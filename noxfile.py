@@ -26,6 +26,7 @@ if LOCAL_WHEELS.is_dir():
 CORE = "packages/core"
 BERT = "packages/models-bert"
 GPT2 = "packages/models-gpt2"
+T5 = "packages/models-t5"
 BART = "packages/models-bart"
 TASKS = "packages/tasks"
 TEMPLATE = "examples/plugins/s2s-task-template"
@@ -43,11 +44,12 @@ SUITES = {
     "core": ([CORE], [f"{CORE}/tests"]),
     "bert": ([CORE, BERT], [f"{BERT}/tests"]),
     "gpt2": ([CORE, GPT2], [f"{GPT2}/tests"]),
+    "t5": ([CORE, T5], [f"{T5}/tests"]),
     "bart": ([CORE, BART], [f"{BART}/tests"]),
     "tasks": ([CORE, BERT, TASKS], [f"{TASKS}/tests"]),
     "template": ([CORE, TEMPLATE], [f"{TEMPLATE}/tests"]),
     # Together: the cross-package tests, and the task tests that skip without s2s-models-gpt2.
-    "all": ([CORE, BERT, GPT2, BART, TASKS], ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests")]),
+    "all": ([CORE, BERT, GPT2, BART, T5, TASKS], ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests")]),
 }
 
 

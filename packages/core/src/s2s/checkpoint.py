@@ -189,6 +189,26 @@ def load_into(
     return report
 
 
+def architecture_hint(path: str | os.PathLike, model_types: Iterable[str]) -> str:
+    """For a load error: which backbone the ``config.json`` beside checkpoint ``path`` describes,
+    when its ``model_type`` is not one of ``model_types`` (the loading backbone's); else ``""``."""
+    path, model_types = Path(path), tuple(model_types)
+    config_file = (path if path.is_dir() else path.parent) / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        model_type = config["model_type"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    if model_type in model_types:
+        return ""
+    architectures = ", ".join(config.get("architectures") or []) or "no architectures listed"
+    return (
+        f"\n{config_file} describes a {model_type!r} model ({architectures}), not "
+        f"{' / '.join(model_types)}: load it with the backbone of that architecture "
+        f"(e.g. load_model(vocab, {model_type!r}, checkpoint=...))"
+    )
+
+
 def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Write tensors as safetensors, atomically. Callers leave out tied copies (as HF does)."""
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in state_dict.items()}
@@ -198,6 +218,7 @@ def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
 
 __all__ = [
     "CheckpointError",
+    "architecture_hint",
     "LoadReport",
     "find_weights",
     "load_into",

@@ -1,0 +1,433 @@
+"""T5 / mT5 / T5-PEGASUS encoder-decoder, in Hugging Face's module layout.
+
+Parameter names are ``transformers``' ``T5ForConditionalGeneration`` names (``shared``,
+``encoder.block.N.layer.0.SelfAttention.q``, ``layer.1.DenseReluDense.wi_0``,
+``decoder.block.N.layer.1.EncDecAttention.k``, ``final_layer_norm``, ``lm_head``), so HF
+checkpoints load as they are. The encoder and decoder read their tokens from ``shared``.
+
+- Pre-norm blocks with RMS layer norm (scale only, no mean, no bias), no biases anywhere.
+- Attention scores are not divided by sqrt(d_kv); a learned relative position bias (buckets,
+  the first layer of each stack owns it, every layer of the stack adds it) takes the place of
+  position embeddings. Cross-attention has no position bias.
+- v1.0 (``feed_forward_proj="relu"``, ``tie_word_embeddings=True``): ``wi`` then ``wo``, the
+  logits are ``(hidden * d_model**-0.5) @ shared.T``. v1.1 / mT5 / T5-PEGASUS
+  (``"gated-gelu"``, untied): ``gelu_new(wi_0 x) * wi_1 x`` then ``wo``, logits from ``lm_head``.
+
+Shapes: B batch, S source positions, L new target positions, T cached target positions,
+K = T + L keys, H = d_model, N heads, D = d_kv (N * D need not equal H), V vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s2s import prepacked
+from s2s.backbone import ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
+from s2s.checkpoint import LoadReport
+
+from . import weights
+from .config import MT5Config, T5Config
+
+logger = logging.getLogger(__name__)
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_new": partial(F.gelu, approximate="tanh"),
+    "silu": F.silu,
+}
+
+# One decoder layer's cache: self-attention keys, values [B, N, T, D]; cross-attention keys,
+# values [B, N, S, D]. Batch on dim 0 of each, as s2s.backbone.reorder_cache needs.
+LayerCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class LayerNorm(nn.Module):
+    """T5's RMS norm: ``weight * x / sqrt(mean(x**2) + eps)``, the mean taken in fp32."""
+
+    def __init__(self, hidden_size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x):
+        variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + self.eps)
+        if self.weight.dtype in (torch.float16, torch.bfloat16):
+            x = x.to(self.weight.dtype)
+        return self.weight * x
+
+
+def relative_position_bucket(relative_position, bidirectional: bool, num_buckets: int, max_distance: int):
+    """Bucket of ``key position - query position`` (Mesh TensorFlow's, as transformers has it):
+    exact buckets for small distances, logarithmic ones up to ``max_distance``, one bucket
+    beyond. Bidirectional (encoder) halves the buckets between both signs; the decoder only
+    looks back."""
+    buckets = 0
+    if bidirectional:
+        num_buckets //= 2
+        buckets = (relative_position > 0).to(torch.long) * num_buckets
+        relative_position = relative_position.abs()
+    else:
+        relative_position = -torch.min(relative_position, torch.zeros_like(relative_position))
+    max_exact = num_buckets // 2
+    is_small = relative_position < max_exact
+    large = max_exact + (
+        torch.log(relative_position.float() / max_exact)
+        / math.log(max_distance / max_exact)
+        * (num_buckets - max_exact)
+    ).to(torch.long)
+    large = torch.min(large, torch.full_like(large, num_buckets - 1))
+    return buckets + torch.where(is_small, relative_position, large)
+
+
+class Attention(nn.Module):
+    """Multi-head attention without score scaling; ``bias`` [B or 1, N, L, K] adds position bias
+    and masks. The first self-attention layer of a stack owns ``relative_attention_bias``."""
+
+    def __init__(self, config: T5Config, has_relative_attention_bias: bool = False):
+        super().__init__()
+        inner = config.num_heads * config.d_kv
+        self.num_heads, self.head_dim = config.num_heads, config.d_kv
+        self.q = prepacked.Linear(config.d_model, inner, bias=False)
+        self.k = prepacked.Linear(config.d_model, inner, bias=False)
+        self.v = prepacked.Linear(config.d_model, inner, bias=False)
+        self.o = prepacked.Linear(inner, config.d_model, bias=False)
+        self.dropout = config.dropout_rate
+        if has_relative_attention_bias:
+            self.relative_attention_bias = nn.Embedding(config.relative_attention_num_buckets, config.num_heads)
+
+    def split_heads(self, x):  # [B, L, N * D] -> [B, N, L, D]
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
+    def key_values(self, x):  # [B, K, H] -> keys, values [B, N, K, D]
+        return self.split_heads(self.k(x)), self.split_heads(self.v(x))
+
+    def forward(self, x, keys, values, bias):  # x [B, L, H]; keys, values [B, N, K, D]
+        q = self.split_heads(self.q(x))
+        if bias is not None and bias.dtype != q.dtype:  # autocast: q is bf16
+            bias = bias.to(q.dtype)
+        context = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0, scale=1.0
+        )
+        return self.o(context.transpose(1, 2).flatten(2))  # [B, L, H]
+
+
+class DenseActDense(nn.Module):
+    """v1.0 feed-forward: ``wo(act(wi x))``."""
+
+    def __init__(self, config: T5Config):
+        super().__init__()
+        self.wi = prepacked.Linear(config.d_model, config.d_ff, bias=False)
+        self.wo = prepacked.Linear(config.d_ff, config.d_model, bias=False)
+        self.act = ACTIVATIONS[config.activation]
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x):
+        return self.wo(self.dropout(self.act(self.wi(x))))
+
+
+class DenseGatedActDense(nn.Module):
+    """v1.1 / mT5 feed-forward: ``wo(act(wi_0 x) * wi_1 x)``."""
+
+    def __init__(self, config: T5Config):
+        super().__init__()
+        self.wi_0 = prepacked.Linear(config.d_model, config.d_ff, bias=False)
+        self.wi_1 = prepacked.Linear(config.d_model, config.d_ff, bias=False)
+        self.wo = prepacked.Linear(config.d_ff, config.d_model, bias=False)
+        self.act = ACTIVATIONS[config.activation]
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x):
+        return self.wo(self.dropout(self.act(self.wi_0(x)) * self.wi_1(x)))
+
+
+class LayerFF(nn.Module):
+    def __init__(self, config: T5Config):
+        super().__init__()
+        self.DenseReluDense = DenseGatedActDense(config) if config.gated else DenseActDense(config)
+        self.layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def forward(self, x):
+        return x + self.dropout(self.DenseReluDense(self.layer_norm(x)))
+
+
+class LayerSelfAttention(nn.Module):
+    def __init__(self, config: T5Config, has_relative_attention_bias: bool):
+        super().__init__()
+        self.SelfAttention = Attention(config, has_relative_attention_bias)
+        self.layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+
+class LayerCrossAttention(nn.Module):
+    def __init__(self, config: T5Config):
+        super().__init__()
+        self.EncDecAttention = Attention(config)
+        self.layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+
+def clamp_fp16(x):
+    """fp16 only: pull infinities back to the largest finite value, as transformers does."""
+    if x.dtype != torch.float16:
+        return x
+    limit = torch.finfo(x.dtype).max
+    limit = torch.where(torch.isinf(x).any(), limit - 1000, limit)
+    return torch.clamp(x, min=-limit, max=limit)
+
+
+class Block(nn.Module):
+    """Encoder block: ``layer`` = [self-attention, feed-forward]; decoder block: [self-attention,
+    cross-attention, feed-forward]. Each sub-layer: ``x + dropout(f(norm(x)))``."""
+
+    def __init__(self, config: T5Config, has_relative_attention_bias: bool, is_decoder: bool):
+        super().__init__()
+        self.layer = nn.ModuleList([LayerSelfAttention(config, has_relative_attention_bias)])
+        if is_decoder:
+            self.layer.append(LayerCrossAttention(config))
+        self.layer.append(LayerFF(config))
+
+    def forward(self, x, bias, past_self=None, cross=None, cross_bias=None):
+        """``past_self``: cached self-attention (keys, values) or None; ``cross``: the
+        cross-attention (keys, values) of the source (decoder only). Returns the new hidden
+        states and this layer's self-attention (keys, values) including the cache."""
+        sublayer = self.layer[0]
+        h = sublayer.layer_norm(x)
+        keys, values = sublayer.SelfAttention.key_values(h)
+        if past_self is not None:
+            keys, values = torch.cat([past_self[0], keys], 2), torch.cat([past_self[1], values], 2)
+        x = clamp_fp16(x + sublayer.dropout(sublayer.SelfAttention(h, keys, values, bias)))
+        if cross is not None:
+            sublayer = self.layer[1]
+            attended = sublayer.EncDecAttention(sublayer.layer_norm(x), cross[0], cross[1], cross_bias)
+            x = clamp_fp16(x + sublayer.dropout(attended))
+        return clamp_fp16(self.layer[-1](x)), (keys, values)
+
+
+class Stack(nn.Module):
+    """The blocks of the encoder or the decoder, and the final norm."""
+
+    def __init__(self, config: T5Config, num_layers: int, is_decoder: bool):
+        super().__init__()
+        self.is_decoder = is_decoder
+        self.config = config
+        self.block = nn.ModuleList(Block(config, i == 0, is_decoder) for i in range(num_layers))
+        self.final_layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.dropout = nn.Dropout(config.dropout_rate)
+
+    def position_bias(self, length: int, keys: int, past: int, device) -> torch.Tensor:
+        """The relative position bias [1, N, L, K] of queries ``past..past+L-1`` over keys ``0..K-1``."""
+        query = torch.arange(past, past + length, device=device)[:, None]
+        relative = torch.arange(keys, device=device)[None, :] - query  # [L, K]
+        bucket = relative_position_bucket(
+            relative,
+            bidirectional=not self.is_decoder,
+            num_buckets=self.config.relative_attention_num_buckets,
+            max_distance=self.config.relative_attention_max_distance,
+        )
+        table = self.block[0].layer[0].SelfAttention.relative_attention_bias
+        return table(bucket).permute(2, 0, 1).unsqueeze(0)
+
+
+def padding_bias(mask: torch.Tensor | None, dtype) -> torch.Tensor | None:
+    """Additive bias [B, 1, 1, K] from a padding mask [B, K] (1 = real): the dtype's minimum on
+    padding (not -inf: a row with nothing visible gives a uniform softmax, not NaN)."""
+    if mask is None:
+        return None
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+        ~mask.bool(), torch.finfo(dtype).min
+    )[:, None, None, :]
+
+
+def _rename(state_dict, prefix: str, old: str, new: str) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + old)]:
+        state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+
+
+def _rename_on_save(module, state_dict, prefix, local_metadata):
+    _rename(state_dict, prefix, "decoder_stack.", "decoder.")
+
+
+def _rename_on_load(module, state_dict, prefix, *args):
+    _rename(state_dict, prefix, "decoder.", "decoder_stack.")
+
+
+class T5Backbone(Backbone):
+    """T5 encoder-decoder (see the module docstring); the contract's ``encode`` / ``decode``.
+
+    ``decode``'s cache is a tuple with one :data:`LayerCache` per decoder layer.
+    """
+
+    kind = ENCODER_DECODER
+    capabilities = frozenset({LM_HEAD, KV_CACHE})
+    config_class = T5Config
+
+    def __init__(self, config: T5Config):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.encoder = Stack(config, config.num_layers, is_decoder=False)
+        self.decoder_stack = Stack(config, config.num_decoder_layers, is_decoder=True)
+        if not config.tie_word_embeddings:
+            self.lm_head = prepacked.Linear(config.d_model, config.vocab_size, bias=False)
+        self.dropout = nn.Dropout(config.dropout_rate)
+        self.apply(self._init_weights)
+        # ``decoder`` is the contract's generation method, so the decoder stack is the
+        # attribute ``decoder_stack``; state dicts name it ``decoder.``, as transformers does.
+        self.register_state_dict_post_hook(_rename_on_save)
+        self.register_load_state_dict_pre_hook(_rename_on_load)
+
+    def _init_weights(self, module):
+        """transformers' T5 initialisation (``initializer_factor`` scales every std)."""
+        factor, config = self.config.initializer_factor, self.config
+        if isinstance(module, LayerNorm):
+            nn.init.constant_(module.weight, factor)
+        elif isinstance(module, nn.Embedding):  # shared: 1.0; relative bias: see Attention
+            std = factor * (1.0 if module is self.shared else config.d_model**-0.5)
+            nn.init.normal_(module.weight, std=std)
+        elif isinstance(module, Attention):
+            inner = config.num_heads * config.d_kv
+            nn.init.normal_(module.q.weight, std=factor * (config.d_model * config.d_kv) ** -0.5)
+            for linear in (module.k, module.v):
+                nn.init.normal_(linear.weight, std=factor * config.d_model**-0.5)
+            nn.init.normal_(module.o.weight, std=factor * inner**-0.5)
+        elif isinstance(module, (DenseActDense, DenseGatedActDense)):
+            for name in ("wi", "wi_0", "wi_1"):
+                if hasattr(module, name):
+                    nn.init.normal_(getattr(module, name).weight, std=factor * config.d_model**-0.5)
+            nn.init.normal_(module.wo.weight, std=factor * config.d_ff**-0.5)
+        elif module is getattr(self, "lm_head", None):
+            nn.init.normal_(module.weight, std=factor)
+
+    # --- sizes and embeddings --------------------------------------------------------------
+
+    @property
+    def max_positions(self) -> None:
+        """Relative positions: no limit in the model (T5-PEGASUS was pre-trained on 512)."""
+        return None
+
+    def input_embeddings(self) -> nn.Embedding:
+        return self.shared
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow or shrink the vocabulary; kept rows keep their values, new rows are initialised
+        as in a fresh model. An untied ``lm_head`` is resized with it."""
+        old = self.shared
+        new = nn.Embedding(vocab_size, old.embedding_dim).to(old.weight)
+        self._init_weights(new)
+        keep = min(vocab_size, old.num_embeddings)
+        with torch.no_grad():
+            new.weight[:keep] = old.weight[:keep]
+        self.shared = new
+        if hasattr(self, "lm_head"):
+            head = prepacked.Linear(self.config.d_model, vocab_size, bias=False).to(old.weight)
+            nn.init.normal_(head.weight, std=self.config.initializer_factor)
+            with torch.no_grad():
+                head.weight[:keep] = self.lm_head.weight[:keep]
+            self.lm_head = head
+        self.config.vocab_size = vocab_size
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits [.., V] of decoder states [.., H]."""
+        if self.config.tie_word_embeddings:
+            return prepacked.linear(hidden * self.config.d_model**-0.5, self.shared.weight, None)
+        return self.lm_head(hidden)
+
+    # --- the encoder-decoder contract ------------------------------------------------------
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder states [B, S, H] of ``input_ids`` [B, S] (``attention_mask`` 1 = real token)."""
+        x = self.dropout(self.shared(input_ids))
+        length = input_ids.shape[1]
+        bias = self.encoder.position_bias(length, length, 0, x.device)  # [1, N, S, S]
+        padding = padding_bias(attention_mask, bias.dtype)
+        if padding is not None:
+            bias = bias + padding
+        for block in self.encoder.block:
+            x, _ = block(x, bias)
+        return self.dropout(self.encoder.final_layer_norm(x))
+
+    def decode(
+        self,
+        input_ids: torch.Tensor,
+        encoder_states: torch.Tensor | None,
+        encoder_mask: torch.Tensor | None = None,
+        past_key_values: tuple[LayerCache, ...] | None = None,
+        use_cache: bool = False,
+    ) -> BackboneOutput:
+        """Decoder states [B, L, H] of ``input_ids`` [B, L] after the cached positions; see
+        the contract in :mod:`s2s.backbone`."""
+        stack = self.decoder_stack
+        past = past_key_values[0][0].shape[2] if past_key_values else 0
+        length = input_ids.shape[1]
+        x = self.dropout(self.shared(input_ids))
+        bias = stack.position_bias(length, past + length, past, x.device)  # [1, N, L, K]
+        if length > 1:  # causal: a query sees the cache and the new positions up to itself
+            causal = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
+            bias = bias.masked_fill(~causal, torch.finfo(bias.dtype).min)
+        cross_bias = padding_bias(encoder_mask, bias.dtype)
+        cache = []
+        for i, block in enumerate(stack.block):
+            if past_key_values:
+                past_self, cross = past_key_values[i][:2], past_key_values[i][2:]
+            else:
+                past_self, cross = None, block.layer[1].EncDecAttention.key_values(encoder_states)
+            x, (keys, values) = block(x, bias, past_self, cross, cross_bias)
+            if use_cache:
+                cache.append((keys, values, *cross))
+        hidden = self.dropout(stack.final_layer_norm(x))
+        return BackboneOutput(last_hidden_state=hidden, past_key_values=tuple(cache) if use_cache else None)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+    ) -> BackboneOutput:
+        """Training: decoder states of ``decoder_input_ids`` given the source ``input_ids``."""
+        if decoder_input_ids is None:
+            raise ValueError(
+                "T5 is an encoder-decoder: pass decoder_input_ids (the target with the start token "
+                "prepended), or call encode(input_ids, attention_mask) for the encoder states"
+            )
+        states = self.encode(input_ids, attention_mask)
+        return self.decode(decoder_input_ids, states, attention_mask)
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def load_pretrained(
+        self,
+        path: str | os.PathLike,
+        *,
+        head_prefixes: Sequence[str] | None = None,
+        keep_tokens: Sequence[int] | None = None,
+    ) -> LoadReport:
+        """Load a checkpoint file or folder (any layout :mod:`s2s_t5.weights` reads), all or
+        nothing: a missing or mis-shaped key fails with a report naming it. Keys under
+        ``head_prefixes`` (none by default) may be missing. ``keep_tokens`` keeps those rows
+        of the checkpoint's vocabulary, in that order."""
+        report = weights.load(self, path, head_prefixes=tuple(head_prefixes or ()), keep_tokens=keep_tokens)
+        logger.info("%s", report)
+        return report
+
+    def hf_config(self) -> dict:
+        return self.config.to_hf_dict()
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """transformers' names (the state dict's own); a tied head is ``shared``, not saved."""
+        return dict(self.state_dict())
+
+
+class MT5Backbone(T5Backbone):
+    """mT5 / T5 v1.1 / T5-PEGASUS: the T5 code with the mT5 config (gated-GELU, untied head)."""
+
+    config_class = MT5Config
