@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,13 +29,16 @@ import torch
 from torch import nn
 
 from .backbone import ENCODER, Backbone
-from .checkpoint import CheckpointError, LoadReport, read_state_dict, save_weights
+from .checkpoint import CheckpointError, LoadReport, load_into, read_state_dict, save_weights
 from .config import ConfigError, read_json
 from .io import atomic_write
 
 TASK_FILE = "s2s_task.json"
 HEAD_FILE = "task_head.safetensors"
 BACKBONE_PREFIX = "backbone."
+TRAINER_STATE_FILE = "training_state.pt"  # marks a Trainer checkpoint: the whole task in model.safetensors
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -179,15 +183,32 @@ class Task(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
 
     def load_pretrained(self, path: str | os.PathLike) -> LoadReport:
-        """Load weights. From a folder written by :meth:`save_pretrained`: the backbone and
-        this task's head, every key. From any other checkpoint: the backbone only; this task's
-        head is reported as newly initialised."""
+        """Load weights. From a folder written by :meth:`save_pretrained`, or a Trainer
+        checkpoint of a task built by ``load_model``: the backbone and this task's head, every
+        key. From any other checkpoint: the backbone only; this task's head is reported as
+        newly initialised, and weights of the checkpoint left unused at WARNING."""
+        if Path(path).is_dir() and (Path(path) / TRAINER_STATE_FILE).is_file():
+            return self._load_trainer_checkpoint(Path(path))
         if Path(path).is_dir() and (Path(path) / TASK_FILE).is_file():
             self._load_head(Path(path) / HEAD_FILE)
             return self.backbone.load_pretrained(path, head_prefixes=())
         report = self.backbone.load_pretrained(path)
         report.newly_initialized.extend(sorted(self.head_state_dict()))
+        if report.unexpected:
+            logger.warning("%s: %d weights of the checkpoint are not used (%s); if they are a trained "
+                           "head, load the folder save_pretrained or the Trainer wrote instead",
+                           path, len(report.unexpected), ", ".join(report.unexpected[:5]))
         return report
+
+    def _load_trainer_checkpoint(self, folder: Path) -> LoadReport:
+        if not (folder / TASK_FILE).is_file():
+            raise CheckpointError(
+                f"{folder} is a Trainer checkpoint of a model not built by s2s.load_model, so it "
+                f"does not say which task rebuilds it ({TASK_FILE} is missing); load its weights "
+                f"into the model you trained: model.load_state_dict(s2s.checkpoint.read_state_dict("
+                f"{str(folder / 'model.safetensors')!r}))"
+            )
+        return load_into(self, read_state_dict(folder / "model.safetensors"), source=str(folder))
 
     # The original library's name for the same call.
     load_pretrain_params = load_pretrained
@@ -225,11 +246,27 @@ class Task(nn.Module):
                 f"options are unknown; build it with load_model(...), or save the backbone alone "
                 f"with model.backbone.save_pretrained(directory, tokenizer=model.tokenizer)"
             )
-        options = self.saved_options(dict(self.recipe.options))
-        contents = dataclasses.replace(self.recipe, options=options).to_json()
-        directory = Path(directory)
+        contents, directory = self._task_file(), Path(directory)  # an option JSON cannot hold fails first
         self.backbone.save_pretrained(directory, tokenizer=self.tokenizer)
         save_weights(self.head_state_dict(), directory / HEAD_FILE)
+        self._write_task_file(directory, contents)
+
+    def save_recipe(self, directory: str | os.PathLike) -> None:
+        """What rebuilds this task, without weights: ``config.json``, the vocabulary and
+        ``s2s_task.json`` (the Trainer adds them to its checkpoints)."""
+        contents, directory = self._task_file(), Path(directory)
+        with atomic_write(directory / "config.json", "w", encoding="utf-8") as handle:
+            json.dump(self.backbone.hf_config(), handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        if self.tokenizer is not None:
+            self.tokenizer.save(directory)
+        self._write_task_file(directory, contents)
+
+    def _task_file(self) -> dict[str, Any]:
+        options = self.saved_options(dict(self.recipe.options))
+        return dataclasses.replace(self.recipe, options=options).to_json()
+
+    def _write_task_file(self, directory: Path, contents: dict[str, Any]) -> None:
         with atomic_write(directory / TASK_FILE, "w", encoding="utf-8") as handle:
             json.dump(contents, handle, indent=2, ensure_ascii=False)
             handle.write("\n")

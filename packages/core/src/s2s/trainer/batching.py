@@ -1,28 +1,95 @@
-"""Which items each rank trains and evaluates on, and checks of the datasets given."""
+"""Which items each rank trains and evaluates on, and checks of the datasets given.
+
+A dataset is *map-style* (``len(dataset)`` and ``dataset[i]``: a list, a Hugging Face
+``datasets.Dataset``) or a *stream* (anything else that can be iterated again each epoch: a
+:class:`torch.utils.data.IterableDataset`, a ``datasets.IterableDataset``, the file readers
+of :mod:`s2s.data`). Map-style data is shuffled each epoch; a stream is read in its own
+order (its ``set_epoch(epoch)`` is called when it has one), rank ``r`` of ``N`` taking every
+``N``-th item from the ``r``-th, and a resumed run skips the items already trained on.
+"""
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from torch.utils.data import BatchSampler, DistributedSampler, Sampler
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    Sampler,
+    get_worker_info,
+)
 
 from ..data import LengthGroupedSampler
+from .launch import Processes, min_over_ranks
 
 
-def check_dataset(dataset, collate_fn, name: str) -> None:
+class TrainData:
+    """The loaders of a run on this rank: ``loader`` yields this rank's micro-batches of the
+    epoch set with :meth:`start_epoch`; ``eval_loader`` its share of ``eval_dataset``;
+    ``batches_per_epoch`` is ``None`` for a stream without ``len()``."""
+
+    def __init__(self, dataset, eval_dataset, collate_fn, *, batch_size: int, procs: Processes,
+                 group_by_length: bool, seed: int, num_workers: int):
+        per_rank = batch_size // procs.world_size
+        self.stream = is_stream(dataset)
+
+        def loader(data, **sampling) -> DataLoader:
+            return DataLoader(data, collate_fn=collate_fn, num_workers=num_workers,
+                              pin_memory=procs.device.type == "cuda",
+                              generator=torch.Generator().manual_seed(seed),  # keeps the global RNG
+                              **sampling)
+
+        if self.stream:
+            self.batches = StreamShard(dataset, per_rank, procs.rank, procs.world_size)
+            self.loader = loader(self.batches, batch_size=per_rank)
+            length = stream_length(dataset)
+            self.batches_per_epoch = None if length is None else math.ceil(length / batch_size)
+        else:
+            sampler = train_sampler(dataset, group_by_length=group_by_length, batch_size=per_rank,
+                                    seed=seed, rank=procs.rank, world_size=procs.world_size)
+            self.batches = EpochBatches(sampler, per_rank)
+            self.loader = loader(dataset, batch_sampler=self.batches)
+            self.batches_per_epoch = len(self.batches)
+        self.eval_loader = None
+        if eval_dataset is not None and is_stream(eval_dataset):
+            shard = StreamShard(eval_dataset, per_rank, procs.rank, procs.world_size)
+            self.eval_loader = loader(shard, batch_size=per_rank)
+        elif eval_dataset is not None:
+            shard = EvalShard(len(eval_dataset), procs.rank, procs.world_size)
+            self.eval_loader = loader(eval_dataset, sampler=shard, batch_size=per_rank)
+
+    def start_epoch(self, epoch: int, progress) -> None:
+        """Shuffle for ``epoch``; skip what ``progress`` says this epoch already trained on."""
+        skip = progress.items_in_epoch if self.stream else progress.batch_in_epoch
+        self.batches.start_epoch(epoch, skip=skip)
+
+
+def is_stream(dataset) -> bool:
+    """Whether ``dataset`` is read by iterating it rather than by index."""
+    map_style = hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
+    return isinstance(dataset, IterableDataset) or (not map_style and isinstance(dataset, Iterable))
+
+
+def check_dataset(dataset, collate_fn, name: str, *, epochs: int = 1, group_by_length: bool = False) -> None:
     """A clear error for a dataset the Trainer cannot batch, before any work is done."""
-    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+    if is_stream(dataset):
+        item = _check_stream(dataset, name, epochs, group_by_length)
+    elif not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
         raise TypeError(
-            f"{name} must be a map-style dataset (len(dataset) and dataset[i]), "
-            f"got {type(dataset).__name__}"
+            f"{name} must be a map-style dataset (len(dataset) and dataset[i]) or an iterable "
+            f"dataset, got {type(dataset).__name__}"
         )
-    if len(dataset) == 0:
+    elif len(dataset) == 0:
         raise ValueError(f"{name} is empty")
-    if collate_fn is not None:
+    else:
+        item = None if collate_fn is not None else dataset[0]
+    if collate_fn is not None or item is None:
         return
-    item = dataset[0]
     if not isinstance(item, Mapping):
         raise TypeError(
             f"{name}[0] is a {type(item).__name__}; without a collate_fn, items must be dicts "
@@ -34,6 +101,27 @@ def check_dataset(dataset, collate_fn, name: str) -> None:
             f"model(**batch) and s2s models take input_ids. Rename the key in your dataset, or "
             f"pass a collate_fn that builds it"
         )
+
+
+def _check_stream(dataset, name: str, epochs: int, group_by_length: bool):
+    """The first item of a stream that can be read again (``None`` for a one-pass iterator)."""
+    if group_by_length:
+        raise ValueError(
+            f"Trainer(group_by_length=True) sorts items by length, which needs a map-style "
+            f"{name}; a streamed {type(dataset).__name__} is read in its own order. Pass a list "
+            f"(or a datasets.Dataset), or group_by_length=False"
+        )
+    if iter(dataset) is dataset:
+        if epochs > 1:
+            raise TypeError(
+                f"{name} is a one-pass iterator ({type(dataset).__name__}) but epochs={epochs}: "
+                f"every epoch reads it again. Pass an object whose iter() starts afresh (an "
+                f"IterableDataset, s2s.data.read_jsonl / read_tsv), or a list"
+            )
+        return None
+    for item in dataset:
+        return item
+    raise ValueError(f"{name} is empty")
 
 
 def check_batch(batch, source: str) -> None:
@@ -88,4 +176,63 @@ class EvalShard(Sampler[int]):
         return iter(self.indices)
 
 
-__all__ = ["EpochBatches", "EvalShard", "check_batch", "check_dataset", "train_sampler"]
+class StreamShard(IterableDataset):
+    """This rank's items of a stream: every ``world_size``-th from ``rank``, after the
+    ``skip`` items of the epoch already trained on. With DataLoader workers, each worker
+    takes every ``num_workers``-th block of ``batch_size`` items, so that the loader yields
+    the batches in the same order as without workers."""
+
+    def __init__(self, stream, batch_size: int, rank: int, world_size: int):
+        self.stream, self.batch_size, self.rank, self.world_size = stream, batch_size, rank, world_size
+        self.skip = 0
+
+    def start_epoch(self, epoch: int, skip: int) -> None:
+        if callable(getattr(self.stream, "set_epoch", None)):
+            self.stream.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        items = itertools.islice(iter(self.stream), self.skip + self.rank, None, self.world_size)
+        worker = get_worker_info()
+        if worker is None or worker.num_workers == 1:
+            return items
+        blocks = iter(lambda: list(itertools.islice(items, self.batch_size)), [])
+        mine = itertools.islice(blocks, worker.id, None, worker.num_workers)
+        return itertools.chain.from_iterable(mine)
+
+
+def step_groups(loader, grad_accum_steps: int, procs: Processes, stream: bool):
+    """The loader's micro-batches in groups of ``grad_accum_steps`` (one optimizer step each;
+    the last of an epoch may be shorter). A stream may hold a few more items on one rank than
+    on another: every rank stops at the shortest group, so they all take the same steps."""
+    batches = iter(loader)
+    while True:
+        group = list(itertools.islice(batches, grad_accum_steps))
+        if stream:
+            group = group[: min_over_ranks(procs, len(group))]
+        if not group:
+            return
+        yield group
+        if len(group) < grad_accum_steps:
+            return
+
+
+def stream_length(dataset) -> int | None:
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
+
+
+__all__ = [
+    "EpochBatches",
+    "TrainData",
+    "EvalShard",
+    "StreamShard",
+    "check_batch",
+    "check_dataset",
+    "is_stream",
+    "step_groups",
+    "stream_length",
+    "train_sampler",
+]

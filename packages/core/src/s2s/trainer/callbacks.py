@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 
 import torch
 
+from .best import Goal
 from .hookspecs import EVENTS, hookimpl
 
 logger = logging.getLogger(__name__)
@@ -214,20 +214,13 @@ class EarlyStopping:
 
     def __init__(self, metric: str = "eval_loss", patience: int = 3, mode: str | None = None,
                  min_delta: float = 0.0):
-        mode = mode or ("min" if "loss" in metric else "max")
-        if mode not in ("min", "max"):
-            raise ValueError(f"EarlyStopping mode must be 'min' or 'max', got {mode!r}")
+        self.goal = Goal(metric, mode, min_delta, owner="EarlyStopping")
         self.metric = metric
         self.patience = patience
-        self.mode = mode
+        self.mode = self.goal.mode
         self.min_delta = min_delta
-        self.best = math.inf if mode == "min" else -math.inf
+        self.best = self.goal.worst
         self.bad_validations = 0
-
-    def _improved(self, value: float) -> bool:
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
 
     @hookimpl(wrapper=True)
     def on_validation(self, trainer, metrics):
@@ -241,7 +234,7 @@ class EarlyStopping:
                 f"returns it"
             )
         value = float(metrics[self.metric])
-        if self._improved(value):
+        if self.goal.improves(value, self.best):
             self.best, self.bad_validations = value, 0
         else:
             self.bad_validations += 1

@@ -1,32 +1,41 @@
-"""Training checkpoints: written atomically, found again for ``resume="auto"``, rotated.
+"""Training checkpoints: the :class:`Checkpointer` writes, verifies, finds and reloads them.
 
 A checkpoint is a directory ``model_save_dir/checkpoints/step-00000120/`` holding
 
 - ``model.safetensors``: the model's weights (:func:`s2s.checkpoint.save_weights`);
 - ``training_state.pt``: optimizer, scheduler, grad scaler, the RNG states of every rank,
   the step and the data position, callbacks' entries (``torch.save`` of tensors and plain
-  containers, read back with ``weights_only=True``).
+  containers, read back with ``weights_only=True``);
+- for a task built by :func:`s2s.load_model`: ``s2s_task.json``, ``config.json`` and the
+  vocabulary, so ``load_model(checkpoint=folder)`` rebuilds the trained task from it;
+- ``manifest.json``, written last: every other file's name, size and SHA-256.
 
 It is written under a hidden name (``.step-00000120.partial``) and renamed into place
 once complete, so a crash leaves the previous checkpoints intact and the half-written one
-is never taken for a checkpoint (it is removed at the next save or resume).
+is never taken for a checkpoint (it is removed at the next save or resume). ``resume="auto"``
+takes the newest checkpoint whose files match its manifest and names, in a warning, every
+newer one it skipped; it deletes none.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import pickle
 import random
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, read_state_dict, save_weights
+from ..checkpoint import CheckpointError, load_into, read_state_dict, save_weights
 from ..io import atomic_write, fsync_dir
+from .launch import Processes, from_main, gather
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +43,157 @@ FORMAT = "s2s-trainer-checkpoint"
 VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "training_state.pt"
+MANIFEST_FILE = "manifest.json"
 BEST_FILE = "best.json"
+FINAL_FOLDER = "final"  # load_model(checkpoint=model_save_dir / "final") gives the trained task back
 _NAME = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # the epoch being trained
+    batch_in_epoch: int = 0  # micro-batches of that epoch already trained on (by each rank)
+    items_in_epoch: int = 0  # items of a streamed dataset consumed in that epoch (all ranks)
+    stopped: bool = False  # early stopping (or a callback) ended the run
+    best_value: float | None = None
+    best_checkpoint: str | None = None
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint saves and a resume puts back."""
+
+    module: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    progress: Progress
 
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
+
+
+class Checkpointer:
+    """Saves a :class:`TrainState` under ``root`` every call of :meth:`save` (rank 0 writes,
+    every rank takes part), keeps the newest ``keep`` and the best, and resumes from one."""
+
+    def __init__(self, root: Path | None, keep: int, procs: Processes, batch_size: int):
+        self.root, self.keep, self.procs, self.batch_size = root, keep, procs, batch_size
+        self._saved_position = None
+
+    def save(self, state: TrainState, hooks, trainer, best_metric: str | None) -> None:
+        progress = state.progress
+        position = (progress.epoch, progress.batch_in_epoch, progress.stopped)
+        if self.root is None or position == self._saved_position:
+            return
+        rng = gather(self.procs, capture_rng(self.procs.device))
+        if self.procs.is_main:
+            saved = {
+                "format": FORMAT, "version": VERSION, "progress": asdict(progress),
+                "batch_size": self.batch_size, "world_size": self.procs.world_size,
+                "optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict(),
+                "scaler": state.scaler.state_dict(), "rng": rng, "callbacks": {},
+            }
+
+            def fill(directory, saved):
+                hooks.on_save(trainer=trainer, model=state.module, directory=directory,
+                              state=saved["callbacks"])
+                if getattr(state.module, "recipe", None) is not None:  # a task built by load_model
+                    state.module.save_recipe(directory)
+
+            path = write_checkpoint(self.root, progress.step, state.module.state_dict(), saved, fill)
+            if progress.best_checkpoint == path.name:
+                write_best(self.root, path.name, best_metric, progress.best_value, progress.step)
+            rotate(self.root, self.keep, protect={progress.best_checkpoint} - {None})
+            logger.info("saved checkpoint %s", path)
+        self._saved_position = position
+
+    def resume(self, resume, state: TrainState, hooks, trainer) -> bool:
+        """Load the checkpoint ``resume`` names into ``state``; whether there was one."""
+        path = self._to_resume(resume)
+        if path is None:
+            return False
+        weights, saved = read_checkpoint(path)
+        if saved["batch_size"] != self.batch_size:
+            raise CheckpointError(
+                f"{path} was written with batch_size={saved['batch_size']}, this run has "
+                f"batch_size={self.batch_size}: the data position would not match. Resume with "
+                f"batch_size={saved['batch_size']}, or start afresh with resume=None"
+            )
+        load_into(state.module, weights, source=str(path))
+        try:
+            state.optimizer.load_state_dict(saved["optimizer"])
+            state.scheduler.load_state_dict(saved["scheduler"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"{path}: the optimizer state does not fit this run's optimizer ({exc}); resume "
+                f"with the same optimizer and parameter groups, or start afresh with resume=None"
+            ) from None
+        if state.scaler.is_enabled() and saved["scaler"]:
+            state.scaler.load_state_dict(saved["scaler"])
+        rng, world_size = saved["rng"], self.procs.world_size
+        if len(rng) != world_size and self.procs.is_main:
+            logger.warning("%s was written by %d processes, this run has %d: random streams "
+                           "(dropout) will differ from an uninterrupted run", path, len(rng), world_size)
+        restore_rng(rng[self.procs.rank % len(rng)], self.procs.device)
+        state.progress.__dict__.update(saved["progress"])
+        self._saved_position = (state.progress.epoch, state.progress.batch_in_epoch, state.progress.stopped)
+        hooks.on_resume(trainer=trainer, model=state.module, state=saved["callbacks"])
+        if self.procs.is_main:
+            logger.info("resumed from %s (step %d, epoch %d, batch %d)", path, state.progress.step,
+                        state.progress.epoch, state.progress.batch_in_epoch)
+        return True
+
+    def _to_resume(self, resume) -> Path | None:
+        if not resume:
+            return None
+        if resume != "auto":
+            return Path(resume)
+        if self.root is None:
+            raise ValueError("resume='auto' looks in model_save_dir/checkpoints; set model_save_dir")
+        if self.procs.is_main:
+            remove_partial(self.root)
+        # rank 0 verifies the checksums, the others take its choice
+        chosen = from_main(self.procs, newest_verified(self.root) if self.procs.is_main else None)
+        if chosen is None and self.procs.is_main:
+            logger.info("resume='auto': no usable checkpoint in %s, starting afresh", self.root)
+        return chosen
+
+    def load_best(self, module: torch.nn.Module, name: str | None) -> Path | None:
+        """Put the weights of checkpoint ``name`` (rank 0's best) into ``module`` on every rank."""
+        name = from_main(self.procs, name)
+        if name is None:
+            return None
+        path = self.root / name
+        load_into(module, read_state_dict(path / WEIGHTS_FILE), source=str(path))
+        if self.procs.is_main:
+            logger.info("loaded the best checkpoint %s", path)
+        return path
+
+
+def check_save_dir(directory: Path | None) -> None:
+    if directory is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise PermissionError(
+            f"Trainer(model_save_dir={str(directory)!r}) cannot be written to "
+            f"({type(exc).__name__}: {exc}); choose a directory you can write to"
+        ) from None
+
+
+def write_final(module: torch.nn.Module, directory: Path) -> None:
+    """``directory/model.safetensors``, and for a task built by ``load_model`` ``final/``."""
+    save_weights(module.state_dict(), directory / WEIGHTS_FILE)
+    if getattr(module, "recipe", None) is not None:
+        module.save_pretrained(directory / FINAL_FOLDER)
 
 
 def complete_checkpoints(root: Path) -> list[Path]:
@@ -51,6 +205,48 @@ def complete_checkpoints(root: Path) -> list[Path]:
         if _NAME.match(path.name) and (path / STATE_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
     ]
     return sorted(found, key=lambda path: int(_NAME.match(path.name).group(1)))
+
+
+def newest_verified(root: Path) -> Path | None:
+    """The newest checkpoint whose files match its manifest; a warning names those skipped.
+    When none does, the newest: reading it then fails with a clear error (or, for one written
+    before manifests, succeeds), rather than training afresh over a run's checkpoints."""
+    found = complete_checkpoints(root)
+    for path in reversed(found):
+        problem = verify(path)
+        if problem is None:
+            return path
+        logger.warning("resume='auto' skips the damaged checkpoint %s: %s (left in place)", path, problem)
+    return found[-1] if found else None
+
+
+def verify(path: Path) -> str | None:
+    """What is wrong with checkpoint ``path`` compared to its manifest, or ``None``."""
+    manifest = path / MANIFEST_FILE
+    if not manifest.is_file():
+        return (f"no {MANIFEST_FILE} (written by an s2s before manifests?); resume=<its path> "
+                f"takes it unverified")
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{MANIFEST_FILE} is unreadable ({exc})"
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected["size"]:
+            return f"{name} has {file.stat().st_size} bytes, the manifest says {expected['size']}"
+        if _sha256(file) != expected["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def remove_partial(root: Path) -> None:
@@ -68,7 +264,8 @@ def write_checkpoint(
     state: dict,
     fill: Callable[[Path, dict], None],
 ) -> Path:
-    """Write weights and ``state`` as ``root/step-N``; ``fill(directory, state)`` runs between."""
+    """Write weights and ``state`` as ``root/step-N``; ``fill(directory, state)`` runs between;
+    the manifest of every file is written last."""
     remove_partial(root)
     final = root / checkpoint_name(step)
     partial = root / f".{final.name}.partial"
@@ -77,6 +274,10 @@ def write_checkpoint(
     fill(partial, state)
     with atomic_write(partial / STATE_FILE) as handle:
         torch.save(state, handle)
+    files = sorted(p for p in partial.rglob("*") if p.is_file())
+    manifest = {str(p.relative_to(partial)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+    with atomic_write(partial / MANIFEST_FILE, "w", encoding="utf-8") as handle:
+        json.dump({"format": FORMAT, "files": manifest}, handle, indent=1)
     if final.exists():
         shutil.rmtree(final)
     partial.rename(final)
@@ -142,6 +343,14 @@ def write_best(root: Path, name: str, metric: str, value: float, step: int) -> N
         json.dump(record, handle, indent=2)
 
 
+def read_best(root: Path) -> Path | None:
+    """The checkpoint ``root/best.json`` names, or ``None``."""
+    try:
+        return root / json.loads((root / BEST_FILE).read_text(encoding="utf-8"))["checkpoint"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def capture_rng(device: torch.device) -> dict:
     """The random-number states of this process (torch, CUDA, Python, NumPy)."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
@@ -177,15 +386,24 @@ def _as_tuples(value):
 __all__ = [
     "BEST_FILE",
     "FORMAT",
+    "MANIFEST_FILE",
     "STATE_FILE",
     "WEIGHTS_FILE",
+    "Checkpointer",
+    "Progress",
+    "TrainState",
     "capture_rng",
+    "check_save_dir",
     "checkpoint_name",
     "complete_checkpoints",
+    "newest_verified",
+    "read_best",
     "read_checkpoint",
     "remove_partial",
     "restore_rng",
     "rotate",
+    "verify",
     "write_best",
     "write_checkpoint",
+    "write_final",
 ]

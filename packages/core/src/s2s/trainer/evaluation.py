@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+import torch
 import torch.distributed as dist
 
 from .hookspecs import hookimpl
+
+
+def loss_of(outputs, module) -> torch.Tensor:
+    """The scalar ``loss`` of a model's outputs, or an error saying what ``forward`` must return."""
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        found = sorted(outputs) if isinstance(outputs, Mapping) else type(outputs).__name__
+        raise TypeError(
+            f"the model's forward returned {found}{'' if loss is None else f' with loss={loss!r:.60}'}; "
+            f"the Trainer needs a dict with 'loss', a scalar tensor: return "
+            f"{{'loss': loss, ...}} from {type(module).__name__}.forward"
+        )
+    return loss
 
 
 class ShardedEvaluation:
@@ -47,4 +61,4 @@ class ShardedEvaluation:
         metrics.update({name: value / count for name, value in sums.items()})
 
 
-__all__ = ["ShardedEvaluation"]
+__all__ = ["ShardedEvaluation", "loss_of"]

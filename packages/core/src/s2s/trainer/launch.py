@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
+import itertools
 import logging
 import os
 import sys
+import tempfile
+import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -31,6 +36,12 @@ logger = logging.getLogger(__name__)
 
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 HANDBACK_VARIABLE = "S2S_TRAINER_HANDBACK_DIR"
+PEER_LOSS_GRACE_S = 3.0
+
+# Counts train() calls in this process: the launching process and its workers run the same
+# script, so the k-th call in a worker hands its weights back to the k-th call in the launcher.
+_train_calls = itertools.count()
+_launched: dict[str, tempfile.TemporaryDirectory] = {}
 
 
 class WorkerFailedError(RuntimeError):
@@ -74,6 +85,15 @@ def check_process_count(num_procs: int, device: torch.device) -> None:
                 f"num_procs={num_procs} but only {available} CUDA device(s) are visible; "
                 f"use num_procs <= {available}, or device='cpu' to run the workers on the CPU"
             )
+
+
+def check_batch_split(batch_size: int, world_size: int) -> None:
+    if batch_size < world_size or batch_size % world_size:
+        raise ValueError(
+            f"batch_size={batch_size} is the batch of one forward pass over all "
+            f"{world_size} processes and must split evenly among them; use a multiple of "
+            f"{world_size} (e.g. {world_size * max(1, batch_size // world_size)})"
+        )
 
 
 def start_processes(device: torch.device) -> tuple[Processes, bool]:
@@ -157,17 +177,103 @@ def _environment(values: dict[str, str]):
                 os.environ[name] = value
 
 
-def handback_dir() -> str | None:
-    """The directory where rank 0 leaves the trained weights for the launching process."""
-    return os.environ.get(HANDBACK_VARIABLE)
+def next_train_call() -> int:
+    return next(_train_calls)
+
+
+def handback_file(call: int) -> Path | None:
+    """In a worker we launched: where rank 0 leaves the weights of ``train()`` call ``call``."""
+    directory = os.environ.get(HANDBACK_VARIABLE)
+    return Path(directory) / f"train-{call}.safetensors" if directory else None
+
+
+def run_workers(num_procs: int, call: int) -> Path:
+    """Run the script in ``num_procs`` workers (at the first call) and return the weights
+    file that rank 0 of them handed back for ``train()`` call ``call``."""
+    if not _launched:
+        _launched["handback"] = tempfile.TemporaryDirectory(prefix="s2s-handback-")
+        launch_workers(num_procs, _launched["handback"].name)
+    handed_back = Path(_launched["handback"].name) / f"train-{call}.safetensors"
+    if not handed_back.is_file():
+        raise RuntimeError(
+            f"the workers did not hand back the weights of train() call {call} ({handed_back}); "
+            f"does the script call train() the same number of times in every process?"
+        )
+    return handed_back
+
+
+def end_process_group() -> None:
+    gc.collect()  # objects still holding the group (a DDP reducer) go first, so gloo's threads end here
+    dist.destroy_process_group()
+
+
+def raise_lost_peer(exc: RuntimeError, procs: Processes):
+    """Re-raise ``exc``; when a collective failed because another worker went away, wait for
+    the launcher to stop this one, so that only the failing worker's traceback is shown."""
+    text = str(exc)
+    lost = isinstance(exc, dist.DistError) or any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "NCCL"))
+    if not (procs.distributed and lost):
+        raise exc
+    time.sleep(PEER_LOSS_GRACE_S)
+    raise RuntimeError(
+        f"rank {procs.rank}: lost contact with the other workers; the worker that "
+        f"failed first printed its error"
+    ) from None
+
+
+# --- collectives: every rank calls them, in the same order -------------------------------
+
+def from_main(procs: Processes, value):
+    """``value`` as rank 0 has it (a barrier: every rank waits for rank 0)."""
+    if not procs.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(procs: Processes, value) -> list:
+    """``value`` of every rank, in rank order, on every rank."""
+    if not procs.distributed:
+        return [value]
+    gathered = [None] * procs.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def mean_over_ranks(procs: Processes, value: float) -> float:
+    if not procs.distributed:
+        return value
+    tensor = torch.tensor(value, dtype=torch.float64, device=procs.device)
+    dist.all_reduce(tensor)
+    return tensor.item() / procs.world_size
+
+
+def min_over_ranks(procs: Processes, value: int) -> int:
+    if not procs.distributed:
+        return value
+    tensor = torch.tensor(value, device=procs.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())
 
 
 __all__ = [
     "Processes",
     "WorkerFailedError",
+    "check_batch_split",
     "check_process_count",
+    "end_process_group",
+    "from_main",
+    "gather",
+    "handback_file",
     "launch_workers",
+    "mean_over_ranks",
+    "min_over_ranks",
+    "next_train_call",
+    "raise_lost_peer",
     "resolve_device",
+    "run_workers",
     "start_processes",
     "under_launcher",
 ]

@@ -1,4 +1,6 @@
-"""``model_save_dir/metrics.jsonl`` (one JSON object per line) and its plot ``metrics.png``."""
+"""Where metrics go: ``model_save_dir/metrics.jsonl`` (one JSON object per line) and its
+plot ``metrics.png`` always; TensorBoard event files under ``model_save_dir/tensorboard/``
+with ``Trainer(report_to=["tensorboard"])`` (``pip install 's2s-core[tensorboard]'``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,53 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "metrics.png"
 NOT_PLOTTED = {"step", "epoch", "lr", "samples_per_s"}
+TENSORBOARD_DIR = "tensorboard"
+REPORTERS = ("tensorboard",)
+
+
+def check_report_to(report_to) -> tuple[str, ...]:
+    names = (report_to,) if isinstance(report_to, str) else tuple(report_to or ())
+    unknown = [name for name in names if name not in REPORTERS]
+    if unknown:
+        raise ValueError(f"Trainer(report_to={list(names)!r}): unknown {unknown}; known: {list(REPORTERS)} "
+                         f"(metrics.jsonl and metrics.png are always written)")
+    return names
+
+
+class Reports:
+    """Rank 0's metrics: training records (``loss``, ``lr``, ``samples_per_s``) and validation
+    metrics, to ``metrics.jsonl`` and the loggers of ``report_to`` (tagged ``train/loss``,
+    ``train/lr``, ``train/samples_per_s``, ``eval/<metric>``)."""
+
+    def __init__(self, directory: Path | None, report_to: tuple[str, ...], resumed_step: int | None):
+        self.log = MetricsLog(directory) if directory else None
+        self.tensorboard = None
+        if "tensorboard" in report_to:
+            if directory is None:
+                raise ValueError("Trainer(report_to=['tensorboard']) writes under model_save_dir; set it")
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ImportError("Trainer(report_to=['tensorboard']) needs the tensorboard package: "
+                                  "pip install 's2s-core[tensorboard]'") from None
+            # a resumed run writes its steps again: drop those the interrupted run wrote after it
+            self.tensorboard = SummaryWriter(str(directory / TENSORBOARD_DIR), purge_step=resumed_step)
+        if self.log and resumed_step is not None:
+            self.log.truncate_after(resumed_step)
+
+    def write(self, record: dict, prefix: str) -> None:
+        if self.log:
+            self.log.append(record)
+        if self.tensorboard:
+            for name, value in record.items():
+                if name not in ("step", "epoch") and isinstance(value, int | float):
+                    self.tensorboard.add_scalar(f"{prefix}/{name}", value, record["step"])
+
+    def close(self) -> None:
+        if self.tensorboard:
+            self.tensorboard.close()
+        if self.log:
+            self.log.plot()
 
 
 class MetricsLog:
@@ -74,4 +123,4 @@ class MetricsLog:
         return path
 
 
-__all__ = ["METRICS_FILE", "PLOT_FILE", "MetricsLog"]
+__all__ = ["METRICS_FILE", "PLOT_FILE", "REPORTERS", "MetricsLog", "Reports", "check_report_to"]
