@@ -191,6 +191,15 @@ def test_resize_token_embeddings_keeps_rows_and_grows_the_head():
     torch.testing.assert_close(after[..., : TINY["vocab_size"]], before, atol=0, rtol=0)
 
 
+def test_resizing_below_the_special_tokens_is_refused():
+    ours = tiny_model(pad_token_id=7)
+    with pytest.raises(ValueError, match=r"to 7 tokens: it must hold at least 8 \(the special tokens: pad_token_id=7\)"):
+        ours.resize_token_embeddings(7)
+    assert ours.vocab_size == TINY["vocab_size"]
+    ours.resize_token_embeddings(8)
+    assert ours.vocab_size == 8
+
+
 def test_missing_path_and_code_pickle_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         tiny_model().load_pretrained(tmp_path / "nowhere")

@@ -180,3 +180,8 @@ def test_resize_token_embeddings_keeps_rows_and_the_head_follows():
     assert new_rows.abs().sum() > 0 and new_rows.std() < 0.1  # initialised as a fresh model's
     ours.resize_token_embeddings(50)
     assert torch.equal(ours.transformer.wte.weight, peer.transformer.wte.weight[:50])
+
+
+def test_resizing_to_no_tokens_is_refused():
+    with pytest.raises(ValueError, match="to 0 tokens: it must hold at least 1"):
+        GPT2Backbone(GPT2Config(**TINY)).resize_token_embeddings(0)

@@ -7,7 +7,9 @@ they never read a config field by name.
 Every backbone
     ``hidden_size``, ``max_positions`` (``None``: unbounded, e.g. relative positions) and
     ``vocab_size``; ``input_embeddings()`` and ``resize_token_embeddings(n)`` (an LM head tied
-    to the embeddings follows); ``load_pretrained(path, head_prefixes=..., keep_tokens=...)``;
+    to the embeddings follows; :meth:`Backbone.check_new_vocab_size` refuses a size that loses
+    a special token); ``load_pretrained(path, head_prefixes=..., keep_tokens=...)`` (rows
+    through :func:`keep_token_rows`, so a bad id is named with the checkpoint's vocab size);
     ``save_pretrained(folder, tokenizer)``, built here from the backbone's two pieces
     ``hf_config()`` (the ``config.json`` dict) and ``hf_state_dict()`` (HF parameter names).
 
@@ -41,6 +43,7 @@ at registration, naming the members.
 from __future__ import annotations
 
 import json
+import operator
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +53,7 @@ import torch
 from torch import nn
 
 from . import prepacked
-from .checkpoint import LoadReport, save_weights
+from .checkpoint import CheckpointError, LoadReport, save_weights
 from .io import atomic_write
 
 ENCODER = "encoder"
@@ -119,8 +122,24 @@ class Backbone(nn.Module):
 
     def resize_token_embeddings(self, vocab_size: int) -> None:
         """Grow or shrink the vocabulary; kept rows keep their values, new rows are initialised
-        as in a fresh model, and an LM head tied to the embeddings follows."""
+        as in a fresh model, and an LM head tied to the embeddings follows. Implementations
+        call :meth:`check_new_vocab_size` first."""
         raise NotImplementedError
+
+    def check_new_vocab_size(self, vocab_size: int) -> None:
+        """Refuse a vocabulary that would lose a special token the config names (``[PAD]``,
+        the start / end tokens)."""
+        special = {
+            name: value for name in SPECIAL_TOKEN_IDS
+            if isinstance(value := getattr(self.config, name, None), int) and not isinstance(value, bool)
+        }
+        smallest = max(special.values(), default=-1) + 1
+        if not isinstance(vocab_size, int) or vocab_size < max(smallest, 1):
+            named = ", ".join(f"{name}={value}" for name, value in special.items())
+            raise ValueError(
+                f"cannot resize the vocabulary to {vocab_size!r} tokens: it must hold at least "
+                f"{max(smallest, 1)}{f' (the special tokens: {named})' if named else ''}"
+            )
 
     # --- checkpoints -----------------------------------------------------------------------
 
@@ -178,6 +197,12 @@ class Backbone(nn.Module):
         return getattr(self.config, "eos_token_id", None)
 
 
+# Config fields that name special token ids; a resize must keep them.
+SPECIAL_TOKEN_IDS = (
+    "pad_token_id", "unk_token_id", "cls_token_id", "sep_token_id", "mask_token_id",
+    "bos_token_id", "eos_token_id", "decoder_start_token_id",
+)
+
 # Members a backbone class must implement (not inherit from Backbone), by kind and capability.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "*": (
@@ -220,3 +245,37 @@ def reorder_cache(cache, index: torch.Tensor):
     if cache is None:
         return None
     return type(cache)(reorder_cache(item, index) for item in cache)
+
+
+def check_keep_tokens(keep_tokens, vocab_size: int | None, source: str) -> list[int]:
+    """``keep_tokens`` as a list of ids of ``source``'s vocabulary of ``vocab_size`` tokens
+    (``None``: not known yet, only the type is checked); a bad id is named with the size."""
+    if isinstance(keep_tokens, (str, bytes)) or not hasattr(keep_tokens, "__iter__"):
+        raise TypeError(f"keep_tokens must be a list of token ids, got {type(keep_tokens).__name__}")
+    ids = list(keep_tokens)
+    if not ids:
+        raise ValueError("keep_tokens is empty: list the ids of the checkpoint's vocabulary to keep")
+    size = "of unknown size" if vocab_size is None else f"of {vocab_size} tokens (ids 0..{vocab_size - 1})"
+    for position, token_id in enumerate(ids):
+        try:
+            if isinstance(token_id, bool):
+                raise TypeError
+            ids[position] = token_id = operator.index(token_id)  # ints, numpy and torch ints
+        except TypeError:
+            raise CheckpointError(
+                f"keep_tokens[{position}] = {token_id!r} is not a token id: keep_tokens lists ids "
+                f"(ints) of the vocabulary of {source}, {size}"
+            ) from None
+        if token_id < 0 or (vocab_size is not None and token_id >= vocab_size):
+            raise CheckpointError(
+                f"keep_tokens[{position}] = {token_id} is out of range: the vocabulary of "
+                f"{source} has {vocab_size} tokens (ids 0..{vocab_size - 1})"
+            )
+    return ids
+
+
+def keep_token_rows(rows: torch.Tensor, keep_tokens, source: str) -> torch.Tensor:
+    """The rows ``keep_tokens`` (in that order) of a vocabulary-sized tensor of ``source``
+    (word embeddings, an LM head's bias)."""
+    ids = check_keep_tokens(keep_tokens, rows.shape[0], source)
+    return rows.index_select(0, torch.tensor(ids, dtype=torch.long, device=rows.device))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .backbone import check_keep_tokens
 from .config import ConfigError, read_json
 from .plugins import get_backbone, get_plugins, get_task
 from .task import TASK_FILE, Recipe, read_recipe
@@ -29,6 +30,7 @@ def load_model(
     size: str | None = None,
     config: str | os.PathLike | Mapping[str, Any] | None = None,
     checkpoint: str | os.PathLike | None = None,
+    keep_tokens: Sequence[int] | None = None,
     **task_options,
 ):
     """Build ``model_name`` (a registered backbone, e.g. ``"roberta"`` or ``"roberta-large"``;
@@ -38,6 +40,12 @@ def load_model(
     The config is, in increasing priority: the backbone's size preset, the ``config.json``
     of ``checkpoint`` (when a directory), ``config`` (a path or a dict), and the vocab size.
     With ``checkpoint`` the weights are loaded and the load report is logged.
+
+    ``keep_tokens`` (ids of the checkpoint's vocabulary) keeps only those rows of its word
+    embeddings, in that order: row i of the model is row ``keep_tokens[i]`` of the checkpoint
+    (a vocabulary trimmed to the characters a task needs). A vocab with special tokens added
+    after the checkpoint's (``Tokenizer.add_special_tokens``) is larger than the checkpoint:
+    its weights are loaded, then the embeddings grow, old rows kept and new rows initialised.
 
     A ``checkpoint`` folder written by :meth:`s2s.task.Task.save_pretrained` gives back that
     fine-tuned model: its task, backbone and task options (keyword options given here win),
@@ -63,25 +71,58 @@ def load_model(
     elif config is not None:
         given.update(read_json(config))
     values.update(given)
-    if tokenizer is not None:
-        declared = given.get("vocab_size")
-        if declared is not None and declared != len(tokenizer):
-            raise ConfigError(
-                f"the config says vocab_size={declared} but the vocab has {len(tokenizer)} tokens: "
-                f"use the vocab.txt that belongs to the checkpoint"
+    loaded_vocab = given.get("vocab_size")  # rows the checkpoint's embeddings will have
+    if keep_tokens is not None:
+        if checkpoint is None or recipe is not None:
+            raise ValueError(
+                "keep_tokens picks rows of a pretrained checkpoint's vocabulary: pass the "
+                f"pretrained checkpoint= too{f', not a fine-tuned task folder ({checkpoint})' if recipe else ''}"
             )
-        values["vocab_size"] = len(tokenizer)
+        keep_tokens = check_keep_tokens(keep_tokens, loaded_vocab, str(checkpoint))
+        loaded_vocab = len(keep_tokens)
+    grow = False
+    if tokenizer is not None:
+        if loaded_vocab is not None and loaded_vocab != len(tokenizer):
+            grow = checkpoint is not None and _added_tokens_beyond(tokenizer, loaded_vocab)
+            if not grow:
+                said = "the config says vocab_size" if keep_tokens is None else "keep_tokens keeps"
+                raise ConfigError(
+                    f"{said}={loaded_vocab} but the vocab has {len(tokenizer)} tokens: use the "
+                    f"vocab.txt that belongs to the checkpoint (tokens added to it with "
+                    f"Tokenizer.add_special_tokens get new embedding rows)"
+                )
+        values["vocab_size"] = loaded_vocab if grow else len(tokenizer)
+    elif keep_tokens is not None:
+        values["vocab_size"] = loaded_vocab
     backbone = entry.cls(entry.cls.config_class.from_dict(values, source=f"config of {model_name!r}"))
+    report = None
+    if keep_tokens is not None or grow:  # the backbone's own vocabulary first, then the task
+        report = backbone.load_pretrained(checkpoint, keep_tokens=keep_tokens)
+        if grow:
+            backbone.resize_token_embeddings(len(tokenizer))
+            report.newly_initialized.append(
+                f"word embedding rows {loaded_vocab}..{len(tokenizer) - 1} (added tokens)"
+            )
 
     if task_name is None:
         model = backbone
     else:
         model = _wrap(backbone, model_name, task_name, tokenizer, task_options)
         model.recipe = Recipe(entry.name, get_task(task_name).name, dict(task_options), backbone.config)
+        if report is not None:
+            report.newly_initialized.extend(sorted(model.head_state_dict()))
     if checkpoint is not None:
-        report = model.load_pretrained(checkpoint)
+        if report is None:
+            report = model.load_pretrained(checkpoint)
         logger.info("%s", report)
     return model
+
+
+def _added_tokens_beyond(tokenizer, vocab_size: int) -> bool:
+    """Whether ``tokenizer`` is a vocabulary of ``vocab_size`` tokens plus added special tokens."""
+    special = set(tokenizer.special_tokens)
+    extra = range(vocab_size, len(tokenizer))
+    return len(extra) > 0 and all(tokenizer.id_to_token(i) in special for i in extra)
 
 
 def _tokenizer(vocab):

@@ -96,6 +96,9 @@ class SelfAttention(nn.Module):
         if packing is not None:
             q, k, v = packing.pad(q), packing.pad(k), packing.pad(v)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        if hasattr(relative, "rotate"):  # RoFormer: positions turn q and k, add nothing to scores
+            q, k, v = relative.rotate(q, k, v)
+            relative = None
         if past is not None:
             k = torch.cat([past[0], k], dim=2)  # [B, N, K, D]
             v = torch.cat([past[1], v], dim=2)
@@ -380,6 +383,7 @@ class BertBackbone(Backbone):
 
         Kept rows keep their values; new rows are initialised like a fresh model's.
         """
+        self.check_new_vocab_size(vocab_size)
         old = self.embeddings.word_embeddings
         new = nn.Embedding(vocab_size, old.embedding_dim, padding_idx=old.padding_idx)
         new.to(old.weight.device, old.weight.dtype)
@@ -428,7 +432,7 @@ class BertBackbone(Backbone):
         source = str(path)
         state_dict = weights.to_model_names(read_state_dict(path))
         if keep_tokens is not None:
-            state_dict = weights.keep_rows(state_dict, keep_tokens)
+            state_dict = weights.keep_rows(state_dict, keep_tokens, source)
         weights.check_vocab_size(state_dict, self.config.vocab_size, source)
         heads = weights.HEAD_PREFIXES if head_prefixes is None else tuple(head_prefixes)
         report = load_into(self, state_dict, source=source, may_be_missing=lambda k: k.startswith(heads))

@@ -1,15 +1,16 @@
 """Checkpoint names of the BERT family, mapped to this package's (HF's without ``bert.``).
 
 Read: Hugging Face ``BertForPreTraining`` / ``BertForMaskedLM`` / ``BertModel`` /
-``NezhaModel`` saves (with or without the ``bert.`` / ``nezha.`` prefix), TF-converted
-names (``LayerNorm.gamma`` / ``beta``), DDP saves (``module.``), s2s task saves
+``NezhaModel`` / ``RoFormerModel`` saves (with or without the ``bert.`` / ``nezha.`` /
+``roformer.`` prefix), TF-converted names (``LayerNorm.gamma`` / ``beta``), DDP saves (``module.``), s2s task saves
 (``backbone.``) and the original bert_seq2seq's saves (``bert.`` + ``cls.predictions.*``,
 gamma/beta, an untied decoder copy). Written: HF ``BertForMaskedLM`` names.
 
 Pretraining leftovers that no s2s model uses are dropped without a report entry: the next
 sentence head (``cls.seq_relationship.*``), HF's ``embeddings.position_ids`` buffer and
-NEZHA's precomputed ``relative_positions_encoding`` tables. Any other key the model does
-not have is listed as unexpected in the load report.
+NEZHA's precomputed ``relative_positions_encoding`` tables and RoFormer's sinusoid table
+(``encoder.embed_positions``). Any other key the model does not have is listed as unexpected
+in the load report.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from s2s.backbone import keep_token_rows
 from s2s.checkpoint import CheckpointError, strip_prefixes
 
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
@@ -26,8 +28,10 @@ DECODER_WEIGHT = "cls.predictions.decoder.weight"
 DECODER_BIAS = "cls.predictions.decoder.bias"
 # Heads a checkpoint may lack; they are reported as newly initialised (see README).
 HEAD_PREFIXES = ("pooler.", "cls.")
-MODEL_PREFIXES = ("module.", "backbone.", "bert.", "nezha.", "roberta.")
-DROPPED = ("cls.seq_relationship.", "embeddings.position_ids", "relative_positions_encoding")
+MODEL_PREFIXES = ("module.", "backbone.", "bert.", "nezha.", "roberta.", "roformer.")
+DROPPED = (
+    "cls.seq_relationship.", "embeddings.position_ids", "relative_positions_encoding", "encoder.embed_positions",
+)
 
 
 def to_model_names(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -51,18 +55,12 @@ def to_model_names(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     return renamed
 
 
-def keep_rows(state_dict: dict[str, torch.Tensor], keep_tokens: Sequence[int]) -> dict[str, torch.Tensor]:
+def keep_rows(state_dict: dict[str, torch.Tensor], keep_tokens: Sequence[int], source: str) -> dict[str, torch.Tensor]:
     """Vocabulary trimming: only the rows ``keep_tokens`` of the embeddings and the MLM bias."""
-    index = torch.as_tensor(list(keep_tokens), dtype=torch.long)
     out = dict(state_dict)
     for key in (WORD_EMBEDDINGS, MLM_BIAS):
         if key in out:
-            rows = out[key].shape[0]
-            if len(index) and (index.min() < 0 or index.max() >= rows):
-                raise CheckpointError(
-                    f"keep_tokens holds ids outside 0..{rows - 1}, the rows of {key} in the checkpoint"
-                )
-            out[key] = out[key].index_select(0, index)
+            out[key] = keep_token_rows(out[key], keep_tokens, f"{source} ({key})")
     return out
 
 

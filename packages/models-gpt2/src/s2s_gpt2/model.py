@@ -6,13 +6,22 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from s2s import prepacked
-from s2s.backbone import DECODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
+from s2s.backbone import (
+    DECODER,
+    KV_CACHE,
+    LM_HEAD,
+    MASK_3D,
+    Backbone,
+    BackboneOutput,
+    keep_token_rows,
+)
 from s2s.checkpoint import LoadReport, load_into, read_state_dict, strip_prefixes
 from s2s.packing import Packing
 
@@ -178,6 +187,7 @@ class GPT2Backbone(Backbone):
         """Grow or shrink the vocabulary (added tokens); the LM head is ``wte`` and follows.
 
         Kept rows keep their values; new rows are initialised like a fresh model's."""
+        self.check_new_vocab_size(vocab_size)
         old = self.transformer.wte
         new = nn.Embedding(vocab_size, old.embedding_dim).to(old.weight.device, old.weight.dtype)
         self._init_weights(new)
@@ -269,17 +279,27 @@ class GPT2Backbone(Backbone):
 
     # -- checkpoints ----------------------------------------------------------------------
 
-    def load_pretrained(self, path: str | os.PathLike, *, head_prefixes: tuple[str, ...] = ()) -> LoadReport:
+    def load_pretrained(
+        self,
+        path: str | os.PathLike,
+        *,
+        head_prefixes: tuple[str, ...] = (),
+        keep_tokens: Sequence[int] | None = None,
+    ) -> LoadReport:
         """Load an HF ``GPT2LMHeadModel`` / ``GPT2Model`` checkpoint (gpt2-chinese, CDial-GPT2).
 
         The tied ``lm_head.weight`` and the old ``attn.bias`` / ``attn.masked_bias`` buffers
-        are ignored; every other parameter must be present with the right shape."""
+        are ignored; every other parameter must be present with the right shape.
+        ``keep_tokens`` trims the checkpoint's vocabulary to those ids (in that order)."""
+        source = str(path)
         state_dict = strip_prefixes(read_state_dict(path), ("module.", "model."))
         if not any(k.startswith("transformer.") for k in state_dict):  # a bare GPT2Model
             state_dict = {f"transformer.{k}": v for k, v in state_dict.items()}
         state_dict = {k: v for k, v in state_dict.items() if not _is_ignored(k)}
+        if keep_tokens is not None and WTE in state_dict:
+            state_dict[WTE] = keep_token_rows(state_dict[WTE], keep_tokens, f"{source} ({WTE})")
         return load_into(
-            self, state_dict, source=str(path),
+            self, state_dict, source=source,
             ignore_unexpected=lambda key: key.startswith(head_prefixes) if head_prefixes else False,
         )
 
@@ -289,6 +309,9 @@ class GPT2Backbone(Backbone):
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
         """The ``transformer.*`` weights (HF's names already); the head is ``wte``, not saved."""
         return dict(self.state_dict())
+
+
+WTE = "transformer.wte.weight"
 
 
 def _is_ignored(key: str) -> bool:
