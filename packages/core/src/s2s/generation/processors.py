@@ -111,7 +111,10 @@ class AllowedTokens:
         keep = torch.zeros(scores.shape, dtype=torch.bool)
         ended = torch.zeros(scores.shape[0], dtype=torch.bool)
         for i, (row, ids) in enumerate(zip(inputs.tolist(), generated_ids.tolist())):
-            allowed = torch.as_tensor(list(self.fn(row, ids)), dtype=torch.long).reshape(-1)
+            allowed = self.fn(row, ids)
+            if not isinstance(allowed, torch.Tensor):  # a precomputed tensor is used as it is
+                allowed = torch.as_tensor(list(allowed), dtype=torch.long)
+            allowed = allowed.reshape(-1).long().cpu()
             if allowed.numel() == 0:
                 ended[i] = True
                 continue
