@@ -18,17 +18,26 @@ batch, not to a global maximum::
 
 Under DDP it gives each rank its share (``num_replicas`` / ``rank`` default to the process
 group's), like :class:`torch.utils.data.DistributedSampler`.
+
+:func:`read_jsonl` and :func:`read_tsv` stream a file too large for memory, one line at a
+time, each pass reading it afresh; the Trainer takes them as ``train_dataset``::
+
+    items = read_tsv("train.tsv", transform=lambda row, where: {"input_ids": encode(row[1]), ...})
+    Trainer(epochs=1, batch_size=32).train(model, items)
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
+from torch.utils.data import IterableDataset, Sampler
 
 LABEL_PAD = -100  # ignored by torch.nn.functional.cross_entropy
 
@@ -225,10 +234,73 @@ class LengthGroupedSampler(Sampler[int]):
         return [index for batch in batches for index in batch]
 
 
+class LineStream(IterableDataset):
+    """The records of a text file, one per non-blank line, read lazily on each iteration.
+
+    ``parse(line, where)`` turns a line into a record; ``transform(record, where)`` (if
+    given) into a dataset item; ``where`` is ``"file:line"`` for error messages. Use
+    :func:`read_jsonl` or :func:`read_tsv` to make one.
+    """
+
+    def __init__(self, path: str | os.PathLike, parse: Callable[[str, str], Any],
+                 transform: Callable[[Any, str], Any] | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path} does not exist (or is not a file)")
+        self.parse, self.transform = parse, transform
+
+    def __iter__(self) -> Iterator[Any]:
+        number = 0
+        with self.path.open(encoding="utf-8-sig") as handle:
+            try:
+                for number, line in enumerate(handle, 1):
+                    if line.strip():
+                        where = f"{self.path}:{number}"
+                        record = self.parse(line.rstrip("\r\n"), where)
+                        yield record if self.transform is None else self.transform(record, where)
+            except UnicodeDecodeError:
+                raise ValueError(f"{self.path} is not UTF-8 (after line {number}): save it as UTF-8") from None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+def read_jsonl(path: str | os.PathLike, transform: Callable[[Any, str], Any] | None = None) -> LineStream:
+    """Stream the JSON value of each non-blank line of ``path`` (see :class:`LineStream`)."""
+
+    def parse(line: str, where: str):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not JSON ({exc.msg} at column {exc.colno}); one JSON value per line") from None
+
+    return LineStream(path, parse, transform)
+
+
+def read_tsv(path: str | os.PathLike, columns: Sequence[str] | None = None,
+             transform: Callable[[Any, str], Any] | None = None) -> LineStream:
+    """Stream the tab-separated fields of each non-blank line of ``path``: a list of strings,
+    or a dict keyed by ``columns`` (then every line must have that many fields)."""
+
+    def parse(line: str, where: str):
+        fields = line.split("\t")
+        if columns is None:
+            return fields
+        if len(fields) != len(columns):
+            raise ValueError(f"{where}: {len(fields)} tab-separated fields, expected {len(columns)} "
+                             f"({', '.join(columns)})")
+        return dict(zip(columns, fields))
+
+    return LineStream(path, parse, transform)
+
+
 __all__ = [
     "DynamicPadding",
     "LABEL_PAD",
     "LengthGroupedSampler",
+    "LineStream",
     "default_pad_value",
     "pad_batch",
+    "read_jsonl",
+    "read_tsv",
 ]

@@ -36,7 +36,8 @@ class TrainData:
     def __init__(self, dataset, eval_dataset, collate_fn, *, batch_size: int, procs: Processes,
                  group_by_length: bool, seed: int, num_workers: int):
         per_rank = batch_size // procs.world_size
-        self.stream = is_stream(dataset)
+        self.stream, self.device, self.checked = is_stream(dataset), procs.device, False
+        self.dataset_name = type(dataset).__name__
 
         def loader(data, **sampling) -> DataLoader:
             return DataLoader(data, collate_fn=collate_fn, num_workers=num_workers,
@@ -62,6 +63,26 @@ class TrainData:
         elif eval_dataset is not None:
             shard = EvalShard(len(eval_dataset), procs.rank, procs.world_size)
             self.eval_loader = loader(eval_dataset, sampler=shard, batch_size=per_rank)
+
+    def total_steps(self, grad_accum_steps: int, epochs: int, scheduler: str | None, warmup) -> int | None:
+        """Optimizer steps of the whole run; ``None`` for a stream without ``len()``, which
+        then cannot have a schedule that decays to the last step."""
+        if self.batches_per_epoch is not None:
+            return math.ceil(self.batches_per_epoch / grad_accum_steps) * epochs
+        if scheduler not in (None, "constant") or isinstance(warmup, float):
+            raise ValueError(
+                f"Trainer(scheduler={scheduler!r}, warmup={warmup!r}) needs the number of steps, but "
+                f"train_dataset ({self.dataset_name}) has no len(); give it a __len__, or use "
+                f"scheduler=None and a warmup in steps (an int)")
+        return None
+
+    def to_device(self, batch) -> dict:
+        """``batch``'s tensors on this rank's device (the first batch is checked)."""
+        if not self.checked:
+            check_batch(batch, "collate_fn")
+            self.checked = True
+        return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                for k, v in batch.items()}
 
     def start_epoch(self, epoch: int, progress) -> None:
         """Shuffle for ``epoch``; skip what ``progress`` says this epoch already trained on."""

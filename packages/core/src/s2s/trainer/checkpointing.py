@@ -163,6 +163,14 @@ class Checkpointer:
             logger.info("resume='auto': no usable checkpoint in %s, starting afresh", self.root)
         return chosen
 
+    def finish(self, module: torch.nn.Module, directory: Path | None, handback: Path | None) -> None:
+        """Rank 0, at the end: the final weights (:func:`write_final`) into ``directory``, and
+        for the process that launched the workers into ``handback``."""
+        if directory:
+            write_final(module, directory)
+        if handback:
+            save_weights(module.state_dict(), handback)
+
     def load_best(self, module: torch.nn.Module, name: str | None) -> Path | None:
         """Put the weights of checkpoint ``name`` (rank 0's best) into ``module`` on every rank."""
         name = from_main(self.procs, name)

@@ -28,6 +28,17 @@ RENAMED = {"epoches": "epochs", "gradient_accmulation_step": "grad_accum_steps"}
 ENV_TYPES = ("pytorch", "DDP")
 
 
+def counts(original: dict, **given) -> tuple[int, int, int]:
+    """``epochs``, ``num_procs`` and ``grad_accum_steps`` from the new names in ``given``
+    or the original ones in ``original``; every count in ``given`` must be an int >= 1."""
+    options = translate(given, original)
+    options["grad_accum_steps"] = options["grad_accum_steps"] or 1
+    for name, value in options.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"Trainer({name}={value!r}): must be an int >= 1")
+    return options["epochs"], options["num_procs"], options["grad_accum_steps"]
+
+
 def translate(options: dict, original: dict) -> dict:
     """``options`` (the new names, ``None`` where not given) updated from the original
     names in ``original``; unknown names are a ``TypeError`` as for any function."""
@@ -66,7 +77,7 @@ def translate(options: dict, original: dict) -> dict:
 
 def _warn(old: str, new: str) -> None:
     warnings.warn(f"Trainer({old}=...) is the original library's name; use {new}", DeprecationWarning,
-                  stacklevel=4)
+                  stacklevel=5)
 
 
 def train_arguments(train_dataset, optimizer, evaluator):
@@ -80,4 +91,4 @@ def train_arguments(train_dataset, optimizer, evaluator):
     return train_dataset, optimizer, evaluator
 
 
-__all__ = ["train_arguments", "translate"]
+__all__ = ["counts", "train_arguments", "translate"]

@@ -96,8 +96,9 @@ def check_batch_split(batch_size: int, world_size: int) -> None:
         )
 
 
-def start_processes(device: torch.device) -> tuple[Processes, bool]:
-    """This process's place in the run; joins the process group when there are several.
+def start_processes(device: torch.device, num_procs: int = 1) -> tuple[Processes, bool]:
+    """This process's place in the run; joins the process group when there are several
+    (``num_procs``, what the Trainer was asked for, is only reported when the launcher differs).
 
     Returns the :class:`Processes` and whether this call created the process group.
     """
@@ -109,6 +110,8 @@ def start_processes(device: torch.device) -> tuple[Processes, bool]:
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+    if world_size != num_procs and num_procs > 1 and rank == 0:
+        logger.info("running under a launcher with %d processes; num_procs=%d is ignored", world_size, num_procs)
     created = False
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"

@@ -9,6 +9,11 @@ import torch
 SCHEDULES = ("constant", "linear", "cosine")
 
 
+def check_schedule(schedule: str | None) -> None:
+    if schedule not in (None, *SCHEDULES):
+        raise ValueError(f"Trainer(scheduler={schedule!r}): use None, {', '.join(map(repr, SCHEDULES))}")
+
+
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW; no weight decay on biases and normalisation weights (1-D parameters)."""
     decay, no_decay = [], []
@@ -48,4 +53,4 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-__all__ = ["SCHEDULES", "build_optimizer", "build_scheduler", "warmup_steps"]
+__all__ = ["SCHEDULES", "build_optimizer", "build_scheduler", "check_schedule", "warmup_steps"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -10,6 +12,16 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def check_amp(amp: str | None) -> None:
     if amp not in (None, *AMP_DTYPES):
         raise ValueError(f"Trainer(amp={amp!r}): use None, 'bf16' or 'fp16'")
+
+
+def check_finite(loss: float, progress, rank: int) -> None:
+    """Stop before an optimizer step on a NaN or infinite loss, naming where it came from."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"the training loss is {loss} at step {progress.step + 1} (epoch {progress.epoch}, "
+            f"batch {progress.batch_in_epoch} of the epoch, rank {rank}); the weights were "
+            f"not updated. Lower lr, set max_grad_norm, or check that batch's data"
+        )
 
 
 class Precision:
@@ -41,4 +53,4 @@ class Precision:
         self.scaler.update()
 
 
-__all__ = ["AMP_DTYPES", "Precision", "check_amp"]
+__all__ = ["AMP_DTYPES", "Precision", "check_amp", "check_finite"]

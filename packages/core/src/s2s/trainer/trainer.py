@@ -22,7 +22,6 @@ not change the training. ``grad_accum_steps`` micro-batches make one optimizer *
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from pathlib import Path
 
@@ -30,11 +29,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_into, read_state_dict, save_weights
+from ..checkpoint import load_into, read_state_dict
 from ..data import DynamicPadding
 from ..seeding import seed_everything
 from . import compat, launch
-from .batching import TrainData, check_batch, check_dataset, step_groups
+from .batching import TrainData, check_dataset, step_groups
 from .best import BestCheckpoint
 from .checkpointing import (
     Checkpointer,
@@ -42,14 +41,13 @@ from .checkpointing import (
     TrainState,
     check_save_dir,
     read_best,
-    write_final,
 )
 from .evaluation import loss_of
 from .hooks import hook_manager
 from .launch import from_main
 from .metrics_log import Reports, check_report_to
-from .optim import SCHEDULES, build_optimizer, build_scheduler, warmup_steps
-from .precision import Precision, check_amp
+from .optim import build_optimizer, build_scheduler, check_schedule, warmup_steps
+from .precision import Precision, check_amp, check_finite
 
 
 class Trainer:
@@ -104,17 +102,11 @@ class Trainer:
                  group_by_length: bool = False, num_workers: int = 0, log_every_step: int = 10,
                  find_unused_parameters: bool = True, progress: bool = True,
                  load_best_at_end: bool = False, report_to=(), **original):
-        options = compat.translate({"epochs": epochs, "grad_accum_steps": grad_accum_steps,
-                                    "num_procs": num_procs}, original)
-        epochs, num_procs = options["epochs"], options["num_procs"]
-        grad_accum_steps = options["grad_accum_steps"] or 1
-        for name, value in (("epochs", epochs), ("batch_size", batch_size), ("num_procs", num_procs),
-                            ("grad_accum_steps", grad_accum_steps), ("log_every_step", log_every_step)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Trainer({name}={value!r}): must be an int >= 1")
+        epochs, num_procs, grad_accum_steps = compat.counts(
+            original, epochs=epochs, batch_size=batch_size, num_procs=num_procs,
+            grad_accum_steps=grad_accum_steps, log_every_step=log_every_step)
         check_amp(amp)
-        if scheduler not in (None, *SCHEDULES):
-            raise ValueError(f"Trainer(scheduler={scheduler!r}): use None, {', '.join(map(repr, SCHEDULES))}")
+        check_schedule(scheduler)
         self.best = BestCheckpoint(best_metric, best_mode) if best_metric else None
         if load_best_at_end and not (best_metric and model_save_dir):
             raise ValueError("Trainer(load_best_at_end=True) reloads the checkpoint with the best "
@@ -134,9 +126,7 @@ class Trainer:
         self.procs = launch.Processes(0, 1, 0, torch.device("cpu"))
         self.progress_state = Progress()
         self.should_stop = self.save_requested = self.launched_workers = False
-        self.last_loss = float("nan")
-        self.metrics: dict = {}
-        self.best_checkpoint: Path | None = None
+        self.last_loss, self.metrics, self.best_checkpoint = float("nan"), {}, None
 
     # --- what hooks read ------------------------------------------------------------------
 
@@ -183,7 +173,7 @@ class Trainer:
             load_into(model, read_state_dict(handed_back), source=str(handed_back))
             self.best_checkpoint = self.model_save_dir and read_best(self.model_save_dir / "checkpoints")
             return model
-        procs, created_group = launch.start_processes(device)
+        procs, created_group = launch.start_processes(device, self.num_procs)
         launch.check_batch_split(self.batch_size, procs.world_size)
         try:
             self._setup(procs, model, train_dataset, optimizer, evaluator, collate_fn, eval_dataset, metric_fn)
@@ -268,32 +258,19 @@ class Trainer:
         return loss_of(outputs, self.module)
 
     def to_device(self, batch):
-        if not self._checked_batch:
-            check_batch(batch, "collate_fn")
-            self._checked_batch = True
-        device = self.procs.device
-        return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                for k, v in batch.items()}
+        return self.data.to_device(batch)
 
     def _gradient_sync(self, sync: bool):
-        if sync or not self.procs.distributed:
-            return contextlib.nullcontext()
-        return self.model.no_sync()
+        return contextlib.nullcontext() if sync or not self.procs.distributed else self.model.no_sync()
 
     def _optimizer_step(self) -> None:
         loss = self._step_loss.item()
         self._step_loss = torch.zeros((), device=self.procs.device)
-        progress = self.progress_state
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"the training loss is {loss} at step {progress.step + 1} (epoch {progress.epoch}, "
-                f"batch {progress.batch_in_epoch} of the epoch, rank {self.rank}); the weights were "
-                f"not updated. Lower lr, set max_grad_norm, or check that batch's data"
-            )
+        check_finite(loss, self.progress_state, self.rank)
         self.precision.step(self.optimizer, self.module.parameters())
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        progress.step += 1
+        self.progress_state.step += 1
         self.last_loss = loss
         self._log_losses.append(loss)
 
@@ -317,15 +294,11 @@ class Trainer:
             self._save()
 
     def _log_training(self, bar) -> None:
-        now = time.perf_counter()
-        record = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "loss": launch.mean_over_ranks(self.procs, sum(self._log_losses) / len(self._log_losses)),
-            "lr": self.scheduler.get_last_lr()[0],
-            "samples_per_s": self.batch_size * self.grad_accum_steps * len(self._log_losses)
-            / max(now - self._log_time, 1e-9),
-        }
+        now, losses = time.perf_counter(), self._log_losses
+        record = {"step": self.step, "epoch": self.epoch,
+                  "loss": launch.mean_over_ranks(self.procs, sum(losses) / len(losses)),
+                  "lr": self.scheduler.get_last_lr()[0],
+                  "samples_per_s": self.batch_size * self.grad_accum_steps * len(losses) / max(now - self._log_time, 1e-9)}
         self._log_losses, self._log_time = [], now
         bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                         samples_s=f"{record['samples_per_s']:.1f}", refresh=False)
@@ -336,13 +309,9 @@ class Trainer:
         self.checkpointer.save(self.state, self.hooks, self, self.best_metric)
 
     def _finish(self, call: int) -> None:
-        if not self.is_main_process:
-            return
-        if self.model_save_dir:
-            write_final(self.module, self.model_save_dir)
-        self.reports.close()
-        if launch.handback_file(call):
-            save_weights(self.module.state_dict(), launch.handback_file(call))
+        if self.is_main_process:
+            self.reports.close()
+            self.checkpointer.finish(self.module, self.model_save_dir, launch.handback_file(call))
 
     # --- setting up a run -----------------------------------------------------------------
 
@@ -360,13 +329,7 @@ class Trainer:
         self.data = TrainData(train_dataset, eval_dataset, collate_fn or DynamicPadding(),
                               batch_size=self.batch_size, procs=procs, group_by_length=self.group_by_length,
                               seed=self.seed, num_workers=self.num_workers)
-        per_epoch = self.data.batches_per_epoch
-        self.total_steps = per_epoch and math.ceil(per_epoch / self.grad_accum_steps) * self.epochs
-        if self.total_steps is None and (self.scheduler_name not in (None, "constant") or isinstance(self.warmup, float)):
-            raise ValueError(
-                f"Trainer(scheduler={self.scheduler_name!r}, warmup={self.warmup!r}) needs the number "
-                f"of steps, but train_dataset ({type(train_dataset).__name__}) has no len(); give it a "
-                f"__len__, or use scheduler=None and a warmup in steps (an int)")
+        self.total_steps = self.data.total_steps(self.grad_accum_steps, self.epochs, self.scheduler_name, self.warmup)
         self.scheduler = build_scheduler(self.optimizer, self.scheduler_name,
                                          warmup_steps(self.warmup, self.total_steps or 0), self.total_steps)
         self.hooks = hook_manager([*self.callbacks, *([self.best] if self.best else [])], evaluator,
@@ -381,7 +344,6 @@ class Trainer:
         self._step_loss = torch.zeros((), device=device)
         self._log_losses: list[float] = []
         self._log_time = time.perf_counter()
-        self._checked_batch = False
 
 
 __all__ = ["Progress", "Trainer"]
