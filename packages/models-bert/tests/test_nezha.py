@@ -88,8 +88,8 @@ def test_matches_reference_with_padding_and_unilm_masks():
 def test_relative_table_matches_the_element_by_element_definition():
     from s2s_bert.nezha import RelativePositions
 
-    rel = RelativePositions(torch.arange(2, 6), 6, MAX_DISTANCE, 8, torch.float32)
-    dense = rel.table[rel.index]  # [Lq, K, D]
+    rel = RelativePositions(torch.arange(2, 6)[None], torch.arange(6)[None], MAX_DISTANCE, 8, torch.float32)
+    dense = rel.table[rel.index[0]]  # [Lq, K, D]
     torch.testing.assert_close(dense, relative_tensor(range(2, 6), 6, MAX_DISTANCE, 8), atol=1e-6, rtol=0)
 
 
@@ -126,15 +126,43 @@ def test_no_position_buffers_and_checkpoint_round_trip(tmp_path):
         assert torch.equal(value, again.state_dict()[key]) and torch.equal(value, loaded.state_dict()[key])
 
 
-def test_position_ids_are_refused():
-    with pytest.raises(ValueError, match="NEZHA has no absolute positions"):
-        nezha()(torch.ones(1, 3, dtype=torch.long), position_ids=torch.arange(3)[None])
+def test_right_padded_sources_continue_at_their_own_positions():
+    """A batch of sources of different lengths, padded on the right, decoded with a cache and
+    ``position_ids`` (as UniLM generation does): each row equals the reference on that row
+    alone, unpadded, with its UniLM mask; relative distances count real tokens only."""
+    model = nezha(seed=1)
+    sources = [torch.randint(1, 100, (n,)) for n in (7, 3)]
+    target = torch.randint(1, 100, (2, 5))
+    ids = torch.zeros(2, 7, dtype=torch.long)
+    mask = torch.zeros(2, 7, dtype=torch.long)
+    for row, source in enumerate(sources):
+        ids[row, : len(source)], mask[row, : len(source)] = source, 1
+    with torch.no_grad():
+        out = model(ids, mask, use_cache=True)
+        position = mask.sum(-1, keepdim=True)
+        steps = []
+        for t in range(target.shape[1]):
+            mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], 1)
+            out = model(target[:, t : t + 1], mask, torch.ones(2, 1, dtype=torch.long), position_ids=position + t,
+                        past_key_values=out.past_key_values, use_cache=True)
+            steps.append(out.last_hidden_state)
+        batched = torch.cat(steps, 1)
+        for row, source in enumerate(sources):
+            alone_ids = torch.cat([source, target[row]])[None]
+            types = torch.cat([torch.zeros_like(source), torch.ones_like(target[row])])[None]
+            alone = reference_forward(model, alone_ids, types, unilm_mask(types))[0, len(source):]
+            torch.testing.assert_close(batched[row], alone, atol=1e-5, rtol=0)
+
+
+def test_position_ids_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match=r"position_ids must be \[batch or 1, 3\], got shape \(3,\)"):
+        nezha()(torch.ones(1, 3, dtype=torch.long), position_ids=torch.arange(3))
 
 
 def test_relative_terms_have_correct_gradients():
     from s2s_bert.nezha import RelativePositions
 
-    rel = RelativePositions(torch.arange(1, 5), 5, 2, 4, torch.float64)
+    rel = RelativePositions(torch.arange(1, 5)[None], torch.arange(5)[None], 2, 4, torch.float64)
     q = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
     probs = torch.rand(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(rel.key_scores, (q,))

@@ -320,7 +320,7 @@ class BertBackbone(Backbone):
         past_length = past_key_values[0][0].shape[2] if past_key_values else 0
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        position_ids, relative = self.positions(input_ids, position_ids, past_length)
+        position_ids, relative = self.positions(input_ids, position_ids, past_length, attention_mask)
         mask = expand_mask(attention_mask, batch, length, past_length + length)
         if mask is not None and bool(mask.all()):
             mask = None  # nothing is masked: attention runs without a mask
@@ -355,8 +355,10 @@ class BertBackbone(Backbone):
             past_key_values=tuple(cache) if use_cache else None,
         )
 
-    def positions(self, input_ids, position_ids, past_length: int):
-        """Absolute position ids [B or 1, L] and, for NEZHA, the relative positions."""
+    def positions(self, input_ids, position_ids, past_length: int, attention_mask=None):
+        """Absolute position ids [B or 1, L] (or ``None``) and what attention needs of the
+        positions (NEZHA's relative positions, RoFormer's rotations), from the given
+        ``position_ids`` or the cache length; ``attention_mask`` as given to ``forward``."""
         if position_ids is None:
             length = input_ids.shape[1]
             position_ids = torch.arange(past_length, past_length + length, device=input_ids.device)[None]

@@ -54,19 +54,18 @@ class GatherLast(torch.autograd.Function):
 class RelativePositions:
     """The relative positions of one forward pass (all layers share them)."""
 
-    def __init__(self, query_positions, keys: int, max_distance: int, depth: int, dtype):
-        # query_positions [L]: absolute positions of the new tokens; keys are 0 .. K-1
-        key_positions = torch.arange(keys, device=query_positions.device)
-        distance = key_positions[None, :] - query_positions[:, None]  # [L, K], j - i
-        self.index = distance.clamp(-max_distance, max_distance) + max_distance  # [L, K]
+    def __init__(self, query_positions, key_positions, max_distance: int, depth: int, dtype):
+        # query_positions [B or 1, L], key_positions [B or 1, K]: absolute positions
+        distance = key_positions[:, None, :] - query_positions[:, :, None]  # [B or 1, L, K], j - i
+        self.index = distance.clamp(-max_distance, max_distance) + max_distance  # [B or 1, L, K]
         self.table = sinusoid_table(2 * max_distance + 1, depth, query_positions.device, dtype)  # [R, D]
 
     def key_scores(self, q):  # [B, N, L, D] -> [B, N, L, K]: q_i . R[r(i, j)]
         per_distance = q @ self.table.T  # [B, N, L, R]
-        return GatherLast.apply(per_distance, self.index.expand(*q.shape[:2], -1, -1))
+        return GatherLast.apply(per_distance, self.index[:, None].expand(*q.shape[:2], -1, -1))
 
     def value_context(self, probs):  # [B, N, L, K] -> [B, N, L, D]: sum_j p[i, j] R[r(i, j)]
-        index = self.index.expand(*probs.shape[:2], -1, -1)
+        index = self.index[:, None].expand(*probs.shape[:2], -1, -1)
         per_distance = probs.new_zeros(*probs.shape[:3], self.table.shape[0])  # [B, N, L, R]
         return per_distance.scatter_add_(-1, index, probs) @ self.table
 
@@ -74,26 +73,38 @@ class RelativePositions:
 class NezhaBackbone(BertBackbone):
     """NEZHA encoder: BERT layout without ``embeddings.position_embeddings``.
 
-    Attention always runs the eager path (the relative value term needs the probabilities);
-    ``position_ids`` are not accepted: positions are the indices in the sequence, continuing
-    after the cache.
+    Attention always runs the eager path (the relative value term needs the probabilities).
+    Positions are the indices in the sequence, continuing after the cache, unless
+    ``position_ids`` [B or 1, L] give the new tokens' positions (UniLM decoding of a
+    right-padded batch: each row continues after its own source). The cached keys then sit
+    where a padding mask [B, K] counts them (``cumsum - 1``: padding is skipped), or at
+    0 .. T-1 without one; the keys are never given by their index in a padded batch.
     """
 
     config_class = NezhaConfig
     absolute_positions = False
     hf_prefix = "nezha"
 
-    def positions(self, input_ids, position_ids, past_length: int):
-        if position_ids is not None:
-            raise ValueError(
-                "NEZHA has no absolute positions: leave position_ids=None (relative positions "
-                "follow the token order, continuing after past_key_values)"
-            )
-        length = input_ids.shape[1]
-        query_positions = torch.arange(past_length, past_length + length, device=input_ids.device)
+    def positions(self, input_ids, position_ids, past_length: int, attention_mask=None):
+        length, device = input_ids.shape[1], input_ids.device
+        if position_ids is None:
+            queries = torch.arange(past_length, past_length + length, device=device)[None]
+            keys = torch.arange(past_length + length, device=device)[None]
+        else:
+            if position_ids.dim() != 2 or position_ids.shape[1] != length:
+                raise ValueError(
+                    f"position_ids must be [batch or 1, {length}], got shape {tuple(position_ids.shape)}"
+                )
+            queries = position_ids
+            if attention_mask is not None and attention_mask.dim() == 2:
+                cached = attention_mask[:, :past_length].long().cumsum(-1) - 1  # [B, T]
+            else:
+                cached = torch.arange(past_length, device=device)[None]
+            batch = max(cached.shape[0], queries.shape[0])
+            keys = torch.cat([cached.expand(batch, -1), queries.expand(batch, -1)], dim=1)
         relative = RelativePositions(
-            query_positions,
-            past_length + length,
+            queries,
+            keys,
             self.config.max_relative_position,
             self.config.head_dim,
             self.embeddings.word_embeddings.weight.dtype,

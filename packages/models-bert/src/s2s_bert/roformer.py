@@ -87,7 +87,7 @@ class RoFormerBackbone(BertBackbone):
     absolute_positions = False
     hf_prefix = "roformer"
 
-    def positions(self, input_ids, position_ids, past_length: int):
+    def positions(self, input_ids, position_ids, past_length: int, attention_mask=None):
         if position_ids is None:
             length = input_ids.shape[1]
             position_ids = torch.arange(past_length, past_length + length, device=input_ids.device)[None]
