@@ -270,3 +270,16 @@ def test_constrained_stream_joins_to_the_constrained_output():
     options = dict(max_new_tokens=7, eos_token_id=0, allowed_tokens_fn=lambda row, generated: [2, 5, 0])
     pieces = list(stream(BigramDecoder(table), [[3]], decode, **options))
     assert "".join(pieces) == decode(generate(BigramDecoder(table), [[3]], **options)[0])
+
+
+def test_options_from_row_give_chunks_the_whole_lists_row():
+    from s2s.generation import options_from_row
+
+    table = random_table(40, seed=14)
+    prompts = [[i] for i in range(1, 8)]
+    whole = generate(BigramDecoder(table), prompts, max_new_tokens=5, allowed_tokens_fn=rule)
+    chunks = []
+    for start in range(0, len(prompts), 3):
+        options = options_from_row(start, dict(max_new_tokens=5, allowed_tokens_fn=rule))
+        chunks += generate(BigramDecoder(table), prompts[start : start + 3], **options)
+    assert chunks == whole

@@ -2,12 +2,13 @@
 
 A model takes part by implementing :class:`Decoder` (``start`` / ``step`` / ``reorder``);
 tasks call :func:`generate` or :func:`stream` with a :class:`GenerationConfig` or keyword
-settings (``num_beams`` / ``beam_size``, ``max_new_tokens``, ``top_k``, ``top_p``, …).
+settings (``num_beams`` / ``beam_size``, ``max_new_tokens``, ``top_k``, ``top_p``,
+``allowed_tokens_fn``, …); :mod:`.constraints` has couplet and poem rules.
 """
 
 from .config import GenerationConfig
 from .encoder_decoder import EncoderDecoderDecoder
 from .protocol import Decoder
-from .search import beam_search, generate, make_config, stream
+from .search import beam_search, generate, make_config, options_from_row, stream
 
-__all__ = ["Decoder", "EncoderDecoderDecoder", "GenerationConfig", "beam_search", "generate", "make_config", "stream"]
+__all__ = ["Decoder", "EncoderDecoderDecoder", "GenerationConfig", "beam_search", "generate", "make_config", "options_from_row", "stream"]

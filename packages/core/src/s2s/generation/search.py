@@ -33,6 +33,16 @@ def make_config(config: GenerationConfig | None = None, **options) -> Generation
     return dataclasses.replace(config, **options)
 
 
+def options_from_row(start: int, options: dict) -> dict:
+    """``options`` for a chunk of a longer list of inputs that starts at input ``start``: the
+    chunk's ``allowed_tokens_fn`` sees each input's index in the whole list (tasks generate in
+    batches of ``batch_size``)."""
+    fn = options.get("allowed_tokens_fn")
+    if fn is None or start == 0:
+        return options
+    return {**options, "allowed_tokens_fn": lambda row, generated: fn(start + row, generated)}
+
+
 @torch.no_grad()
 def generate(
     decoder: Decoder,
