@@ -16,7 +16,8 @@ most recent context), with a warning. Generation stops at ``[SEP]``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
@@ -25,6 +26,7 @@ from s2s.data import pad_batch
 from s2s.generation import generate, stream
 from s2s.task import Task
 
+from .common import build_features, fit_max_length, left_padded
 from .lm_loss import lm_loss
 
 logger = logging.getLogger(__name__)
@@ -38,8 +40,7 @@ class CausalLM(Task):
 
     def __init__(self, backbone, tokenizer, *, max_length: int | None = None):
         super().__init__(backbone, tokenizer)
-        limit = getattr(backbone.config, "n_positions", None) or backbone.config.max_position_embeddings
-        self.max_length = min(max_length or limit, limit)
+        self.max_length = fit_max_length(backbone, max_length)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, loss_mask=None):
         """Next-token loss over real tokens (or where ``loss_mask`` is 1); ``logits`` [scored
@@ -52,20 +53,18 @@ class CausalLM(Task):
 
     # --- data ----------------------------------------------------------------------------
 
-    def build_dataset(self, texts: Sequence[str], source: str = "dataset") -> list[dict]:
-        """``[CLS] text [SEP]`` features; long texts are split into ``max_length`` windows."""
-        if not texts:
-            raise ValueError(f"{source} is empty: no texts")
-        features = []
-        for number, text in enumerate(texts, 1):
+    def build_dataset(self, texts: Iterable[str], source: str = "dataset"):
+        """``[CLS] text [SEP]`` features; long texts are split into ``max_length`` windows. A
+        list gives a list, any other iterable is encoded lazily (:func:`~s2s_tasks.common.build_features`)."""
+
+        def encode(text, tally: Counter) -> list[dict]:
             if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"{source}, text {number}: empty or not a string")
+                raise ValueError("empty or not a string")
             ids = self.tokenizer.encode(text).ids
-            for start in range(0, len(ids), self.max_length):
-                window = ids[start : start + self.max_length]
-                if len(window) > 1:
-                    features.append({"input_ids": window})
-        return features
+            windows = [ids[start : start + self.max_length] for start in range(0, len(ids), self.max_length)]
+            return [{"input_ids": window} for window in windows if len(window) > 1]
+
+        return build_features(texts, encode, lambda tally, count: None, source, what="texts")
 
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
         """Pad on the right; ``attention_mask`` marks the real tokens."""
@@ -89,28 +88,16 @@ class CausalLM(Task):
         return ids[:1] + ids[len(ids) - room + 1 :], True
 
     def generation_inputs(self, prompts: list[list[int]], token_types=None, next_types=None):
-        """Left-padded ``input_ids`` / ``attention_mask`` (and token types) for :class:`GPT2Decoder`."""
-        device = self.device
-        length = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), length), self.tokenizer.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), length), dtype=torch.long)
-        types = torch.zeros((len(prompts), length), dtype=torch.long) if token_types else None
-        for row, prompt in enumerate(prompts):
-            ids[row, length - len(prompt) :] = torch.tensor(prompt)
-            mask[row, length - len(prompt) :] = 1
-            if types is not None:
-                types[row, length - len(prompt) :] = torch.tensor(token_types[row])
-        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-        if types is not None:
-            inputs["token_type_ids"] = types.to(device)
+        """Left-padded ``input_ids`` / ``attention_mask`` (and token types) for the backbone's
+        decoder; ``next_token_type_ids`` [B] are the types of the generated tokens."""
+        inputs = left_padded(prompts, self.tokenizer.pad_id, self.device, token_types)
         if next_types is not None:
-            inputs["next_token_type_ids"] = torch.tensor(next_types, device=device)
+            inputs["next_token_type_ids"] = torch.tensor(next_types, device=self.device)
         return inputs
 
     def decoder(self, max_new_tokens: int):
-        from .seq2seq import backbone_decoder
-
-        return backbone_decoder(self.backbone, max_new_tokens)
+        """The backbone's own :class:`s2s.generation.Decoder`."""
+        return self.backbone.decoder(max_new_tokens)
 
     def continue_text(self, prompts: Sequence[str], max_new_tokens: int = 64, **options) -> list[str]:
         """The continuation of each prompt (without the prompt). ``options`` go to
@@ -123,6 +110,8 @@ class CausalLM(Task):
         if cut:
             logger.warning("%d prompts were longer than the room left for max_new_tokens: their beginning was cut", cut)
         return self._generate([ids for ids, _ in encoded], max_new_tokens, options)
+
+    predict = continue_text  # every task's inference call
 
     def _generate(self, prompts, max_new_tokens, options, token_types=None, next_types=None) -> list[str]:
         options.setdefault("banned_token_ids", [self.tokenizer.unk_id])

@@ -22,13 +22,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 import torch
 
 from s2s.data import pad_batch
 
 from .causal_lm import CausalLM
+from .common import build_features
 
 logger = logging.getLogger(__name__)
 
@@ -73,25 +75,29 @@ class Chat(CausalLM):
         speaker_types = [self.speaker_ids[t] for t in types] if self.speaker_ids else None
         return ids, speaker_types, loss
 
-    def build_dataset(self, dialogues: Sequence[Sequence[str]], source: str = "dataset") -> list[dict]:
-        """Features from dialogues; one longer than ``max_length`` loses its oldest turns."""
-        if not dialogues:
-            raise ValueError(f"{source} is empty: no dialogues")
-        features, cut = [], 0
-        for dialogue in dialogues:
+    def build_dataset(self, dialogues: Iterable[Sequence[str]], source: str = "dataset"):
+        """Features from dialogues; one longer than ``max_length`` loses its oldest turns. A
+        list gives a list, any other iterable is encoded lazily (:func:`~s2s_tasks.common.build_features`)."""
+
+        def encode(dialogue, tally: Counter) -> list[dict]:
             turns = list(dialogue)
             ids, types, loss = self.encode_turns(turns)
             while len(ids) > self.max_length and len(turns) > 2:
                 turns = turns[1:]
                 ids, types, loss = self.encode_turns(turns)
-                cut += 1
+                tally["dropped"] += 1
             feature = {"input_ids": ids[: self.max_length], "loss_mask": loss[: self.max_length]}
             if types is not None:
                 feature["token_type_ids"] = types[: self.max_length]
-            features.append(feature)
-        if cut:
-            logger.warning("%s: %d oldest turns were dropped to fit max_length=%d", source, cut, self.max_length)
-        return features
+            return [feature]
+
+        def report(tally: Counter, count: int) -> None:
+            if tally["dropped"]:
+                logger.warning(
+                    "%s: %d oldest turns were dropped to fit max_length=%d", source, tally["dropped"], self.max_length
+                )
+
+        return build_features(dialogues, encode, report, source, what="dialogues")
 
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
         return pad_batch(
@@ -127,3 +133,5 @@ class Chat(CausalLM):
         types = [t for _, t, _ in fitted] if self.speaker_ids else None
         next_types = [self.speaker_ids[s] for _, _, s in fitted] if self.speaker_ids else None
         return self._generate(prompts, max_new_tokens, options, types, next_types)
+
+    predict = reply  # every task's inference call

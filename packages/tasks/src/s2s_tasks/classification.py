@@ -18,9 +18,8 @@ multi-label). Texts longer than ``max_length`` tokens are cut, with one warning 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -28,14 +27,19 @@ from torch import nn
 from s2s.data import pad_batch
 from s2s.task import Task
 
+from .common import (
+    DataError,
+    build_features,
+    encode_truncated,
+    fit_max_length,
+    read_labeled_texts,
+)
 from .metrics.classification import classification_metrics
 from .pooling import check_pooling, needs_hidden_states, pool
 
 logger = logging.getLogger(__name__)
 
-
-class DataError(ValueError):
-    """A data file or dataset that cannot be used; the message names the file and line."""
+__all__ = ["Classification", "DataError", "read_labeled_texts", "resolve_labels"]  # DataError: from here too
 
 
 class Classification(Task):
@@ -66,9 +70,9 @@ class Classification(Task):
             )
         self.multi_label = multi_label
         self.pooling = check_pooling(pooling)
-        self.max_length = max_length or getattr(backbone.config, "max_position_embeddings", 512)
+        self.max_length = fit_max_length(backbone, max_length)
         config = backbone.config
-        if classifier_dropout is None:
+        if classifier_dropout is None:  # transformers' default: the backbone's own dropout
             classifier_dropout = getattr(config, "hidden_dropout_prob", 0.1)
         self.dropout = nn.Dropout(classifier_dropout)
         self.classifier = nn.Linear(backbone.hidden_size, len(self.labels))
@@ -103,29 +107,29 @@ class Classification(Task):
         """Token ids of one input, cut to ``max_length`` (see :func:`encode_truncated`)."""
         return encode_truncated(self.tokenizer, text, pair, self.max_length)[0]
 
-    def build_dataset(self, examples: Sequence[dict], source: str = "dataset") -> list[dict]:
+    def build_dataset(self, examples: Iterable[dict], source: str = "dataset"):
         """Features for ``collate`` from ``{"text": ..., "label": ...}`` examples (``label``:
-        a name or class id, a list of them when multi-label; ``text_b`` too for pairs)."""
-        if not examples:
-            raise DataError(f"{source} is empty: no examples to train or evaluate on")
+        a name or class id, a list of them when multi-label; ``text_b`` too for pairs). A list
+        gives a list; any other iterable is encoded lazily (:func:`~s2s_tasks.common.build_features`)."""
         index = {name: i for i, name in enumerate(self.labels)}
-        features, truncated = [], 0
-        for number, example in enumerate(examples, 1):
-            feature, cut = encode_truncated(
-                self.tokenizer, example["text"], example.get("text_b"), self.max_length
-            )
-            truncated += cut
-            if "label" in example:
-                feature["labels"] = self._label_target(example["label"], index, f"{source}, example {number}")
-            features.append(feature)
-        if truncated:
-            logger.warning(
-                "%s: %d of %d inputs are longer than max_length=%d tokens and were truncated",
-                source, truncated, len(features), self.max_length,
-            )
-        return features
 
-    def _label_target(self, label, index: dict[str, int], where: str):
+        def encode(example, tally: Counter) -> list[dict]:
+            feature, cut = encode_truncated(self.tokenizer, example["text"], example.get("text_b"), self.max_length)
+            tally["truncated"] += cut
+            if "label" in example:
+                feature["labels"] = self._label_target(example["label"], index)
+            return [feature]
+
+        def report(tally: Counter, count: int) -> None:
+            if tally["truncated"]:
+                logger.warning(
+                    "%s: %d of %d inputs are longer than max_length=%d tokens and were truncated",
+                    source, tally["truncated"], count, self.max_length,
+                )
+
+        return build_features(examples, encode, report, source)
+
+    def _label_target(self, label, index: dict[str, int]):
         """A class id (or a 0/1 row if multi-label) from label names or class ids."""
         ids = []
         for name in label if self.multi_label else [label]:
@@ -134,7 +138,7 @@ class Classification(Task):
             elif name in index:
                 ids.append(index[name])
             else:
-                raise DataError(f"{where}: label {name!r} is not one of the labels {self.labels}")
+                raise DataError(f"label {name!r} is not one of the labels {self.labels}")
         if not self.multi_label:
             return ids[0]
         return [1.0 if i in ids else 0.0 for i in range(len(self.labels))]
@@ -191,6 +195,7 @@ class Classification(Task):
         return classification_metrics(gold, predicted, self.labels)
 
 
+
 def resolve_labels(labels: Sequence[str] | None, target_size: int | None) -> list[str]:
     if labels is not None:
         labels = [str(name) for name in labels]
@@ -202,66 +207,3 @@ def resolve_labels(labels: Sequence[str] | None, target_size: int | None) -> lis
     if target_size is None:
         raise ValueError("give the classes: labels=[names] or target_size=number of classes")
     return [str(i) for i in range(target_size)]
-
-
-def encode_truncated(tokenizer, text: str, pair: str | None, max_length: int):
-    """``({"input_ids", "token_type_ids"}, was_truncated)`` for one text (or text pair)."""
-    encoding = tokenizer.encode(text, pair=pair)
-    truncated = len(encoding.ids) > max_length
-    if truncated:
-        encoding = tokenizer.encode(text, pair=pair, max_length=max_length)
-    feature = {"input_ids": list(encoding.ids), "token_type_ids": list(encoding.token_type_ids)}
-    feature["attention_mask"] = [1] * len(feature["input_ids"])
-    return feature, truncated
-
-
-def tab_separated_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, list[str]]]:
-    """``(line number, line, tab-separated fields)`` of each non-blank line of a UTF-8 file
-    (a leading byte-order mark is dropped)."""
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8-sig") as handle:
-            for number, line in enumerate(handle, 1):
-                line = line.rstrip("\r\n")
-                if line.strip():
-                    yield number, line, line.split("\t")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 (byte {exc.start}): save it as UTF-8") from None
-
-
-def read_labeled_texts(
-    path: str | os.PathLike,
-    labels: Sequence[str] | None = None,
-    *,
-    texts_per_line: int = 1,
-    multi_label: bool = False,
-) -> list[dict]:
-    """Examples from a UTF-8 file of ``text[<TAB>text_b]<TAB>label`` lines.
-
-    Blank lines are skipped. With ``labels``, a label outside them is an error naming the
-    file and line. A multi-label field is comma-separated (``体育,娱乐``); it may be empty.
-    """
-    known = set(labels) if labels is not None else None
-    examples = []
-    for number, line, fields in tab_separated_lines(path):
-        if len(fields) != texts_per_line + 1:
-            layout = "<TAB>".join(["text", "text_b"][:texts_per_line] + ["label"])
-            raise DataError(
-                f"{path}, line {number}: expected {layout} ({texts_per_line + 1} tab-separated "
-                f"fields), found {len(fields)}: {line[:60]!r}"
-            )
-        label_field = fields[-1].strip()
-        names = [n.strip() for n in label_field.split(",") if n.strip()] if multi_label else [label_field]
-        for name in names:
-            if known is not None and name not in known:
-                raise DataError(
-                    f"{path}, line {number}: label {name!r} is not in the label list "
-                    f"{list(labels)}; fix the line or add the label"
-                )
-        example = {"text": fields[0], "label": names if multi_label else label_field}
-        if texts_per_line == 2:
-            example["text_b"] = fields[1]
-        examples.append(example)
-    if not examples:
-        raise DataError(f"{path} has no examples (expected text<TAB>label lines)")
-    return examples

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +35,7 @@ from torch import nn
 from s2s.data import pad_batch
 from s2s.task import Task
 
-from .classification import DataError, encode_truncated, tab_separated_lines
+from .common import DataError, build_features, encode_truncated, fit_max_length, tab_separated_lines
 from .pooling import check_pooling, needs_hidden_states, pool
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Embedding(Task):
         super().__init__(backbone, tokenizer)
         self.pooling = check_pooling(pooling)
         self.scale = scale
-        self.max_length = max_length or getattr(backbone.config, "max_position_embeddings", 512)
+        self.max_length = fit_max_length(backbone, max_length)
 
     def embed(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         """Pooled vectors [batch, hidden] of a padded batch."""
@@ -89,27 +90,29 @@ class Embedding(Task):
 
     # --- data ----------------------------------------------------------------------------
 
-    def build_dataset(self, examples: Sequence[dict], source: str = "dataset") -> list[dict]:
-        """Features from ``{"text", "text_b", "label"}`` pairs (label: a similarity score)."""
-        if not examples:
-            raise DataError(f"{source} is empty: no pairs to train or evaluate on")
-        features, truncated = [], 0
-        for example in examples:
+    def build_dataset(self, examples: Iterable[dict], source: str = "dataset"):
+        """Features from ``{"text", "text_b", "label"}`` pairs (label: a similarity score); a
+        list gives a list, any other iterable is encoded lazily (:func:`~s2s_tasks.common.build_features`)."""
+
+        def encode(example, tally: Counter) -> list[dict]:
             parts = []
             for text in (example["text"], example["text_b"]):
                 part, cut = encode_truncated(self.tokenizer, text, None, self.max_length)
-                truncated += cut
+                tally["truncated"] += cut
                 parts.append(part)
             feature = {key: [part[key] for part in parts] for key in parts[0]}
             if "label" in example:
                 feature["labels"] = float(example["label"])
-            features.append(feature)
-        if truncated:
-            logger.warning(
-                "%s: %d of %d texts are longer than max_length=%d tokens and were truncated",
-                source, truncated, 2 * len(features), self.max_length,
-            )
-        return features
+            return [feature]
+
+        def report(tally: Counter, count: int) -> None:
+            if tally["truncated"]:
+                logger.warning(
+                    "%s: %d of %d texts are longer than max_length=%d tokens and were truncated",
+                    source, tally["truncated"], 2 * count, self.max_length,
+                )
+
+        return build_features(examples, encode, report, source, what="pairs")
 
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
         """Pad texts (or pairs, to [batch, 2, seq]) to the longest of the batch."""

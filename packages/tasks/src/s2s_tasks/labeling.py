@@ -29,50 +29,40 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from s2s.data import LABEL_PAD, pad_batch
+from s2s.data import pad_batch
 from s2s.task import Task
 
-from .crf import CRF
-from .global_pointer import (
-    EfficientGlobalPointer,
-    GlobalPointer,
-    decode_spans,
-    multilabel_categorical_crossentropy,
-)
+from .common import MODEL_INPUTS, build_features, fit_max_length, model_inputs, text_mask
+from .heads import HEADS, make_head
 from .metrics.spans import span_scores
 from .spans import (
     Span,
     char_to_token_spans,
     check_scheme,
     decode_tags,
-    spans_to_tags,
     split_tag,
-    tag_names,
     token_to_char_spans,
 )
 
 logger = logging.getLogger(__name__)
-
-HEADS = ("softmax", "crf", "global_pointer", "efficient_global_pointer")
-MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
-
 
 class SequenceLabeling(Task):
     """Character spans of a text from an encoder backbone (see the module docstring).
 
     ``labels``: the entity types (``["PER", "LOC", "ORG"]``), or a full tag list in the
     original library's style (``["O", "B-PER", "I-PER", ...]``) from which the types are
-    taken. ``head``: one of :data:`HEADS` (default: the task name's, ``softmax`` for
-    ``ner``). ``scheme``: ``"BIO"`` or ``"BIOES"`` (softmax and CRF heads). ``constrain``:
-    rule out the CRF transitions the scheme forbids. ``inner_dim``: the GlobalPointer
-    query/key size. ``max_length`` counts ``[CLS]`` and ``[SEP]`` (capped at the backbone's
-    positions). ``dropout``: on the encoder's output, before the head.
+    taken. ``head``: one of :data:`~s2s_tasks.heads.HEADS` (default: the task name's,
+    ``softmax`` for ``ner``). ``scheme``: ``"BIO"`` or ``"BIOES"`` (softmax and CRF heads).
+    ``constrain``: rule out the CRF transitions the scheme forbids. ``inner_dim``: the
+    GlobalPointer query/key size. ``max_length`` counts ``[CLS]`` and ``[SEP]`` (capped at the
+    backbone's positions). ``dropout``: on the encoder's output, before the head.
     """
 
     default_head = "softmax"
@@ -98,16 +88,19 @@ class SequenceLabeling(Task):
         self.scheme = check_scheme(scheme)
         self.max_length = fit_max_length(backbone, max_length)
         self.dropout = nn.Dropout(dropout)
-        hidden = backbone.hidden_size
-        if head in ("softmax", "crf"):
-            self.tags = tag_names(self.types, self.scheme)
-            self.classifier = nn.Linear(hidden, len(self.tags))
-            if head == "crf":
-                constraints = self.scheme if constrain else None
-                self.crf = CRF(len(self.tags), constraints=constraints, tags=self.tags)
-        else:
-            pointer = GlobalPointer if head == "global_pointer" else EfficientGlobalPointer
-            self.pointer = pointer(hidden, len(self.types), inner_dim=inner_dim)
+        spans_head = make_head(
+            head, backbone.hidden_size, self.types, scheme=self.scheme, constrain=constrain, inner_dim=inner_dim
+        )
+        # The head's modules are registered on the task under their own names (``classifier``,
+        # ``crf``, ``pointer``): the names transformers' BertForTokenClassification uses.
+        for name, module in spans_head.named_children():
+            self.add_module(name, module)
+        object.__setattr__(self, "head", spans_head)
+
+    @property
+    def tags(self) -> list[str]:
+        """The tag names of a softmax or CRF head."""
+        return self.head.tags
 
     # ------------------------------------------------------------------ data
     def encode(self, example: dict) -> dict:
@@ -130,18 +123,26 @@ class SequenceLabeling(Task):
             features["lost"] = lost
         return features
 
-    def build_dataset(self, examples: Iterable[dict], source: str = "dataset") -> list[dict]:
-        """:meth:`encode` every example, with one warning for all truncations and lost spans."""
-        features = encode_each(self.encode, examples, source)
-        truncated = sum(f["truncated"] for f in features)
-        lost = sum(len(f.get("lost", ())) for f in features)
-        if truncated:
-            logger.warning(
-                "%d of %d texts are longer than max_length=%d tokens and were truncated; "
-                "%d gold spans past the cut are lost for training",
-                truncated, len(features), self.max_length, lost,
-            )  # fmt: skip
-        return features
+    def build_dataset(self, examples: Iterable[dict], source: str = "dataset"):
+        """:meth:`encode` every example (a list for a list, lazily for any other iterable:
+        :func:`~s2s_tasks.common.build_features`), with one warning for all truncations and
+        lost spans."""
+
+        def encode(example, tally: Counter) -> list[dict]:
+            feature = self.encode(example)
+            tally["truncated"] += feature["truncated"]
+            tally["lost"] += len(feature.get("lost", ()))
+            return [feature]
+
+        def report(tally: Counter, count: int) -> None:
+            if tally["truncated"]:
+                logger.warning(
+                    "%d of %d texts are longer than max_length=%d tokens and were truncated; "
+                    "%d gold spans past the cut are lost for training",
+                    tally["truncated"], count, self.max_length, tally["lost"],
+                )  # fmt: skip
+
+        return build_features(examples, encode, report, source)
 
     def collate(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         """A padded batch from examples (``{"text", "spans"}``) or :meth:`encode` features."""
@@ -151,27 +152,11 @@ class SequenceLabeling(Task):
             {"input_ids": self.tokenizer.pad_id},
         )
         if all("token_spans" in f for f in features):
-            batch["labels"] = self._labels(features, batch["input_ids"].shape[1])
+            lengths = [len(f["input_ids"]) for f in features]
+            batch["labels"] = self.head.labels(
+                [f["token_spans"] for f in features], lengths, batch["input_ids"].shape[1]
+            )
         return batch
-
-    def _labels(self, features, length: int) -> torch.Tensor:
-        if self.head_name in ("softmax", "crf"):
-            labels = torch.full((len(features), length), LABEL_PAD)
-            index = {tag: i for i, tag in enumerate(self.tags)}
-            for row, f in zip(labels, features):
-                size = len(f["input_ids"])
-                try:
-                    tags = spans_to_tags(f["token_spans"], size, self.scheme)
-                except ValueError as exc:
-                    raise ValueError(f"{exc} (token spans {f['token_spans']})") from None
-                row[1 : size - 1] = torch.tensor([index[t] for t in tags[1 : size - 1]])
-            return labels
-        labels = torch.zeros(len(features), len(self.types), length, length, dtype=torch.bool)
-        type_index = {t: i for i, t in enumerate(self.types)}
-        for row, f in zip(labels, features):
-            for start, end, type_ in f["token_spans"]:
-                row[type_index[type_], start, end - 1] = True
-        return labels
 
     # ----------------------------------------------------------------- model
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
@@ -182,31 +167,11 @@ class SequenceLabeling(Task):
         hidden = self.backbone(
             input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
-        hidden = self.dropout(hidden)
         text = text_mask(attention_mask)
-        if self.head_name in ("softmax", "crf"):
-            logits = self.classifier(hidden).float()  # [B, L, tags]
-            output = {"logits": logits}
-            if labels is not None:
-                output["loss"] = self._tag_loss(logits, labels, text)
-            return output
-        scores = self.pointer(hidden, text)  # [B, types, L, L]
-        output = {"scores": scores}
+        output = self.head(self.dropout(hidden), text)
         if labels is not None:
-            labels = labels & text[:, None, :, None].bool() & text[:, None, None, :].bool()
-            output["loss"] = multilabel_categorical_crossentropy(
-                scores.flatten(2), labels.flatten(2)
-            )
+            output["loss"] = self.head.loss(output, labels, text)
         return output
-
-    def _tag_loss(self, logits, labels, text):
-        if self.head_name == "crf":
-            # [CLS] is dropped so that the text's tokens are a prefix of what the CRF sees
-            return self.crf(logits[:, 1:], labels[:, 1:], text[:, 1:])
-        labels = labels.masked_fill(~text.bool(), LABEL_PAD)
-        return nn.functional.cross_entropy(
-            logits.flatten(0, 1), labels.flatten(), ignore_index=LABEL_PAD
-        )
 
     # ------------------------------------------------------------ prediction
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[list[Span]]:
@@ -219,7 +184,7 @@ class SequenceLabeling(Task):
                 chunk = [self.encode({"text": t}) for t in texts[first : first + batch_size]]
                 truncated += sum(f["truncated"] for f in chunk)
                 batch = self.collate_to_device(chunk)
-                token_spans, fixed = self._decode(self(**batch), batch["attention_mask"])
+                token_spans, fixed = self.head.decode(self(**batch), text_mask(batch["attention_mask"]))
                 repairs += fixed
                 for f, spans in zip(chunk, token_spans):
                     results.append(sorted(token_to_char_spans(spans, f["offsets"])))
@@ -231,25 +196,6 @@ class SequenceLabeling(Task):
         if repairs:
             logger.warning("%d invalid %s tag transitions were repaired", repairs, self.scheme)
         return results
-
-    def _decode(self, output, attention_mask) -> tuple[list[list[Span]], int]:
-        """Token spans of each row, and how many invalid tag transitions were repaired."""
-        text = text_mask(attention_mask)
-        lengths = text.sum(1).tolist()
-        if self.head_name == "crf":
-            paths = self.crf.decode(output["logits"][:, 1:], text[:, 1:])
-        elif self.head_name == "softmax":
-            best = output["logits"].argmax(-1)[:, 1:].tolist()
-            paths = [row[:n] for row, n in zip(best, lengths)]
-        else:
-            found = decode_spans(output["scores"])
-            return [[(s, e, self.types[t]) for s, e, t in row] for row in found], 0
-        spans, repairs = [], 0
-        for path in paths:
-            decoded, fixed = decode_tags([self.tags[i] for i in path], self.scheme)
-            spans.append([(s + 1, e + 1, t) for s, e, t in decoded])  # +1: after [CLS]
-            repairs += fixed
-        return spans, repairs
 
     def evaluate(self, examples: Sequence[dict], batch_size: int = 32) -> dict:
         """Entity-level P/R/F1 (exact spans) of :meth:`predict` against the examples' spans."""
@@ -269,46 +215,6 @@ class GlobalPointerLabeling(SequenceLabeling):
     """:class:`SequenceLabeling` with the GlobalPointer head by default (``global_pointer``)."""
 
     default_head = "global_pointer"
-
-
-def model_inputs(encoding) -> dict[str, list[int]]:
-    """The model inputs of a tokenizer ``Encoding``, as lists keyed like ``forward``'s args."""
-    return {
-        "input_ids": encoding.ids,
-        "token_type_ids": encoding.token_type_ids,
-        "attention_mask": encoding.attention_mask,
-    }
-
-
-def encode_each(encode, examples: Iterable[dict], source: str = "dataset") -> list[dict]:
-    """``encode(example)`` of every example; errors name ``source`` and the example's index."""
-    features = []
-    for index, example in enumerate(examples):
-        try:
-            features.append(encode(example))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{source}, example {index}: {type(exc).__name__}: {exc}") from exc
-    if not features:
-        raise ValueError(f"{source} is empty: no examples to encode")
-    return features
-
-
-def fit_max_length(backbone, max_length: int) -> int:
-    """``max_length``, lowered to the backbone's ``max_position_embeddings`` when that is less."""
-    limit = getattr(getattr(backbone, "config", None), "max_position_embeddings", None)
-    if limit is not None and max_length > limit:
-        logger.info("max_length=%d lowered to the model's %d positions", max_length, limit)
-        return limit
-    return max_length
-
-
-def text_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """1 on the text's tokens of ``[CLS] text [SEP] pad…`` rows, 0 on the rest: [B, L]."""
-    mask = attention_mask.clone()
-    mask[:, 0] = 0
-    last = attention_mask.sum(1) - 1  # the [SEP]
-    mask[torch.arange(len(mask), device=mask.device), last.clamp(min=0)] = 0
-    return mask
 
 
 def entity_types(labels: Sequence[str]) -> list[str]:

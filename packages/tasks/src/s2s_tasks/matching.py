@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from .classification import Classification, read_labeled_texts
+from .classification import Classification
+from .common import read_labeled_texts
 
 DEFAULT_LABELS = ("0", "1")
 

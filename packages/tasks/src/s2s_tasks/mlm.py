@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -31,7 +32,7 @@ from s2s.backbone import LM_HEAD
 from s2s.data import LABEL_PAD, pad_batch
 from s2s.task import Task
 
-from .classification import DataError
+from .common import DataError, build_features, fit_max_length
 from .lm_loss import lm_loss
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class MaskedLM(Task):
             raise ValueError("the vocab has no [MASK] token, which masked-LM training needs")
         self.mask_probability = mask_probability
         self.whole_word_masking = whole_word_masking
-        self.max_length = max_length or getattr(backbone.config, "max_position_embeddings", 512)
+        self.max_length = fit_max_length(backbone, max_length)
         self.unmaskable_ids = sorted({tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id})
         # Random replacements are drawn from the vocab without the special tokens.
         self.register_buffer(
@@ -77,21 +78,23 @@ class MaskedLM(Task):
 
     # --- data ----------------------------------------------------------------------------
 
-    def build_dataset(self, texts: Sequence[str | Sequence[str]], source: str = "dataset") -> list[dict]:
-        """Features from texts (strings, or lists of words for whole-word masking)."""
-        if not texts:
-            raise DataError(f"{source} is empty: no texts to train on")
-        features, truncated = [], 0
-        for text in texts:
+    def build_dataset(self, texts: Iterable[str | Sequence[str]], source: str = "dataset"):
+        """Features from texts (strings, or lists of words for whole-word masking); a list
+        gives a list, any other iterable is encoded lazily (:func:`~s2s_tasks.common.build_features`)."""
+
+        def encode(text, tally: Counter) -> list[dict]:
             feature, cut = self._encode(text)
-            truncated += cut
-            features.append(feature)
-        if truncated:
-            logger.warning(
-                "%s: %d of %d texts are longer than max_length=%d tokens and were truncated",
-                source, truncated, len(features), self.max_length,
-            )
-        return features
+            tally["truncated"] += cut
+            return [feature]
+
+        def report(tally: Counter, count: int) -> None:
+            if tally["truncated"]:
+                logger.warning(
+                    "%s: %d of %d texts are longer than max_length=%d tokens and were truncated",
+                    source, tally["truncated"], count, self.max_length,
+                )
+
+        return build_features(texts, encode, report, source, what="texts")
 
     def _encode(self, text: str | Sequence[str]) -> tuple[dict, bool]:
         tokenizer = self.tokenizer

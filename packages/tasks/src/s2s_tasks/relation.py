@@ -9,7 +9,7 @@ Data is the DuIE format, one JSON object per line::
 ``{"subject_type": ..., "predicate": ..., "object_type": ...}`` per line; the predicates
 are taken from it. A subject or object is located at its first occurrence in the text.
 
-Three GlobalPointer heads read the encoder's output:
+Three pointer heads (:class:`~s2s_tasks.heads.PointerHead`) read the encoder's output:
 
 - entities: two types, subject and object, scored on every span (start ≤ end);
 - heads: per predicate, a score linking a subject's first token to an object's first token;
@@ -22,11 +22,10 @@ links both their heads and their tails.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,8 +33,15 @@ from torch import nn
 from s2s.data import pad_batch
 from s2s.task import Task
 
-from .global_pointer import GlobalPointer, decode_spans, sparse_multilabel_categorical_crossentropy
-from .labeling import MODEL_INPUTS, encode_each, fit_max_length, model_inputs, text_mask
+from .common import (
+    MODEL_INPUTS,
+    build_features,
+    fit_max_length,
+    json_lines,
+    model_inputs,
+    text_mask,
+)
+from .heads import PointerHead
 from .metrics.spans import triple_scores
 from .spans import char_to_token_spans
 
@@ -48,7 +54,7 @@ Triple = tuple[str, str, str]
 def read_schema(path: str | os.PathLike) -> list[str]:
     """The predicates of a DuIE schema file (JSON lines with a ``predicate`` key), in order."""
     predicates = []
-    for number, record in _json_lines(path):
+    for number, record in json_lines(path):
         if "predicate" not in record:
             raise ValueError(f"{path}, line {number}: a schema line needs a 'predicate' key")
         if record["predicate"] not in predicates:
@@ -66,7 +72,7 @@ def read_duie(path: str | os.PathLike, predicates: Sequence[str] | None = None) 
     """
     known = None if predicates is None else set(predicates)
     examples = []
-    for number, record in _json_lines(path):
+    for number, record in json_lines(path):
         try:
             text = record["text"]
             triples = [
@@ -113,9 +119,10 @@ class RelationExtraction(Task):
         self.max_length = fit_max_length(backbone, max_length)
         self.dropout = nn.Dropout(dropout)
         hidden, count = backbone.hidden_size, len(self.predicates)
-        self.entities = GlobalPointer(hidden, 2, inner_dim)
-        self.heads = GlobalPointer(hidden, count, inner_dim, rope=False, triangular=False)
-        self.tails = GlobalPointer(hidden, count, inner_dim, rope=False, triangular=False)
+        self.entities = PointerHead(hidden, (SUBJECT, OBJECT), inner_dim)
+        links = range(count)
+        self.heads = PointerHead(hidden, links, inner_dim, rope=False, triangular=False)
+        self.tails = PointerHead(hidden, links, inner_dim, rope=False, triangular=False)
 
     def saved_options(self, options: dict) -> dict:
         """Saved folders keep the predicates read from ``schema``, not the schema's path."""
@@ -155,17 +162,25 @@ class RelationExtraction(Task):
             features["lost"] = lost
         return features
 
-    def build_dataset(self, examples: Iterable[dict], source: str = "dataset") -> list[dict]:
-        """:meth:`encode` every example; one warning counts triples that cannot be trained on."""
-        features = encode_each(self.encode, examples, source)
-        lost = sum(len(f.get("lost", ())) for f in features)
-        if lost:
-            logger.warning(
-                "%d triples are not trained on: their subject or object is not in the text, "
-                "or lies past max_length=%d tokens",
-                lost, self.max_length,
-            )  # fmt: skip
-        return features
+    def build_dataset(self, examples: Iterable[dict], source: str = "dataset"):
+        """:meth:`encode` every example (a list for a list, lazily for any other iterable:
+        :func:`~s2s_tasks.common.build_features`); one warning counts triples that cannot be
+        trained on."""
+
+        def encode(example, tally: Counter) -> list[dict]:
+            feature = self.encode(example)
+            tally["lost"] += len(feature.get("lost", ()))
+            return [feature]
+
+        def report(tally: Counter, count: int) -> None:
+            if tally["lost"]:
+                logger.warning(
+                    "%d triples are not trained on: their subject or object is not in the text, "
+                    "or lies past max_length=%d tokens",
+                    tally["lost"], self.max_length,
+                )  # fmt: skip
+
+        return build_features(examples, encode, report, source)
 
     def collate(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         """A padded batch from examples (``{"text", "spo_list"}``) or :meth:`encode` features.
@@ -220,20 +235,12 @@ class RelationExtraction(Task):
         ).last_hidden_state
         hidden = self.dropout(hidden)
         text = text_mask(attention_mask)
-        output = {
-            "entity_scores": self.entities(hidden, text),
-            "head_scores": self.heads(hidden, text),
-            "tail_scores": self.tails(hidden, text),
-        }
+        parts = {"entity": self.entities, "head": self.heads, "tail": self.tails}
+        scored = {name: head(hidden, text) for name, head in parts.items()}
+        output = {f"{name}_scores": scored[name]["scores"] for name in parts}
         if entity_labels is not None:
-            losses = [
-                sparse_multilabel_categorical_crossentropy(output[name].flatten(2), labels)
-                for name, labels in (
-                    ("entity_scores", entity_labels),
-                    ("head_scores", head_labels),
-                    ("tail_scores", tail_labels),
-                )
-            ]
+            labels = {"entity": entity_labels, "head": head_labels, "tail": tail_labels}
+            losses = [head.loss(scored[name], labels[name], text) for name, head in parts.items()]
             output["loss"] = sum(losses) / 3
         return output
 
@@ -247,8 +254,11 @@ class RelationExtraction(Task):
             for first in range(0, len(texts), batch_size):
                 chunk_texts = texts[first : first + batch_size]
                 chunk = [self.encode({"text": t}) for t in chunk_texts]
-                output = self(**self.collate_to_device(chunk))
-                entities = decode_spans(output["entity_scores"])
+                batch = self.collate_to_device(chunk)
+                output = self(**batch)
+                entities, _ = self.entities.decode(
+                    {"scores": output["entity_scores"]}, text_mask(batch["attention_mask"])
+                )
                 heads = output["head_scores"] > 0
                 tails = output["tail_scores"] > 0
                 for row, (text, f) in enumerate(zip(chunk_texts, chunk)):
@@ -279,6 +289,7 @@ class RelationExtraction(Task):
         return triple_scores(gold, predicted)
 
 
+
 def _value(value):
     """DuIE 2.0 writes objects as ``{"@value": "..."}``; DuIE 1.0 as the string itself."""
     return value["@value"] if isinstance(value, dict) else value
@@ -298,18 +309,3 @@ def _pad_cells(rows: list[list[list[int]]]) -> torch.Tensor:
             out[b, h, : len(cells)] = torch.tensor(cells, dtype=torch.long)
     return out
 
-
-def _json_lines(path: str | os.PathLike):
-    """``(line number, object)`` of each non-blank line, errors naming the file and line."""
-    path = Path(path)
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}, line {number}: expected a JSON object")
-            yield number, record
