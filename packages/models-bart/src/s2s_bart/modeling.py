@@ -24,8 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2s import prepacked
-from s2s.backbone import ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
-from s2s.checkpoint import CheckpointError, LoadReport, load_into, read_state_dict
+from s2s.backbone import (
+    ENCODER_DECODER,
+    KV_CACHE,
+    LM_HEAD,
+    Backbone,
+    BackboneOutput,
+    keep_token_rows,
+)
+from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
 from s2s.generation import EncoderDecoderDecoder
 
@@ -199,6 +206,7 @@ class BartBackbone(Backbone):
 
     def resize_token_embeddings(self, vocab_size: int) -> None:
         """Grow or shrink the vocabulary: the shared embeddings and ``final_logits_bias``."""
+        self.check_new_vocab_size(vocab_size)
         old = self.shared
         new = nn.Embedding(vocab_size, old.embedding_dim, padding_idx=old.padding_idx).to(old.weight)
         self._init_weights(new)
@@ -393,13 +401,10 @@ def _key_mask(attention_mask) -> torch.Tensor | None:
 
 
 def _keep_rows(state_dict, keep_tokens, source: str):
-    index = torch.as_tensor(list(keep_tokens), dtype=torch.long)
+    """Only the rows ``keep_tokens`` of the shared embeddings and of ``final_logits_bias``."""
     out = dict(state_dict)
     if weights.SHARED in out:
-        rows = out[weights.SHARED].shape[0]
-        if len(index) and (index.min() < 0 or index.max() >= rows):
-            raise CheckpointError(f"keep_tokens holds ids outside 0..{rows - 1}, the vocabulary of {source}")
-        out[weights.SHARED] = out[weights.SHARED].index_select(0, index)
+        out[weights.SHARED] = keep_token_rows(out[weights.SHARED], keep_tokens, source)
     if weights.LOGITS_BIAS in out:
-        out[weights.LOGITS_BIAS] = out[weights.LOGITS_BIAS].index_select(1, index)
+        out[weights.LOGITS_BIAS] = keep_token_rows(out[weights.LOGITS_BIAS][0], keep_tokens, source)[None]
     return out
