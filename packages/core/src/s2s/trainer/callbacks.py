@@ -164,19 +164,28 @@ class FGM:
 
     After the normal backward pass, add ``epsilon * g / ||g||`` to the embedding weights,
     run forward and backward again (the gradients add up), then restore the weights.
+    The embeddings are the backbone's ``input_embeddings()`` (a task's ``model.backbone`` or
+    the model itself: any architecture), else the parameters named ``word_embeddings``;
+    ``param_name`` picks the trainable parameters whose name contains it instead.
     """
 
-    def __init__(self, epsilon: float = 1.0, param_name: str = "word_embeddings"):
+    def __init__(self, epsilon: float = 1.0, param_name: str | None = None):
         self.epsilon = epsilon
         self.param_name = param_name
 
     def _embeddings(self, model) -> list[torch.nn.Parameter]:
-        found = [p for n, p in model.named_parameters() if self.param_name in n and p.requires_grad]
+        if self.param_name is None:
+            embeddings = _input_embeddings(model)
+            if embeddings is not None and embeddings.weight.requires_grad:
+                return [embeddings.weight]
+        name = self.param_name or "word_embeddings"
+        found = [p for n, p in model.named_parameters() if name in n and p.requires_grad]
         if not found:
             names = ", ".join(n for n, _ in model.named_parameters())
             raise ValueError(
-                f"FGM(param_name={self.param_name!r}) matches no trainable parameter of "
-                f"{type(model).__name__}; its parameters are: {names}"
+                f"FGM(param_name={self.param_name!r}) finds no trainable input embeddings in "
+                f"{type(model).__name__} (no backbone input_embeddings(), no parameter named "
+                f"{name!r}); its parameters are: {names}"
             )
         return found
 
@@ -204,6 +213,16 @@ class FGM:
                 for param, saved in backups:
                     param.copy_(saved)
         return loss
+
+
+def _input_embeddings(model):
+    """The word embeddings of the backbone contract: ``model.backbone.input_embeddings()`` or
+    ``model.input_embeddings()`` (through a DDP wrapper too); ``None`` for another model."""
+    inner = getattr(model, "module", model)
+    for candidate in (getattr(inner, "backbone", None), inner):
+        if callable(getattr(candidate, "input_embeddings", None)):
+            return candidate.input_embeddings()
+    return None
 
 
 class EarlyStopping:
