@@ -6,7 +6,7 @@ One sequence holds source and target::
     tokens          [CLS] 今 天 天 气 [SEP] 晴 天 [SEP]
     token_type_ids    0   0  0  0  0    0   1  1   1      s (0 = source, 1 = target)
 
-The attention mask comes from ``s`` and the padding mask ``m`` (:func:`s2s.nn.masks.unilm_mask`)::
+The attention mask comes from ``s`` and the padding mask ``m`` (:func:`s2s.masks.unilm_mask`)::
 
     a[i, j] = m[j] * ((1 - s[i]) * (1 - s[j]) + s[i] * [j <= i])
 
@@ -67,8 +67,8 @@ from s2s.backbone import (
 )
 from s2s.data import LABEL_PAD, pad_batch
 from s2s.generation import generate, options_from_row
-from s2s.nn.masks import unilm_mask
-from s2s.task import Task, TinyRun
+from s2s.masks import unilm_mask
+from s2s.task import Task
 
 from .common import build_features, check_text, cut_keeping_last, fit_max_length, left_padded
 from .lm_loss import lm_loss
@@ -94,17 +94,6 @@ class Seq2Seq(Task):
         start, eos = backbone.decoder_start_token_id, backbone.eos_token_id
         self.start_id = tokenizer.cls_id if start is None or not self.encoder_decoder else start
         self.eos_id = tokenizer.sep_id if eos is None or not self.encoder_decoder else eos
-
-    @classmethod
-    def tiny_runs(cls) -> list[TinyRun]:
-        pairs = [
-            ("今天天气很好，我们去公园散步。", "公园散步"),
-            ("北京队在比赛中以三比一战胜上海队。", "北京队获胜"),
-            ("央行宣布下调存款准备金率。", "央行降准"),
-            ("新款手机今天正式发布，售价三千元。", "新手机发布"),
-        ]
-        inputs = ["今天天气很好。", "北京队战胜上海队。"]
-        return [TinyRun(pairs, inputs, predict_options={"beam_size": 2, "max_new_tokens": 5})]
 
     @classmethod
     def unsupported_reason(cls, backbone_cls) -> str | None:
