@@ -19,12 +19,12 @@ RECIPES = {
 START, EOS, PAD = 1, 2, 0
 
 
-def peer_and_ours(recipe: str, tmp_path, seed: int = 0, factor: float = 1.0):
+def peer_and_ours(recipe: str, tmp_path, seed: int = 0, factor: float = 1.0, **changes):
     """transformers' model and ours with the same random weights, loaded through a ``.bin`` save."""
     import transformers
 
     family, values = RECIPES[recipe]
-    values = dict(values, initializer_factor=factor, decoder_start_token_id=START, eos_token_id=EOS, pad_token_id=PAD)
+    values = dict(values, **changes, initializer_factor=factor, decoder_start_token_id=START, eos_token_id=EOS, pad_token_id=PAD)
     torch.manual_seed(seed)
     peer_cls = getattr(transformers, f"{family}ForConditionalGeneration")
     peer = peer_cls(getattr(transformers, f"{family}Config")(**values)).eval()
