@@ -35,7 +35,7 @@ def warmup_steps(warmup: int | float, total_steps: int) -> int:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, schedule: str | None, warmup: int, total_steps: int
+    optimizer: torch.optim.Optimizer, schedule: str | None, warmup: int, total_steps: int | None
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup to the optimizer's lr, then constant, linear or cosine decay to 0."""
     schedule = schedule or "constant"
@@ -43,6 +43,8 @@ def build_scheduler(
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
+        if schedule == "constant":  # also where the number of steps is unknown (a stream)
+            return 1.0
         progress = (step - warmup) / max(1, total_steps - warmup)
         if schedule == "linear":
             return max(0.0, 1.0 - progress)
