@@ -12,8 +12,11 @@ ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "swish", "tanh")
 
 @dataclass
 class BartConfig(Config):
-    """BART. Defaults: fnlp/bart-base-chinese v1 (BERT vocab of 21,128, 512 positions; its
-    ``[SEP]`` = 102 starts and ends the decoder, ``[PAD]`` = 0)."""
+    """BART. Defaults: the shape of fnlp/bart-base-chinese v1 (BERT vocab of 21,128, 512
+    positions). The special ids come from the checkpoint's config (fnlp's: ``[SEP]`` = 102
+    starts and ends the decoder and is forced last, ``[CLS]`` = 101 is bos, ``[PAD]`` = 0);
+    without one they are unset and tasks use the vocab's ``[CLS]`` / ``[SEP]``, so a model
+    trained from scratch on its own vocab needs no ids."""
 
     model_type: ClassVar[str] = "bart"
     architecture: ClassVar[str] = "BartForConditionalGeneration"
@@ -35,10 +38,10 @@ class BartConfig(Config):
     init_std: float = 0.02
     scale_embedding: bool = False
     pad_token_id: int = 0
-    bos_token_id: int | None = 101
-    eos_token_id: int | None = 102
-    decoder_start_token_id: int | None = 102
-    forced_eos_token_id: int | None = 102
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    decoder_start_token_id: int | None = None
+    forced_eos_token_id: int | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> BartConfig:
