@@ -7,6 +7,14 @@ longest-match WordPiece with ``##`` continuation pieces and ``[UNK]``. ``[UNK]``
 ``[SEP]``, ``[PAD]``, ``[MASK]``, ``[unusedN]`` and tokens added with ``add_special_tokens``
 are never split.
 
+``Tokenizer(vocab, segmenter="jieba")`` tokenizes word-first, as T5-PEGASUS and other
+word-level Chinese BERT vocabularies do: the text is lower-cased (with ``do_lower_case``), then
+segmented by jieba with its HMM off; a jieba word that is in the vocab is one token, any other
+word goes through the rules above (accents stripped, CJK characters split, punctuation split,
+WordPiece). jieba is an optional dependency, ``pip install "s2s-core[jieba]"``, imported only
+when a segmenter is asked for. Everything else (special tokens, pairs, ``max_length``, offsets,
+``decode``) is the same with or without a segmenter.
+
 Inputs are built as ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` with token type 0 for the
 first part and 1 for the second. ``max_length`` counts the special tokens; a pair is cut
 longest-first (one token at a time from the longer side). Offsets are character positions in
@@ -20,13 +28,14 @@ import logging
 import os
 import re
 import threading
+import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import tokenizers
-from tokenizers import AddedToken, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, NormalizedString, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 from .io import atomic_write
@@ -38,6 +47,10 @@ REQUIRED_TOKENS = (PAD, UNK, CLS, SEP)
 VOCAB_FILE = "vocab.txt"
 CONFIG_FILE = "tokenizer_config.json"
 MAX_CHARS_PER_WORD = 100  # BERT: a longer word becomes one [UNK]
+SEGMENTERS = ("jieba",)
+# tokenizer_config.json classes that mean jieba word-first tokenization (the released
+# T5-PEGASUS fine-tuning code calls its tokenizer T5PegasusTokenizer).
+SEGMENTER_CLASSES = {"T5PegasusTokenizer": "jieba"}
 _UNUSED = re.compile(r"\[unused\d+\]")
 
 
@@ -66,7 +79,9 @@ class Tokenizer:
     ``vocab`` is a ``vocab.txt`` path, a directory written by :meth:`save`, or a token -> id
     mapping with ids 0..N-1. ``do_lower_case`` defaults to True (or to what the saved
     directory says). ``special_tokens`` are extra tokens that are never split (appended to
-    the vocab when missing).
+    the vocab when missing). ``segmenter="jieba"``: word-first tokenization (see the module
+    docstring); ``None`` (default) is character-level BERT, unless a saved directory says
+    otherwise.
     """
 
     def __init__(
@@ -74,6 +89,7 @@ class Tokenizer:
         vocab: str | os.PathLike | Mapping[str, int],
         do_lower_case: bool | None = None,
         special_tokens: Iterable[str] = (),
+        segmenter: str | None = None,
     ):
         config = {}
         if isinstance(vocab, Mapping):
@@ -85,6 +101,8 @@ class Tokenizer:
         if do_lower_case is None:
             do_lower_case = config.get("do_lower_case", True)
         self.do_lower_case = do_lower_case
+        self.segmenter = segmenter if segmenter is not None else config.get("segmenter")
+        self._cut = _segmenter(self.segmenter)
         self._added = []  # extra special tokens, in the order they were added
         self._lock = threading.Lock()  # the engine's truncation/padding settings are shared state
         self._rebuild()
@@ -95,7 +113,8 @@ class Tokenizer:
         return len(self.vocab)
 
     def __repr__(self) -> str:
-        return f"Tokenizer(vocab_size={len(self)}, do_lower_case={self.do_lower_case})"
+        segmenter = f", segmenter={self.segmenter!r}" if self.segmenter else ""
+        return f"Tokenizer(vocab_size={len(self)}, do_lower_case={self.do_lower_case}{segmenter})"
 
     def token_to_id(self, token: str) -> int | None:
         return self.vocab.get(token)
@@ -166,13 +185,21 @@ class Tokenizer:
         engine = tokenizers.Tokenizer(
             WordPiece(self.vocab, unk_token=UNK, max_input_chars_per_word=MAX_CHARS_PER_WORD)
         )
-        engine.normalizer = normalizers.BertNormalizer(
-            clean_text=True,
-            handle_chinese_chars=True,
-            strip_accents=None,  # None: follow lowercase, as BERT does
-            lowercase=self.do_lower_case,
-        )
-        engine.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        if self._cut is None:
+            engine.normalizer = normalizers.BertNormalizer(
+                clean_text=True,
+                handle_chinese_chars=True,
+                strip_accents=None,  # None: follow lowercase, as BERT does
+                lowercase=self.do_lower_case,
+            )
+            engine.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        else:  # jieba sees the lower-cased text; the rest of BERT's rules apply per word
+            engine.normalizer = normalizers.BertNormalizer(
+                clean_text=False, handle_chinese_chars=False, strip_accents=False, lowercase=self.do_lower_case
+            )
+            engine.pre_tokenizer = pre_tokenizers.PreTokenizer.custom(
+                _WordFirst(self._cut, self.vocab, strip_accents=self.do_lower_case)
+            )
         engine.post_processor = processors.TemplateProcessing(
             single=f"{CLS}:0 $A:0 {SEP}:0",
             pair=f"{CLS}:0 $A:0 {SEP}:0 $B:1 {SEP}:1",
@@ -202,11 +229,16 @@ class Tokenizer:
     def __getstate__(self):
         state = self.__dict__.copy()
         del state["_lock"]
+        if self.segmenter:  # a Python pre-tokenizer cannot be pickled: rebuilt on load
+            del state["_engine"], state["_cut"]
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        if self.segmenter:
+            self._cut = _segmenter(self.segmenter)
+            self._rebuild()
 
     # -------------------------------------------------------------- encoding
     def tokenize(self, text: str) -> list[str]:
@@ -318,6 +350,8 @@ class Tokenizer:
             "do_lower_case": self.do_lower_case,
             "additional_special_tokens": self._added,
         }
+        if self.segmenter:
+            config["segmenter"] = self.segmenter  # s2s's key: Tokenizer(directory) segments too
         with atomic_write(directory / CONFIG_FILE, "w", encoding="utf-8") as handle:
             json.dump(config, handle, ensure_ascii=False, indent=2)
         return path
@@ -332,6 +366,7 @@ class Tokenizer:
         max_size: int | None = None,
         unused: int = 0,
         do_lower_case: bool = True,
+        segmenter: str | None = None,
     ) -> Tokenizer:
         """Build a vocab for training from scratch and return its Tokenizer.
 
@@ -340,12 +375,15 @@ class Tokenizer:
         most frequent first; then ``##c`` for every character seen inside a latin/digit word, so
         any word of the corpus tokenizes without [UNK]; then whole latin/digit words seen at
         least ``min_frequency`` times, most frequent first, until ``max_size`` tokens.
-        Characters are always kept, even past ``max_size``. Writes ``vocab.txt`` to ``path``
-        (a file, or a directory to hold one) when given.
+        Characters are always kept, even past ``max_size``. With ``segmenter="jieba"`` the
+        words include jieba's multi-character words (of the lower-cased text) and the returned
+        tokenizer segments (word-first). Writes ``vocab.txt`` to ``path`` (a file, or a
+        directory to hold one) when given.
         """
         normalizer = normalizers.BertNormalizer(lowercase=do_lower_case)
         pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        words = Counter()
+        cut = _segmenter(segmenter)
+        words, segmented = Counter(), Counter()
         seen_text = False
         for i, text in enumerate(corpus):
             text = _check_text(text, f"corpus[{i}]")
@@ -353,6 +391,9 @@ class Tokenizer:
             words.update(
                 w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
             )
+            if cut is not None:
+                lowered = text.lower() if do_lower_case else text
+                segmented.update(w for w in cut(lowered) if len(w) > 1 and any(map(_is_cjk, w)))
         if not seen_text:
             raise ValueError("build_vocab got an empty corpus; pass an iterable of texts")
 
@@ -373,13 +414,13 @@ class Tokenizer:
         frequent_words = Counter(
             {
                 w: c
-                for w, c in words.items()
+                for w, c in (words + segmented).items()
                 if len(w) > 1 and c >= min_frequency and len(w) <= MAX_CHARS_PER_WORD
             }
         )
         room = None if max_size is None else max(0, max_size - len(tokens))
         tokens += _by_frequency(frequent_words)[:room]
-        tokenizer = cls({t: i for i, t in enumerate(tokens)}, do_lower_case=do_lower_case)
+        tokenizer = cls({t: i for i, t in enumerate(tokens)}, do_lower_case=do_lower_case, segmenter=segmenter)
         if path is not None:
             path = Path(path)
             if path.is_dir():
@@ -394,14 +435,18 @@ def resolve_tokenizer(
     vocab: Tokenizer | str | os.PathLike | Mapping[str, int] | None = None,
     checkpoint: str | os.PathLike | None = None,
     texts: Iterable[str] | None = None,
+    segmenter: str | None = None,
     **build_options,
 ) -> Tokenizer:
     """The tokenizer a training script asks for, in this order: ``vocab`` (a Tokenizer, a
     ``vocab.txt`` path or a mapping); else the ``vocab.txt`` of ``checkpoint`` (a folder, or a
     weights file in one); else a vocab built from ``texts`` by :meth:`Tokenizer.build_vocab`,
-    which gets ``build_options`` (``min_frequency=1`` keeps words seen once)."""
+    which gets ``build_options`` (``min_frequency=1`` keeps words seen once).
+
+    ``segmenter`` (``"jieba"``: word-first, as T5-PEGASUS) applies to a vocab given or built;
+    a checkpoint folder's ``tokenizer_config.json`` says itself whether it segments."""
     if vocab is not None:
-        return vocab if isinstance(vocab, Tokenizer) else Tokenizer(vocab)
+        return vocab if isinstance(vocab, Tokenizer) else Tokenizer(vocab, segmenter=segmenter)
     if checkpoint is not None:
         path = Path(checkpoint)
         directory = path if path.is_dir() else path.parent
@@ -410,10 +455,10 @@ def resolve_tokenizer(
                 f"checkpoint {path} has no {VOCAB_FILE} beside it: pass the vocab.txt that belongs "
                 f"to the checkpoint as vocab (a vocab built anew would not match its embeddings)"
             )
-        return Tokenizer(directory)
+        return Tokenizer(directory, segmenter=segmenter)
     if texts is None:
         raise ValueError("give a vocab, a checkpoint with a vocab.txt, or texts to build a vocab from")
-    return Tokenizer.build_vocab(texts, **build_options)
+    return Tokenizer.build_vocab(texts, segmenter=segmenter, **build_options)
 
 
 # ------------------------------------------------------------------ helpers
@@ -513,10 +558,75 @@ def _read_config(path: Path) -> dict:
     if not isinstance(config, dict):
         raise VocabError(f"{path} must hold a JSON object; delete or fix it")
     tokens = config.get("additional_special_tokens") or []
+    segmenter = config.get("segmenter") or SEGMENTER_CLASSES.get(config.get("tokenizer_class"))
+    if segmenter is not None and segmenter not in SEGMENTERS:
+        raise VocabError(f"{path}: segmenter={segmenter!r} is not one of {', '.join(SEGMENTERS)}")
     return {
         "do_lower_case": config.get("do_lower_case", True),
         "additional_special_tokens": [t["content"] if isinstance(t, dict) else t for t in tokens],
+        "segmenter": segmenter,
     }
+
+
+def _segmenter(name: str | None) -> Callable[[str], Iterable[str]] | None:
+    """The word segmenter ``name`` (``None``: none), imported only when asked for."""
+    if name is None:
+        return None
+    if name not in SEGMENTERS:
+        raise ValueError(f"segmenter={name!r} is not supported; known: {', '.join(SEGMENTERS)} or None")
+    try:
+        import jieba
+    except ImportError:
+        raise ImportError(
+            'segmenter="jieba" needs the jieba package: pip install "s2s-core[jieba]"'
+        ) from None
+    return lambda text: jieba.cut(text, HMM=False)
+
+
+class _WordFirst:
+    """The engine's pre-tokenizer with a segmenter: each word of ``cut`` that is in ``vocab``
+    stays whole; any other word is split as BERT's basic tokenizer does (control characters
+    removed, accents stripped, whitespace dropped, CJK characters and punctuation one piece
+    each), for WordPiece."""
+
+    def __init__(self, cut, vocab: Mapping[str, int], strip_accents: bool):
+        self.cut, self.vocab, self.strip_accents = cut, vocab, strip_accents
+
+    def pre_tokenize(self, pretokenized) -> None:
+        pretokenized.split(self._split)
+
+    def _split(self, index: int, normalized: NormalizedString) -> list[NormalizedString]:
+        pieces, start = [], 0
+        for word in self.cut(str(normalized)):
+            end = start + len(word)
+            piece = normalized.slice((start, end))
+            start = end
+            if word in self.vocab:
+                pieces.append(piece)
+            else:
+                pieces += self._basic_split(piece)
+        return pieces
+
+    def _basic_split(self, piece: NormalizedString) -> list[NormalizedString]:
+        piece.filter(lambda char: char in "\t\n\r" or not (char == "\ufffd" or unicodedata.category(char).startswith("C")))
+        if self.strip_accents:
+            piece.nfd()
+            piece.filter(lambda char: unicodedata.category(char) != "Mn")
+        text = str(piece)
+        pieces, begin = [], None
+        for i, char in enumerate(text):
+            space = char in " \t\n\r" or unicodedata.category(char) == "Zs"  # BERT's whitespace
+            if space or _is_cjk(char) or _is_punctuation(char):
+                if begin is not None:
+                    pieces.append(piece.slice((begin, i)))
+                    begin = None
+                if not space:
+                    pieces.append(piece.slice((i, i + 1)))
+            elif begin is None:
+                begin = i
+        if begin is not None:
+            pieces.append(piece.slice((begin, len(text))))
+        return pieces
 
 
 def _check_text(text, name: str) -> str:
@@ -579,6 +689,14 @@ def _is_cjk(char: str) -> bool:
         or 0xF900 <= cp <= 0xFAFF
         or 0x2F800 <= cp <= 0x2FA1F
     )
+
+
+def _is_punctuation(char: str) -> bool:
+    """BERT's punctuation: ASCII non-alphanumeric symbols and Unicode P* categories."""
+    cp = ord(char)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
 
 
 def _is_word_char(char: str) -> bool:
