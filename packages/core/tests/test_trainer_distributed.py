@@ -43,8 +43,11 @@ SCRIPT = textwrap.dedent(
         return {"accuracy": (outputs["logits"].argmax(-1) == batch["label"]).float().mean()}
 
     callbacks = [FailOnRank1()] if os.environ.get("TOY_FAIL") else []
-    trainer = Trainer(epochs=2, batch_size=8, num_procs=2, lr=0.05, device="cpu",
-                      progress=False, callbacks=callbacks)
+    if os.environ.get("TOY_ORIGINAL"):  # the original library's names for the same run
+        options = dict(env_type="DDP", num_gpus=2, epoches=2)
+    else:
+        options = dict(epochs=2, num_procs=2)
+    trainer = Trainer(batch_size=8, lr=0.05, device="cpu", progress=False, callbacks=callbacks, **options)
     model = trainer.train(Toy(), toy_items(32), eval_dataset=toy_items(11, seed=5), metric_fn=accuracy)
     torch.save(params(model), os.path.join(out, f"params-{role}.pt"))
     with open(os.path.join(out, f"metrics-{role}.json"), "w") as f:
@@ -109,6 +112,15 @@ def test_python_train_py_launches_two_gloo_workers_and_exits_0(tmp_path, referen
     assert_close(torch.load(out / "params-rank0.pt", weights_only=True), reference)
     assert_close(torch.load(out / "params-launcher.pt", weights_only=True), reference)
     assert_same_metrics(out, "rank0", reference)
+
+
+def test_the_original_env_type_ddp_and_num_gpus_run_two_gloo_workers(tmp_path, reference):
+    result, _, out = run(tmp_path, "train.py", env={"TOY_ORIGINAL": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "Trainer(env_type=...) is the original library's name" in result.stderr
+    roles = sorted((p["role"], p["world"]) for p in processes(out))
+    assert roles == [("launcher", None), ("rank0", "2"), ("rank1", "2")]
+    assert_close(torch.load(out / "params-launcher.pt", weights_only=True), reference)
 
 
 def test_the_same_file_under_torchrun_does_not_relaunch(tmp_path, reference):
