@@ -106,7 +106,7 @@ class FullRecomputeUniLM:
         self.backbone = backbone
 
     def logits(self, ids, types):
-        from s2s.masks import unilm_mask
+        from s2s.nn.masks import unilm_mask
 
         hidden = self.backbone(ids, attention_mask=unilm_mask(types), token_type_ids=types).last_hidden_state
         return self.backbone.lm_logits(hidden[:, -1])

@@ -1,4 +1,4 @@
-"""``s2s.prepacked.linear`` against ``torch.addmm`` / ``F.linear`` on the products of a decoding step.
+"""``s2s.nn.prepacked.linear`` against ``torch.addmm`` / ``F.linear`` on the products of a decoding step.
 
 The weight shapes of a GPT-2 / BERT-base layer and of the 21,128-token LM head, at the row
 counts decoding runs (1: greedy on one input, 4: beam 4, 8 and 32: batches), under
@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from s2s import prepacked
+from s2s.nn import prepacked
 
 SHAPES = {"qkv 768x2304": (768, 2304), "proj 768x768": (768, 768), "mlp-in 768x3072": (768, 3072),
           "mlp-out 3072x768": (3072, 768), "lm-head 768x21128": (768, 21128)}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from s2s import prepacked
 from s2s.backbone import Backbone
+from s2s.nn import prepacked
 
 needs_onednn = pytest.mark.skipif(not prepacked.available(), reason="this torch has no working oneDNN linear ops")
 

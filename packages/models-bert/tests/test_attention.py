@@ -4,7 +4,7 @@ import pytest
 import torch
 from bert_helpers import TINY, assert_close_where_real, make_batch
 
-from s2s.masks import causal_mask, unilm_mask
+from s2s.nn.masks import causal_mask, unilm_mask
 from s2s_bert import BertBackbone, BertConfig
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from bert_helpers import TINY, assert_close_where_real, make_batch
 
-from s2s.masks import unilm_mask
+from s2s.nn.masks import unilm_mask
 from s2s_bert import NezhaBackbone, NezhaConfig
 
 MAX_DISTANCE = 3  # small, so that a 10-token batch exercises the clipping

@@ -5,7 +5,7 @@ import pytest
 import torch
 from bert_helpers import TINY, assert_close_where_real, hf_model, make_batch
 
-from s2s.masks import unilm_mask
+from s2s.nn.masks import unilm_mask
 from s2s_bert import BertBackbone, BertConfig, NezhaBackbone, NezhaConfig
 
 LENGTHS = (10, 7, 4)

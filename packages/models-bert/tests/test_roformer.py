@@ -6,7 +6,7 @@ import torch
 from bert_helpers import TINY, assert_close_where_real, make_batch
 
 from s2s.backbone import contract_violations
-from s2s.masks import unilm_mask
+from s2s.nn.masks import unilm_mask
 from s2s_bert import BertBackbone, RoFormerBackbone, RoFormerConfig
 
 transformers = pytest.importorskip("transformers")

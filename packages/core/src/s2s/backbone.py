@@ -52,9 +52,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from . import prepacked
 from .checkpoint import CheckpointError, LoadReport, save_weights
 from .io import atomic_write
+from .nn import prepacked
 
 ENCODER = "encoder"
 DECODER = "decoder"
@@ -93,7 +93,7 @@ class Backbone(nn.Module):
         self.config = config
 
     def train(self, mode: bool = True):
-        """Also frees the weights prepacked for CPU inference (:mod:`s2s.prepacked`) when
+        """Also frees the weights prepacked for CPU inference (:mod:`s2s.nn.prepacked`) when
         going back to training, where they would only take memory."""
         if mode:
             prepacked.release(self)

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2s import prepacked
 from s2s.backbone import (
     ENCODER_DECODER,
     KV_CACHE,
@@ -35,6 +34,7 @@ from s2s.backbone import (
 from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
 from s2s.generation import EncoderDecoderDecoder
+from s2s.nn import prepacked
 
 from . import weights
 from .config import IGNORED_GENERATION_OPTIONS, BartConfig
@@ -221,7 +221,7 @@ class BartBackbone(Backbone):
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits [.., V]: hidden states times the shared embeddings, plus
-        ``final_logits_bias`` (prepacked on CPU without gradients: :mod:`s2s.prepacked`)."""
+        ``final_logits_bias`` (prepacked on CPU without gradients: :mod:`s2s.nn.prepacked`)."""
         return prepacked.linear(hidden, self.shared.weight, self.final_logits_bias[0])
 
     # --- running ---------------------------------------------------------------------------

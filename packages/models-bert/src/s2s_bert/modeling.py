@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2s import prepacked
 from s2s.backbone import ENCODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
 from s2s.models import CONFIG_FILES
-from s2s.packing import Packing
+from s2s.nn import masks, prepacked
+from s2s.nn.packing import Packing
 
 from . import weights
 from .config import ATTN_IMPLEMENTATIONS, BertConfig
@@ -102,25 +102,24 @@ class SelfAttention(nn.Module):
         if past is not None:
             k = torch.cat([past[0], k], dim=2)  # [B, N, K, D]
             v = torch.cat([past[1], v], dim=2)
-        bias = None if mask is None else additive_bias(mask, q.dtype)  # q's dtype: autocast too
         if relative is None and self.config.attn_implementation == "sdpa":
             dropout = self.dropout.p if self.training else 0.0
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         else:
-            context = self.eager(q, k, v, bias, relative)
+            context = self.eager(q, k, v, mask, relative)
         context = context.transpose(1, 2).flatten(2)  # [B, L, H]
         if packing is not None:
             context = packing.unpad(context)
         return context, (k, v)
 
-    def eager(self, q, k, v, bias, relative):
-        probs = self.dropout(self.scores(q, k, bias, relative).softmax(dim=-1))  # [B, N, L, K]
+    def eager(self, q, k, v, mask, relative):
+        probs = self.dropout(self.scores(q, k, mask, relative).softmax(dim=-1))  # [B, N, L, K]
         if relative is None:
             return probs @ v  # [B, N, L, D]
         # relative term first: its [B, N, L, 2P + 1] intermediate is gone before probs @ v
         return relative.value_context(probs) + probs @ v
 
-    def scores(self, q, k, bias, relative):
+    def scores(self, q, k, mask, relative):
         """Scaled and masked scores [B, N, L, K], summed in place: one [B, N, L, K] buffer."""
         q = q / math.sqrt(self.head_dim)
         if relative is None:
@@ -128,8 +127,8 @@ class SelfAttention(nn.Module):
         else:  # relative term first: its [B, N, L, 2P + 1] intermediate is gone before q @ k
             scores = relative.key_scores(q)
             scores += q @ k.transpose(-1, -2)
-        if bias is not None:
-            scores += bias
+        if mask is not None:  # no row is fully masked (s2s.nn.masks.attention_mask)
+            scores.masked_fill_(~mask, float("-inf"))
         return scores
 
 
@@ -230,34 +229,6 @@ class LMPredictionHead(nn.Module):
         return prepacked.linear(self.transform(hidden), word_embeddings, self.bias)
 
 
-def expand_mask(mask, batch: int, length: int, keys: int) -> torch.Tensor | None:
-    """A bool mask [B, 1, 1 or L, K] from a padding mask [B, K] or a full mask [B, L, K]
-    (1/True = may attend; a batch dimension of 1 is broadcast)."""
-    if mask is None:
-        return None
-    if mask.dim() not in (2, 3):
-        raise ValueError(
-            f"attention_mask must be [batch, keys] (padding) or [batch, queries, keys]; "
-            f"got shape {tuple(mask.shape)}"
-        )
-    expected = (batch, keys) if mask.dim() == 2 else (batch, length, keys)
-    if mask.shape[0] not in (1, batch) or tuple(mask.shape[1:]) != expected[1:]:
-        raise ValueError(
-            f"attention_mask has shape {tuple(mask.shape)}, expected {expected} "
-            f"(keys = cached positions + new positions = {keys})"
-        )
-    mask = mask[:, None, None, :] if mask.dim() == 2 else mask[:, None]
-    return mask.bool()
-
-
-def additive_bias(mask: torch.Tensor, dtype) -> torch.Tensor:
-    """0 where ``mask`` is True, the dtype's minimum elsewhere: not -inf, so a row with nothing
-    visible gives a uniform softmax instead of NaN."""
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
-        ~mask, torch.finfo(dtype).min
-    )
-
-
 class BertBackbone(Backbone):
     """BERT / RoBERTa-wwm encoder with pooler and tied MLM head.
 
@@ -321,9 +292,7 @@ class BertBackbone(Backbone):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         position_ids, relative = self.positions(input_ids, position_ids, past_length, attention_mask)
-        mask = expand_mask(attention_mask, batch, length, past_length + length)
-        if mask is not None and bool(mask.all()):
-            mask = None  # nothing is masked: attention runs without a mask
+        mask = masks.attention_mask(attention_mask, batch, length, past_length + length)  # None: nothing masked
         # Positions no query may attend to (padding) are left out: their outputs are 0. A cache
         # keeps every position.
         packing = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .cache import KVCache
-from .model import GPT2Backbone, attention_bias, positions_from_mask
+from .model import GPT2Backbone, causal_attention_mask, positions_from_mask
 
 
 @dataclass
@@ -52,7 +52,7 @@ class GPT2Decoder:
             like=self.model.transformer.wte.weight,
         )
         positions = positions_from_mask(attention_mask, 0, length, input_ids.device)
-        mask = attention_bias(attention_mask, 0, length)
+        mask = causal_attention_mask(attention_mask, batch, 0, length, input_ids.device)
         hidden = self.model.run(input_ids, positions, token_type_ids, mask, cache)
         logits = self.model.lm_logits(hidden[:, -1])
         key_mask = None

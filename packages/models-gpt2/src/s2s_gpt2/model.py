@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2s import prepacked
 from s2s.backbone import (
     DECODER,
     KV_CACHE,
@@ -23,7 +22,8 @@ from s2s.backbone import (
     keep_token_rows,
 )
 from s2s.checkpoint import LoadReport, load_into, read_state_dict, strip_prefixes
-from s2s.packing import Packing
+from s2s.nn import masks, prepacked
+from s2s.nn.packing import Packing
 
 from .cache import KVCache
 from .config import GPT2Config
@@ -205,7 +205,7 @@ class GPT2Backbone(Backbone):
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``[..., vocab]``: the hidden states times the word embeddings
-        (prepacked on CPU without gradients: :mod:`s2s.prepacked`)."""
+        (prepacked on CPU without gradients: :mod:`s2s.nn.prepacked`)."""
         return prepacked.linear(hidden, self.transformer.wte.weight, None)
 
     def forward(
@@ -235,7 +235,7 @@ class GPT2Backbone(Backbone):
             )
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask, past, length, input_ids.device)
-        mask = attention_bias(attention_mask, past, length)
+        mask = causal_attention_mask(attention_mask, batch, past, length, input_ids.device)
         # Without a cache, padded positions are left out (their outputs are 0).
         packing = None
         if cache is None and mask is not None and attention_mask.dim() == 2:
@@ -326,26 +326,11 @@ def positions_from_mask(attention_mask, past: int, length: int, device) -> torch
     return torch.arange(past, past + length, device=device)[None]
 
 
-def attention_bias(attention_mask, past: int, length: int) -> torch.Tensor | None:
-    """The bool mask [B, 1, Q, K] for :meth:`GPT2Backbone.run`, or ``None`` for plain causal.
-
-    A query that may see no key at all (a left-padding position) sees itself, so softmax stays
-    finite; such rows are padding and their outputs are never used."""
-    if attention_mask is None:
-        if past == 0 or length == 1:
-            return None
-        keys = torch.arange(past + length)
-        return (keys[None, :] <= keys[past:, None])[None, None]
-    if attention_mask.dim() == 2 and bool(attention_mask.all()):
-        return attention_bias(None, past, length)
-    if attention_mask.dim() == 3:
-        mask = attention_mask.bool()
-    else:
-        from s2s.masks import causal_mask
-
-        mask = causal_mask(length, attention_mask, past_length=past)
-    mask = mask.clone()
-    diagonal = torch.arange(length, device=mask.device)
-    blind = ~mask.any(-1)  # [B, Q]
-    mask[:, diagonal, past + diagonal] |= blind
-    return mask[:, None]
+def causal_attention_mask(attention_mask, batch: int, past: int, length: int, device) -> torch.Tensor | None:
+    """The bool mask [B, 1, Q, K] for :meth:`GPT2Backbone.run` (:func:`s2s.nn.masks.attention_mask`:
+    a padding mask [B, K] combined with the causal order, a full mask [B, Q, K] as given), or
+    ``None`` for plain causal attention, which needs no mask without a cache."""
+    padding = attention_mask is None or attention_mask.dim() == 2
+    if past == 0 and padding and (attention_mask is None or bool(attention_mask.all())):
+        return None
+    return masks.attention_mask(attention_mask, batch, length, past + length, causal=padding, device=device)

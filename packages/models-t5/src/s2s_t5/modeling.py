@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2s import prepacked
 from s2s.backbone import ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport
+from s2s.nn import prepacked
 
 from . import weights
 from .config import MT5Config, T5Config

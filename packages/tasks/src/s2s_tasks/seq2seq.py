@@ -6,7 +6,7 @@ One sequence holds source and target::
     tokens          [CLS] 今 天 天 气 [SEP] 晴 天 [SEP]
     token_type_ids    0   0  0  0  0    0   1  1   1      s (0 = source, 1 = target)
 
-The attention mask comes from ``s`` and the padding mask ``m`` (:func:`s2s.masks.unilm_mask`)::
+The attention mask comes from ``s`` and the padding mask ``m`` (:func:`s2s.nn.masks.unilm_mask`)::
 
     a[i, j] = m[j] * ((1 - s[i]) * (1 - s[j]) + s[i] * [j <= i])
 
@@ -67,7 +67,7 @@ from s2s.backbone import (
 )
 from s2s.data import LABEL_PAD, pad_batch
 from s2s.generation import generate, options_from_row
-from s2s.masks import unilm_mask
+from s2s.nn.masks import unilm_mask
 from s2s.task import Task
 
 from .common import build_features, check_text, cut_keeping_last, fit_max_length, left_padded

@@ -15,7 +15,7 @@ Each costs as much memory as the weight; backbones free theirs when they go back
 training (:func:`release`).
 
 Used only where that is safe: CPU fp32 tensors, gradients and autocast off, and a torch
-whose oneDNN ops work. Anywhere else, or with ``s2s.prepacked.enabled = False`` (no extra
+whose oneDNN ops work. Anywhere else, or with ``s2s.nn.prepacked.enabled = False`` (no extra
 memory), :func:`linear` is the plain product.
 """
 
