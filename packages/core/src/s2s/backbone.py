@@ -38,6 +38,11 @@ Kind ``encoder-decoder``
 
 :func:`contract_violations` lists what a backbone class lacks; the registry refuses such a class
 at registration, naming the members.
+
+Building blocks shared by backbones live in :mod:`s2s.nn`: the attention mask from what a task
+passes (:func:`s2s.nn.masks.attention_mask`, with the one policy for a query that may see no
+key), padding left out of the work (:mod:`s2s.nn.packing`), prepacked linear maps for CPU
+inference (:mod:`s2s.nn.prepacked`).
 """
 
 from __future__ import annotations

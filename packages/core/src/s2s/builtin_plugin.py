@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .hookspecs import hookimpl
+from .plugins import get_plugins
 
 
 @hookimpl
@@ -12,8 +13,6 @@ def register_commands(subparsers):
 
 
 def _list_plugins(args) -> int:
-    from .plugins import get_plugins
-
     plugins = get_plugins()
     for info in plugins.info.values():
         line = f"{info.name}  ({info.distribution} {info.version})"

@@ -39,18 +39,11 @@ class Config:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from exc
 
-    @classmethod
-    def from_json(cls: type[C], path: str | os.PathLike) -> C:
-        return cls.from_dict(read_json(path), source=str(path))
-
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         if self.model_type:
             values["model_type"] = self.model_type
         return values
-
-    def replace(self: C, **changes) -> C:
-        return dataclasses.replace(self, **changes)
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

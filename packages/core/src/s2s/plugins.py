@@ -9,6 +9,7 @@ keeps working. An implementation of a hook that has no spec fails loudly.
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from .registry import BackboneEntry, Registry, RegistryError, TaskEntry
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "s2s"
-BUILTIN = "s2s.builtin"
+# s2s-core's own plugins, registered before the installed ones: (plugin name, module). Named,
+# not imported here, so that they may import this module (as llm loads its default plugins).
+DEFAULT_PLUGINS = (("s2s.builtin", "s2s.builtin_plugin"),)
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,8 @@ class Plugins:
         self.commands: dict[str, list[str]] = {}
 
     def load(self) -> None:
-        from . import builtin_plugin
-
-        self._register(builtin_plugin, PluginInfo(BUILTIN, "s2s-core", _version("s2s-core")))
+        for name, module in DEFAULT_PLUGINS:
+            self._register(importlib.import_module(module), PluginInfo(name, "s2s-core", _version("s2s-core")))
         allowed = allowed_plugins()
         entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
         for entry_point in entry_points:

@@ -11,26 +11,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# First-party names and the distribution that provides them, for "pip install" hints.
+# First-party names and the distribution of this repository (packages/) that registers each,
+# for "pip install" hints. tests/test_install_hints.py checks both against the packages.
 FIRST_PARTY = {
     "backbone": {
-        "bert": "s2s-models-bert",
-        "roberta": "s2s-models-bert",
-        "nezha": "s2s-models-bert",
+        **dict.fromkeys(("bert", "roberta", "nezha", "roformer", "roformer-sim"), "s2s-models-bert"),
         "gpt2": "s2s-models-gpt2",
-        "t5": "s2s-models-t5",
-        "t5-pegasus": "s2s-models-t5",
-        "mt5": "s2s-models-t5",
+        **dict.fromkeys(("t5", "mt5", "t5-pegasus"), "s2s-models-t5"),
         "bart": "s2s-models-bart",
     },
-    "task": {
-        name: "s2s-tasks"
-        for name in (
-            "seq2seq", "classification", "cls", "matching", "sequence_labeling", "ner",
-            "crf", "global_pointer", "relation_extraction", "embedding", "mlm", "causal_lm",
-            "chat",
-        )
-    },
+    "task": dict.fromkeys(
+        (
+            "seq2seq", "classification", "cls", "matching", "sequence_labeling", "ner", "crf", "global_pointer",
+            "relation_extraction", "embedding", "mlm", "causal_lm", "chat", "simbert",
+        ),
+        "s2s-tasks",
+    ),
 }
 
 
@@ -105,9 +101,6 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._entries)
-
-    def aliases(self) -> dict[str, str]:
-        return dict(self._aliases)
 
     def entries(self) -> list:
         return [self._entries[name] for name in self.names()]

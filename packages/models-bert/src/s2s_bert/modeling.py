@@ -344,11 +344,6 @@ class BertBackbone(Backbone):
         """MLM logits [.., V] of hidden states [.., H], decoded with the word embeddings."""
         return self.cls["predictions"](hidden, self.embeddings.word_embeddings.weight)
 
-    @staticmethod
-    def reorder_cache(past_key_values: tuple[KeyValue, ...], index: torch.Tensor):
-        """The cache with its batch rows picked by ``index`` (beam search)."""
-        return tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in past_key_values)
-
     def resize_token_embeddings(self, vocab_size: int) -> None:
         """Grow or shrink the vocabulary (added tokens): embeddings and MLM bias together.
 
