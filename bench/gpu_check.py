@@ -1,0 +1,185 @@
+"""GPU readiness: the CUDA paths of the Trainer and the models, exercised on one device.
+
+    python bench/gpu_check.py [--device cuda]     # every check, on the first CUDA device
+    python bench/gpu_check.py --device cpu        # the same minus the CUDA-only ones (CI runs it)
+
+Checks, each printed as PASS / FAIL / SKIP with its figures:
+
+- ``train bf16`` (CPU and CUDA) and ``train fp16`` (CUDA: autocast + GradScaler): a tiny BERT
+  classifier trained by the Trainer; every logged loss finite, the last third's mean below the
+  first third's.
+- ``ddp nccl`` (CUDA): a process group of world size 1 under NCCL (its init and an
+  all-reduce), and three AdamW steps of a DDP-wrapped model equal to the same steps unwrapped.
+- ``sdpa = eager``: a padded batch through the same BERT weights with
+  ``attn_implementation="sdpa"`` and ``"eager"``, on the device (fp32, atol 1e-5).
+- ``greedy cuda = cpu`` (CUDA): UniLM greedy generation on the device token-identical to CPU.
+- ``prepacked``: on CUDA no prepacked weight copy is made; on the CPU one is (no_grad, fp32).
+
+Exits 1 when a check fails. Needs s2s-models-bert and s2s-tasks; tiny random weights, no data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import socket
+import sys
+import traceback
+
+import torch
+
+from s2s import Tokenizer, Trainer, hookimpl, load_model
+from s2s.nn import prepacked
+
+TEXTS = ["国足晋级世界杯", "股市今天大涨", "房价下跌了", "篮球联赛开幕", "央行降息", "足球队夺冠"]
+LABELS = ["体育", "财经", "财经", "体育", "财经", "体育"]
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def tokenizer() -> Tokenizer:
+    return Tokenizer.build_vocab(TEXTS, min_frequency=1)
+
+
+def classifier(seed: int = 0):
+    torch.manual_seed(seed)
+    return load_model(tokenizer(), "bert", "classification", config=TINY, labels=["体育", "财经"])
+
+
+class Losses:
+    def __init__(self):
+        self.values = []
+
+    @hookimpl
+    def on_step_end(self, loss):
+        self.values.append(loss)
+
+
+def check_training(device: torch.device, amp: str) -> str:
+    model = classifier()
+    data = model.build_dataset([{"text": t, "label": y} for t, y in zip(TEXTS, LABELS)] * 8)
+    losses = Losses()
+    Trainer(epochs=6, batch_size=8, device=device, amp=amp, lr=3e-3, progress=False,
+            callbacks=[losses]).train(model, data, collate_fn=model.collate)
+    values, third = losses.values, len(losses.values) // 3
+    assert all(math.isfinite(v) for v in values), f"non-finite losses: {values}"
+    first, last = sum(values[:third]) / third, sum(values[-third:]) / third
+    assert last < first, f"loss did not fall: first third {first:.4f}, last third {last:.4f}"
+    return f"{len(values)} steps, mean loss {first:.4f} -> {last:.4f}"
+
+
+def check_ddp_nccl(device: torch.device) -> str:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = dist.TCPStore("127.0.0.1", port, 1, is_master=True)
+    dist.init_process_group("nccl", store=store, rank=0, world_size=1, device_id=device)
+    try:
+        ones = torch.ones(4, device=device)
+        dist.all_reduce(ones)
+        assert torch.equal(ones.cpu(), torch.ones(4)), f"all_reduce gave {ones}"
+        plain = classifier().to(device)
+        wrapped = DistributedDataParallel(copy.deepcopy(plain), device_ids=[device.index])
+        batch = plain.collate_to_device(plain.build_dataset(
+            [{"text": t, "label": y} for t, y in zip(TEXTS, LABELS)]))
+        for model in (plain, wrapped):
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            for _ in range(3):
+                optimizer.zero_grad()
+                model(**batch)["loss"].backward()
+                optimizer.step()
+        ours = wrapped.module.state_dict()
+        worst = max((ours[k] - v).abs().max().item() for k, v in plain.state_dict().items())
+        assert worst <= 1e-5, f"DDP and plain weights differ by {worst:.2e}"
+        return f"world size 1, all-reduce ok, 3 DDP steps = plain (max diff {worst:.1e})"
+    finally:
+        dist.destroy_process_group()
+
+
+def check_sdpa(device: torch.device) -> str:
+    model = classifier().to(device).eval()
+    batch = model.collate_to_device(model.build_dataset([{"text": t, "label": y} for t, y in zip(TEXTS, LABELS)]))
+    assert (batch["attention_mask"] == 0).any(), "the batch must have padding"
+    outputs = {}
+    with torch.no_grad():
+        for kind in ("sdpa", "eager"):
+            model.backbone.attn_implementation = kind
+            outputs[kind] = model.backbone(batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    real = batch["attention_mask"].bool()
+    worst = (outputs["sdpa"] - outputs["eager"])[real].abs().max().item()
+    assert worst <= 1e-5, f"sdpa and eager differ by {worst:.2e} at real positions"
+    return f"max difference {worst:.1e} at real positions"
+
+
+def check_greedy(device: torch.device) -> str:
+    torch.manual_seed(0)
+    model = load_model(tokenizer(), "bert", "seq2seq", config=TINY).eval()
+    on_cpu = model.predict(TEXTS, max_new_tokens=12)
+    on_device = copy.deepcopy(model).to(device).predict(TEXTS, max_new_tokens=12)
+    assert on_cpu == on_device, f"cpu {on_cpu} != {device} {on_device}"
+    return f"{len(TEXTS)} texts, {sum(map(len, on_cpu))} characters identical"
+
+
+def check_prepacked(device: torch.device) -> str:
+    model = classifier().to(device).eval()
+    batch = model.collate_to_device(model.build_dataset([{"text": TEXTS[0], "label": LABELS[0]}]))
+    with torch.no_grad():
+        model(**batch)
+    copies = sum(1 for p in model.parameters() if p in prepacked._COPIES)
+    if device.type == "cuda":
+        assert copies == 0, f"{copies} prepacked copies on CUDA"
+        return "no prepacked copy on CUDA"
+    if not prepacked.available():
+        return "SKIP: this torch has no oneDNN linear ops"
+    assert copies > 0, "no prepacked copy was made on the CPU under no_grad"
+    return f"{copies} weights prepacked on the CPU"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            print("skipped: no CUDA device; run with --device cpu for the CPU checks")
+            return 0
+        device = torch.device("cuda", device.index or 0)
+        print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    else:
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        print(f"device: cpu, torch {torch.__version__}")
+    cuda = device.type == "cuda"
+    checks = [
+        ("train bf16", lambda: check_training(device, "bf16"), True),
+        ("train fp16", lambda: check_training(device, "fp16"), cuda),
+        ("ddp nccl", lambda: check_ddp_nccl(device), cuda),
+        ("sdpa = eager", lambda: check_sdpa(device), True),
+        ("greedy cuda = cpu", lambda: check_greedy(device), cuda),
+        ("prepacked", lambda: check_prepacked(device), True),
+    ]
+    failed = 0
+    for name, check, runs in checks:
+        if not runs:
+            print(f"SKIP  {name}: CUDA only")
+            continue
+        try:
+            result = check()
+        except Exception as exc:  # report every check, then fail
+            failed += 1
+            print(f"FAIL  {name}: {type(exc).__name__}: {exc}")
+            traceback.print_exc(file=sys.stderr)
+            continue
+        status = "SKIP" if result.startswith("SKIP") else "PASS"
+        print(f"{status}  {name}: {result.removeprefix('SKIP: ')}")
+    print(f"{failed} failed" if failed else "all checks passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
