@@ -79,6 +79,23 @@ def read_recipe(directory: str | os.PathLike) -> Recipe | None:
     return Recipe(values["backbone"], values["task"], values["options"])
 
 
+@dataclass
+class TinyRun:
+    """A handful of examples a task runs end to end on, at a backbone's ``tiny`` size.
+
+    The conformance suite (:mod:`s2s.testing.conformance`) builds a vocab from every string
+    in ``train`` and ``inputs``, builds the task with ``load_model(..., **options)``, trains a
+    few steps on ``build_dataset(train)``, calls ``predict(inputs, **predict_options)``, then
+    saves, reloads and compares. ``name`` tells runs of one task apart (``head=crf``).
+    """
+
+    train: list
+    inputs: list
+    options: dict[str, Any] = field(default_factory=dict)
+    predict_options: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+
 class Task(nn.Module):
     """Base class of tasks. Every task has the same shape:
 
@@ -97,6 +114,12 @@ class Task(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        """What the conformance suite runs this task on: every task (a third-party one too)
+        joins it by returning at least one :class:`TinyRun`."""
+        return []
 
     @classmethod
     def unsupported_reason(cls, backbone_cls: type[Backbone]) -> str | None:

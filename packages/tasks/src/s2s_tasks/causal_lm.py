@@ -24,7 +24,7 @@ import torch
 from s2s.backbone import DECODER, KV_CACHE, LM_HEAD
 from s2s.data import pad_batch
 from s2s.generation import generate, stream
-from s2s.task import Task
+from s2s.task import Task, TinyRun
 
 from .common import build_features, fit_max_length, left_padded
 from .lm_loss import lm_loss
@@ -41,6 +41,11 @@ class CausalLM(Task):
     def __init__(self, backbone, tokenizer, *, max_length: int | None = None):
         super().__init__(backbone, tokenizer)
         self.max_length = fit_max_length(backbone, max_length)
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        texts = ["从前有座山，山里有座庙。", "今天天气很好，我们去公园散步。", "春眠不觉晓，处处闻啼鸟。"]
+        return [TinyRun(texts, ["从前有座山", "今天天气"], predict_options={"max_new_tokens": 5})]
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, loss_mask=None):
         """Next-token loss over real tokens (or where ``loss_mask`` is 1); ``logits`` [scored

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from s2s.data import pad_batch
+from s2s.task import TinyRun
 
 from .causal_lm import CausalLM
 from .common import build_features
@@ -63,6 +64,11 @@ class Chat(CausalLM):
         super().__init__(backbone, tokenizer, max_length=max_length)
         ids = [tokenizer.token_to_id(t) for t in speaker_tokens]
         self.speaker_ids = ids if all(i is not None for i in ids) else None
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        dialogues = [["你 好", "你 好 ， 最 近 怎 么 样"], ["吃 饭 了 吗", "吃 了 ， 你 呢", "还 没 有"]]
+        return [TinyRun(dialogues, [["你 好"], ["吃 饭 了 吗", "吃 了"]], predict_options={"max_new_tokens": 5})]
 
     def encode_turns(self, turns: Sequence[str]) -> tuple[list[int], list[int] | None, list[int]]:
         """``(input_ids, token_type_ids or None, loss_mask)`` of ``[CLS] t1 [SEP] t2 [SEP] …``."""

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from s2s.data import pad_batch
-from s2s.task import Task
+from s2s.task import Task, TinyRun
 
 from .common import (
     DataError,
@@ -78,6 +78,12 @@ class Classification(Task):
         self.classifier = nn.Linear(backbone.hidden_size, len(self.labels))
         nn.init.normal_(self.classifier.weight, std=getattr(config, "initializer_range", 0.02))
         nn.init.zeros_(self.classifier.bias)
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        texts = ["国足晋级世界杯", "股市今天大涨", "球队赢得冠军", "央行宣布降息"]
+        train = [{"text": t, "label": label} for t, label in zip(texts, ["体育", "财经"] * 2)]
+        return [TinyRun(train, ["国足赢了", "股市降息"], {"labels": ["体育", "财经"]})]
 
     # --- model ---------------------------------------------------------------------------
 

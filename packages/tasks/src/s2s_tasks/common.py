@@ -7,8 +7,8 @@
 - :func:`fit_max_length`: a task's ``max_length`` within the backbone's positions;
 - encoding helpers: :func:`encode_truncated`, :func:`model_inputs`, :func:`text_mask`,
   :func:`cut_keeping_last`, :func:`check_text`;
-- :func:`left_padded`: generation inputs padded on the left (the prompt ends where
-  generation starts), for decoders.
+- :func:`left_padded` / :func:`right_padded`: generation inputs, padded on the left for
+  decoders (the prompt ends where generation starts), on the right for sources.
 """
 
 from __future__ import annotations
@@ -225,6 +225,17 @@ def check_text(text, name: str) -> str:
     if not text.strip():
         raise ValueError(f"the {name} text is empty")
     return text
+
+
+def right_padded(rows: Sequence[Sequence[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """``input_ids`` / ``attention_mask`` [B, L] with each row padded on the right."""
+    length = max(len(row) for row in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for index, row in enumerate(rows):
+        ids[index, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[index, : len(row)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
 def left_padded(rows: Sequence[Sequence[int]], pad_id: int, device, token_types=None) -> dict[str, torch.Tensor]:

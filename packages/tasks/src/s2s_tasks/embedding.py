@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from s2s.data import pad_batch
-from s2s.task import Task
+from s2s.task import Task, TinyRun
 
 from .common import DataError, build_features, encode_truncated, fit_max_length, tab_separated_lines
 from .pooling import check_pooling, needs_hidden_states, pool
@@ -63,6 +63,11 @@ class Embedding(Task):
         self.pooling = check_pooling(pooling)
         self.scale = scale
         self.max_length = fit_max_length(backbone, max_length)
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        pairs = [("花呗怎么还款", "花呗如何还钱", 1.0), ("花呗怎么还款", "借呗额度", 0.0)] * 2
+        return [TinyRun([{"text": a, "text_b": b, "label": y} for a, b, y in pairs], ["花呗还款", "借呗额度"])]
 
     def embed(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         """Pooled vectors [batch, hidden] of a padded batch."""

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from s2s.data import pad_batch
-from s2s.task import Task
+from s2s.task import Task, TinyRun
 
 from .common import MODEL_INPUTS, build_features, fit_max_length, model_inputs, text_mask
 from .heads import HEADS, make_head
@@ -96,6 +96,10 @@ class SequenceLabeling(Task):
         for name, module in spans_head.named_children():
             self.add_module(name, module)
         object.__setattr__(self, "head", spans_head)
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        return [_tiny_run(cls.default_head)]
 
     @property
     def tags(self) -> list[str]:
@@ -215,6 +219,17 @@ class GlobalPointerLabeling(SequenceLabeling):
     """:class:`SequenceLabeling` with the GlobalPointer head by default (``global_pointer``)."""
 
     default_head = "global_pointer"
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        return [_tiny_run("global_pointer"), _tiny_run("efficient_global_pointer")]
+
+
+def _tiny_run(head: str) -> TinyRun:
+    texts = ["张三在北京工作", "李四去了上海", "王五住在广州", "赵六来自深圳"]
+    train = [{"text": t, "spans": [(0, 2, "PER"), (len(t) - 2, len(t), "LOC")]} for t in texts]
+    options = {"labels": ["PER", "LOC"], "head": head, "inner_dim": 16}
+    return TinyRun(train, ["张三在上海", "李四来自北京"], options, name=f"head={head}")
 
 
 def entity_types(labels: Sequence[str]) -> list[str]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from s2s.task import TinyRun
+
 from .classification import Classification
 from .common import read_labeled_texts
 
@@ -30,6 +32,12 @@ class Matching(Classification):
         if labels is None and target_size is None:
             labels = DEFAULT_LABELS
         super().__init__(backbone, tokenizer, target_size, labels=labels, **options)
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        pairs = [("花呗怎么还款", "花呗如何还钱", "1"), ("花呗怎么还款", "借呗额度", "0")] * 2
+        train = [{"text": a, "text_b": b, "label": label} for a, b, label in pairs]
+        return [TinyRun(train, [("花呗还款", "花呗还钱"), ("借呗额度", "花呗怎么")])]
 
     def predict_proba(self, pairs: Sequence[tuple[str, str]], batch_size: int = 64):
         """Probabilities [len(pairs), num_labels] for (text_a, text_b) pairs."""

@@ -30,7 +30,7 @@ import torch
 
 from s2s.backbone import LM_HEAD
 from s2s.data import LABEL_PAD, pad_batch
-from s2s.task import Task
+from s2s.task import Task, TinyRun
 
 from .common import DataError, build_features, fit_max_length
 from .lm_loss import lm_loss
@@ -65,6 +65,11 @@ class MaskedLM(Task):
             torch.tensor([i for i in range(len(tokenizer)) if i not in self.unmaskable_ids]),
             persistent=False,
         )
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        texts = ["今天天气很好", "我们去公园散步", "北京队赢了比赛", "央行宣布降息"]
+        return [TinyRun(texts, ["今天天[MASK]很好", "我们去[MASK]园散步"], predict_options={"top_k": 2})]
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """Without ``labels``: ``logits`` [batch, seq, vocab]. With them (-100 = not chosen):

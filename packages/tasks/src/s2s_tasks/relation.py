@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from s2s.data import pad_batch
-from s2s.task import Task
+from s2s.task import Task, TinyRun
 
 from .common import (
     MODEL_INPUTS,
@@ -123,6 +123,17 @@ class RelationExtraction(Task):
         links = range(count)
         self.heads = PointerHead(hidden, links, inner_dim, rope=False, triangular=False)
         self.tails = PointerHead(hidden, links, inner_dim, rope=False, triangular=False)
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        train = [
+            {"text": "《七里香》是周杰伦演唱的歌曲", "spo_list": [("七里香", "歌手", "周杰伦")]},
+            {"text": "鲁迅出生于绍兴", "spo_list": [("鲁迅", "出生地", "绍兴")]},
+            {"text": "《晴天》是周杰伦演唱的歌曲", "spo_list": [("晴天", "歌手", "周杰伦")]},
+            {"text": "老舍出生于北京", "spo_list": [("老舍", "出生地", "北京")]},
+        ]
+        options = {"predicates": ["歌手", "出生地"], "inner_dim": 16}
+        return [TinyRun(train, ["《稻香》是周杰伦演唱的歌曲", "巴金出生于成都"], options)]
 
     def saved_options(self, options: dict) -> dict:
         """Saved folders keep the predicates read from ``schema``, not the schema's path."""

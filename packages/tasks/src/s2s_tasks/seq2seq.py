@@ -68,9 +68,16 @@ from s2s.backbone import (
 from s2s.data import LABEL_PAD, pad_batch
 from s2s.generation import generate, options_from_row
 from s2s.nn.masks import unilm_mask
-from s2s.task import Task
+from s2s.task import Task, TinyRun
 
-from .common import build_features, check_text, cut_keeping_last, fit_max_length, left_padded
+from .common import (
+    build_features,
+    check_text,
+    cut_keeping_last,
+    fit_max_length,
+    left_padded,
+    right_padded,
+)
 from .lm_loss import lm_loss
 
 logger = logging.getLogger(__name__)
@@ -94,6 +101,23 @@ class Seq2Seq(Task):
         start, eos = backbone.decoder_start_token_id, backbone.eos_token_id
         self.start_id = tokenizer.cls_id if start is None or not self.encoder_decoder else start
         self.eos_id = tokenizer.sep_id if eos is None or not self.encoder_decoder else eos
+        for name, token in (("decoder_start_token_id", self.start_id), ("eos_token_id", self.eos_id)):
+            if not 0 <= token < len(tokenizer):
+                raise ValueError(
+                    f"the model's config says {name}={token} but the vocab has {len(tokenizer)} tokens: "
+                    f"use the vocab that belongs to the checkpoint, or set {name} in config="
+                )
+
+    @classmethod
+    def tiny_runs(cls) -> list[TinyRun]:
+        pairs = [
+            ("今天天气很好，我们去公园散步。", "公园散步"),
+            ("北京队在比赛中以三比一战胜上海队。", "北京队获胜"),
+            ("央行宣布下调存款准备金率。", "央行降准"),
+            ("新款手机今天正式发布，售价三千元。", "新手机发布"),
+        ]
+        inputs = ["今天天气很好。", "北京队战胜上海队。"]
+        return [TinyRun(pairs, inputs, predict_options={"beam_size": 2, "max_new_tokens": 5})]
 
     @classmethod
     def unsupported_reason(cls, backbone_cls) -> str | None:
@@ -233,8 +257,7 @@ class Seq2Seq(Task):
     def _generate(self, sources: list[list[int]], beam_size: int, max_new_tokens: int, options) -> list[list[int]]:
         prompt = {}
         if self.unilm or self.encoder_decoder:  # right padding: UniLM targets continue each row's positions
-            batch = self.collate_to_device([{"input_ids": ids} for ids in sources])
-            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            inputs = right_padded(sources, self.tokenizer.pad_id, self.device)
         else:  # left padding: the prompt ends where generation starts
             inputs = left_padded(sources, self.tokenizer.pad_id, self.device)
             prompt = {"prompt_ids": inputs["input_ids"], "prompt_mask": inputs["attention_mask"]}
