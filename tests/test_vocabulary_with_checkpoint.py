@@ -124,3 +124,20 @@ def test_keep_tokens_with_added_tokens(gpt2_checkpoint):
     model = load_model(tokenizer, "gpt2", checkpoint=folder, keep_tokens=KEEP)
     weight = model.input_embeddings().weight
     assert weight.shape[0] == len(KEEP) + 1 and torch.equal(weight[: len(KEEP)], hf.transformer.wte.weight[KEEP])
+
+
+def test_tokens_added_to_a_fine_tuned_folder_keep_its_head(roberta_checkpoint, tmp_path):
+    _, folder = roberta_checkpoint
+    model = load_model(vocab(VOCAB), "roberta", "classification", checkpoint=folder, labels=["a", "b"])
+    with torch.no_grad():
+        for tensor in model.head_state_dict().values():
+            tensor.normal_()
+    model.save_pretrained(tmp_path / "tuned")
+    tokenizer = Tokenizer(tmp_path / "tuned")
+    tokenizer.add_special_tokens(["[E1]"])
+    again = load_model(tokenizer, checkpoint=tmp_path / "tuned")
+    for key, value in model.head_state_dict().items():
+        assert torch.equal(again.head_state_dict()[key], value), key
+    weight = again.backbone.input_embeddings().weight
+    assert weight.shape[0] == VOCAB + 1
+    assert torch.equal(weight[:VOCAB], model.backbone.input_embeddings().weight)

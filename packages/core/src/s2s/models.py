@@ -96,13 +96,8 @@ def load_model(
         values["vocab_size"] = loaded_vocab
     backbone = entry.cls(entry.cls.config_class.from_dict(values, source=f"config of {model_name!r}"))
     report = None
-    if keep_tokens is not None or grow:  # the backbone's own vocabulary first, then the task
+    if keep_tokens is not None:  # a task loads no keep_tokens: its backbone loads them first
         report = backbone.load_pretrained(checkpoint, keep_tokens=keep_tokens)
-        if grow:
-            backbone.resize_token_embeddings(len(tokenizer))
-            report.newly_initialized.append(
-                f"word embedding rows {loaded_vocab}..{len(tokenizer) - 1} (added tokens)"
-            )
 
     if task_name is None:
         model = backbone
@@ -114,6 +109,11 @@ def load_model(
     if checkpoint is not None:
         if report is None:
             report = model.load_pretrained(checkpoint)
+        if grow:  # the checkpoint's rows are in: now the rows of the added tokens
+            backbone.resize_token_embeddings(len(tokenizer))
+            report.newly_initialized.append(
+                f"word embedding rows {loaded_vocab}..{len(tokenizer) - 1} (added tokens)"
+            )
         logger.info("%s", report)
     return model
 
