@@ -44,3 +44,20 @@ def test_example_runs_and_prints_metrics(script, tmp_path):
         return
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert EXAMPLES[script] <= set(metrics), metrics
+
+
+def test_auto_title_runs_on_nezha_and_prints_titles(tmp_path):
+    """NEZHA's seq2seq predict (UniLM's cached decoding at each row's own positions) end to end,
+    on a tiny budget: the titles are printed, whatever a minute of training makes of them."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("S2S_LOAD_PLUGINS", None)
+    args = ["--model", "nezha", "--size", "tiny", "--epochs", "1", "--limit", "24", "--show", "2",
+            "--max-new-tokens", "6", "--beam-size", "2", "--no-progress"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "seq2seq" / "auto_title.py"), *args],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert sum(line.strip().startswith("generated:") for line in lines) == 2 + 3  # held-out + training texts
+    assert json.loads(lines[-1])["model"] == "nezha"

@@ -79,3 +79,33 @@ def test_bad_input(tokenizer):
         lm.continue_text(["从前"], max_new_tokens=0)
     with pytest.raises(ValueError, match="empty"):
         lm.build_dataset(["", "从前"])
+
+
+def test_fgm_with_its_defaults_trains_gpt2(tokenizer):
+    """FGM() finds GPT-2's embeddings (``wte``) through the contract: one SGD step of the
+    Trainer equals the clean gradient plus the gradient at embeddings moved by
+    epsilon * g / ||g||, computed here with plain autograd."""
+    from s2s import Trainer
+    from s2s.trainer import FGM
+
+    lm = model(tokenizer).train()
+    features = lm.build_dataset(TEXTS)
+    batch = lm.collate(features)
+    start = {name: p.detach().clone() for name, p in lm.named_parameters()}
+    embeddings = lm.backbone.input_embeddings().weight
+    clean = torch.autograd.grad(lm(**batch)["loss"], list(lm.parameters()))
+    direction = clean[[p is embeddings for p in lm.parameters()].index(True)]
+    with torch.no_grad():
+        embeddings.add_(1.0 * direction / direction.norm())
+    adversarial = torch.autograd.grad(lm(**batch)["loss"], list(lm.parameters()))
+    with torch.no_grad():
+        embeddings.copy_(start[next(n for n, p in lm.named_parameters() if p is embeddings)])
+    lr = 0.1
+    expected = {name: start[name] - lr * (a + b) for (name, _), a, b in zip(lm.named_parameters(), clean, adversarial)}
+
+    optimizer = torch.optim.SGD(lm.parameters(), lr=lr)
+    trainer = Trainer(epochs=1, batch_size=len(features), callbacks=[FGM()], progress=False)
+    trainer.train(lm, features, optimizer=optimizer, collate_fn=lm.collate)
+    assert trainer.step == 1
+    for name, parameter in lm.named_parameters():
+        torch.testing.assert_close(parameter.detach(), expected[name], rtol=1e-5, atol=1e-6, msg=name)
