@@ -33,6 +33,7 @@ from .common import (
     encode_truncated,
     fit_max_length,
     read_labeled_texts,
+    tab_separated_lines,
 )
 from .metrics.classification import classification_metrics
 from .pooling import check_pooling, needs_hidden_states, pool
@@ -200,6 +201,45 @@ class Classification(Task):
                     gold.extend(batch["labels"].tolist())
         return classification_metrics(gold, predicted, self.labels)
 
+
+    # --- files (s2s train / predict / serve) ---------------------------------------------
+
+    texts_per_line = 1  # text<TAB>label; matching: text_a<TAB>text_b<TAB>label
+
+    @classmethod
+    def read_examples(cls, path, options: dict) -> list[dict]:
+        return read_labeled_texts(path, options.get("labels"), texts_per_line=cls.texts_per_line,
+                                  multi_label=options.get("multi_label", False))
+
+    @classmethod
+    def options_from_examples(cls, examples, options: dict) -> dict:
+        if options.get("labels") is not None or options.get("target_size") is not None:
+            return {}
+        names = [e["label"] for e in examples]
+        found = {n for label in names for n in label} if options.get("multi_label") else set(names)
+        return {"labels": sorted(found)}
+
+    @classmethod
+    def example_texts(cls, examples) -> list[str]:
+        return [text for e in examples for text in (e["text"], e.get("text_b")) if text]
+
+    def read_inputs(self, path) -> list:
+        """``text`` (or ``[text_a, text_b]``) of each line; a label field after them is ignored."""
+        inputs = []
+        for number, line, fields in tab_separated_lines(path):
+            if len(fields) not in (self.texts_per_line, self.texts_per_line + 1):
+                layout = "<TAB>".join(["text", "text_b"][: self.texts_per_line])
+                raise DataError(f"{path}, line {number}: expected {layout}[<TAB>label], found {line[:60]!r}")
+            inputs.append(fields[0] if self.texts_per_line == 1 else fields[:2])
+        if not inputs:
+            raise DataError(f"{path} has no text to predict on")
+        return inputs
+
+    def check_input(self, item) -> None:
+        if self.texts_per_line == 1:
+            return super().check_input(item)
+        if not (isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(t, str) for t in item)):
+            raise TypeError(f"expected a pair of texts [text_a, text_b], got {item!r:.60}")
 
 
 def resolve_labels(labels: Sequence[str] | None, target_size: int | None) -> list[str]:

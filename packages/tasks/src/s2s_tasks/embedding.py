@@ -150,6 +150,40 @@ class Embedding(Task):
         b = self.encode_texts(texts_b, batch_size)
         return (a * b).sum(-1).tolist()
 
+    # --- files (s2s train / predict / serve) ---------------------------------------------
+
+    @classmethod
+    def read_examples(cls, path, options: dict) -> list[dict]:
+        return read_scored_pairs(path)
+
+    @classmethod
+    def example_texts(cls, examples) -> list[str]:
+        return [text for e in examples for text in (e["text"], e["text_b"])]
+
+    def read_inputs(self, path) -> list:
+        """``[text_a, text_b]`` of ``text_a<TAB>text_b[<TAB>score]`` lines, a text otherwise."""
+        return [fields[0] if len(fields) == 1 else fields[:2] for _, _, fields in tab_separated_lines(path)]
+
+    def check_input(self, item) -> None:
+        pair = isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(t, str) for t in item)
+        if not (isinstance(item, str) or pair):
+            raise TypeError(f"expected a text or a pair of texts [text_a, text_b], got {item!r:.60}")
+
+    def predict_json(self, inputs, batch_size: int = 64) -> list:
+        """A text's unit vector (a list of floats); a pair's cosine similarity."""
+        results: list = [None] * len(inputs)
+        texts = [i for i, item in enumerate(inputs) if isinstance(item, str)]
+        pairs = [i for i, item in enumerate(inputs) if not isinstance(item, str)]
+        if texts:
+            vectors = self.encode_texts([inputs[i] for i in texts], batch_size).tolist()
+            for i, vector in zip(texts, vectors):
+                results[i] = vector
+        if pairs:
+            cosines = self.similarity([inputs[i][0] for i in pairs], [inputs[i][1] for i in pairs], batch_size)
+            for i, cosine in zip(pairs, cosines):
+                results[i] = cosine
+        return results
+
 
 @dataclass(frozen=True)
 class Hit:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from s2s.data import pad_batch
-from s2s.task import Task, TinyRun
+from s2s.task import Task, TinyRun, read_text_lines
 
 from .common import MODEL_INPUTS, build_features, fit_max_length, model_inputs, text_mask
 from .heads import HEADS, make_head
@@ -208,6 +208,25 @@ class SequenceLabeling(Task):
         predicted = self.predict([e["text"] for e in examples], batch_size=batch_size)
         return span_scores([e["spans"] for e in examples], predicted)
 
+    # --- files (s2s train / predict / serve) ---------------------------------------------
+
+    @classmethod
+    def read_examples(cls, path, options: dict) -> list[dict]:
+        return read_char_tags(path, options.get("labels"), options.get("scheme", "BIO"))
+
+    @classmethod
+    def options_from_examples(cls, examples, options: dict) -> dict:
+        if options.get("labels") is not None:
+            return {}
+        return {"labels": sorted({span[2] for e in examples for span in e["spans"]})}
+
+    def read_inputs(self, path) -> list[str]:
+        """The texts of a ``char TAG`` file (tags ignored), or one text per line."""
+        lines = [line.split() for line in read_text_lines(path)]
+        if all(len(parts) == 2 and _looks_like_tag(parts[1]) for parts in lines):
+            return [e["text"] for e in read_char_tags(path)]
+        return read_text_lines(path)
+
 
 class CRFLabeling(SequenceLabeling):
     """:class:`SequenceLabeling` with the CRF head by default (task name ``crf``)."""
@@ -266,6 +285,9 @@ def _check_span(span, text: str, types: Sequence[str]) -> None:
             f"add it to labels or fix the data"
         )
 
+
+def _looks_like_tag(field: str) -> bool:
+    return field == "O" or (len(field) > 2 and field[0] in "BIES" and field[1] == "-")
 
 def read_char_tags(
     path: str | os.PathLike, labels: Sequence[str] | None = None, scheme: str = "BIO"

@@ -28,6 +28,8 @@ DEFAULT_LABELS = ("0", "1")
 
 
 class Matching(Classification):
+    texts_per_line = 2
+
     def __init__(self, backbone, tokenizer, target_size: int | None = None, *, labels=None, **options):
         if labels is None and target_size is None:
             labels = DEFAULT_LABELS

@@ -174,6 +174,17 @@ class MaskedLM(Task):
                 results.append(guesses)
         return results
 
+    # --- files (s2s train / predict / serve) ---------------------------------------------
+
+    @classmethod
+    def read_examples(cls, path, options: dict) -> list[str]:
+        """One training text per line."""
+        return read_texts(path)
+
+    @classmethod
+    def example_texts(cls, examples) -> list[str]:
+        return list(examples)
+
 
 def read_texts(path: str | os.PathLike) -> list[str]:
     """One text per line of a UTF-8 file; blank lines skipped."""

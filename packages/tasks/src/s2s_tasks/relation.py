@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from s2s.data import pad_batch
-from s2s.task import Task, TinyRun
+from s2s.task import Task, TinyRun, read_text_lines
 
 from .common import (
     MODEL_INPUTS,
@@ -299,6 +299,27 @@ class RelationExtraction(Task):
         gold = [[tuple(_value(v) for v in t) for t in e["spo_list"]] for e in examples]
         return triple_scores(gold, predicted)
 
+
+    # ------------------------------------------- files (s2s train / predict / serve)
+    @classmethod
+    def read_examples(cls, path, options: dict) -> list[dict]:
+        predicates = options.get("predicates")
+        if predicates is None and options.get("schema") is not None:
+            predicates = read_schema(options["schema"])
+        return read_duie(path, predicates)
+
+    @classmethod
+    def options_from_examples(cls, examples, options: dict) -> dict:
+        if options.get("predicates") is not None or options.get("schema") is not None:
+            return {}
+        return {"predicates": sorted({p for e in examples for _, p, _ in e["spo_list"]})}
+
+    def read_inputs(self, path) -> list[str]:
+        """The ``text`` of DuIE JSON lines (triples ignored), or one text per line."""
+        lines = read_text_lines(path)
+        if all(line.startswith("{") for line in lines):
+            return [record.get("text") for _, record in json_lines(path)]
+        return lines
 
 
 def _value(value):
