@@ -49,8 +49,9 @@ SUITES = {
     "bart": ([CORE, BART], [f"{BART}/tests"]),
     "tasks": ([CORE, BERT, TASKS], [f"{TASKS}/tests"]),
     "template": ([CORE, TEMPLATE], [f"{TEMPLATE}/tests"]),
-    # Together: the cross-package tests, and the task tests that skip without s2s-models-gpt2.
-    "all": ([CORE, BERT, GPT2, BART, T5, TASKS], ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests")]),
+    # Together: the cross-package tests (the conformance suite: every task on every backbone, the
+    # template's third-party task included), and the task tests that skip without s2s-models-gpt2.
+    "all": ([CORE, BERT, GPT2, BART, T5, TASKS, TEMPLATE], ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests")]),
 }
 
 
