@@ -24,7 +24,7 @@ import torch
 from s2s.backbone import DECODER, KV_CACHE, LM_HEAD
 from s2s.data import pad_batch
 from s2s.generation import generate, stream
-from s2s.task import Task, TinyRun
+from s2s.task import Task, TinyRun, read_text_lines
 
 from .common import build_features, fit_max_length, left_padded
 from .lm_loss import lm_loss
@@ -146,3 +146,21 @@ class CausalLM(Task):
             if piece is None:
                 return
             yield piece
+
+    # --- files (s2s train / predict / serve) ---------------------------------------------
+
+    generative = True
+
+    @classmethod
+    def read_examples(cls, path, options: dict) -> list[str]:
+        """One training text per line."""
+        return read_text_lines(path)
+
+    @classmethod
+    def example_texts(cls, examples) -> list[str]:
+        return list(examples)
+
+    def predict_json(self, inputs, max_new_tokens: int = 64, beam_size: int = 1, **options) -> list[str]:
+        """The continuation of each prompt (:meth:`continue_text`)."""
+        return self.continue_text(list(inputs), max_new_tokens, num_beams=beam_size, **options)
+

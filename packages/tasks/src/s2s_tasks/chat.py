@@ -24,11 +24,12 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 
 from s2s.data import pad_batch
-from s2s.task import TinyRun
+from s2s.task import TinyRun, read_text_lines
 
 from .causal_lm import CausalLM
 from .common import build_features
@@ -141,3 +142,28 @@ class Chat(CausalLM):
         return self._generate(prompts, max_new_tokens, options, types, next_types)
 
     predict = reply  # every task's inference call
+
+    # --- files (s2s train / predict / serve) ---------------------------------------------
+
+    @classmethod
+    def read_examples(cls, path, options: dict) -> list[list[str]]:
+        return read_dialogues(path)
+
+    @classmethod
+    def example_texts(cls, examples) -> list[str]:
+        return [turn for dialogue in examples for turn in dialogue]
+
+    def read_inputs(self, path) -> list[list[str]]:
+        """Histories: each LCCC dialogue but its last turn (the reply), or one turn per line."""
+        if Path(path).read_text(encoding="utf-8-sig").lstrip().startswith(("[", "{")):
+            return [dialogue[:-1] or dialogue for dialogue in read_dialogues(path)]
+        return [[line] for line in read_text_lines(path)]
+
+    def check_input(self, item) -> None:
+        if not (isinstance(item, list) and item and all(isinstance(t, str) and t.strip() for t in item)):
+            raise TypeError(f"expected a history: a non-empty list of turns (strings), got {item!r:.60}")
+
+    def predict_json(self, inputs, max_new_tokens: int = 32, beam_size: int = 1, **options) -> list[str]:
+        """The reply to each history (:meth:`reply`)."""
+        return self.reply(list(inputs), max_new_tokens, num_beams=beam_size, **options)
+

@@ -77,6 +77,7 @@ from .common import (
     fit_max_length,
     left_padded,
     right_padded,
+    tab_separated_lines,
 )
 from .lm_loss import lm_loss
 
@@ -268,6 +269,30 @@ class Seq2Seq(Task):
 
     def _encode_source(self, text: str) -> list[int]:
         return self.tokenizer.encode(check_text(text, "source")).ids  # [CLS] src [SEP]
+
+    # --- files (s2s train / predict / serve) ---------------------------------------------
+
+    generative = True
+
+    @classmethod
+    def read_examples(cls, path, options: dict) -> list[tuple[str, str]]:
+        """``(source, target)`` pairs of ``source<TAB>target`` lines."""
+        pairs = []
+        for number, line, fields in tab_separated_lines(path):
+            if len(fields) != 2:
+                raise ValueError(f"{path}, line {number}: expected source<TAB>target, found {line[:60]!r}")
+            pairs.append((fields[0], fields[1]))
+        if not pairs:
+            raise ValueError(f"{path} has no pairs (expected source<TAB>target lines)")
+        return pairs
+
+    @classmethod
+    def example_texts(cls, examples) -> list[str]:
+        return [text for pair in examples for text in pair]
+
+    def read_inputs(self, path) -> list[str]:
+        """The source of each ``source[<TAB>target]`` line."""
+        return [fields[0] for _, _, fields in tab_separated_lines(path)]
 
 
 @dataclass
