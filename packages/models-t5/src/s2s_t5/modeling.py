@@ -111,13 +111,22 @@ class Attention(nn.Module):
     def key_values(self, x):  # [B, K, H] -> keys, values [B, N, K, D]
         return self.split_heads(self.k(x)), self.split_heads(self.v(x))
 
-    def forward(self, x, keys, values, bias):  # x [B, L, H]; keys, values [B, N, K, D]
-        q = self.split_heads(self.q(x))
+    def forward(self, x, keys, values, bias, group: int = 1):
+        """x [B, L, H]; keys, values [B / group, N, K, D]: with ``group`` > 1 each run of
+        ``group`` rows of ``x`` (beams of one source) shares one row of keys and values."""
+        batch, length = x.shape[:2]
+        q = self.split_heads(self.q(x))  # [B, N, L, D]
+        if group > 1:  # [B / g, N, g * L, D]: the group's queries side by side
+            q = q.view(batch // group, group, self.num_heads, length, self.head_dim).transpose(1, 2)
+            q = q.reshape(batch // group, self.num_heads, group * length, self.head_dim)
         if bias is not None and bias.dtype != q.dtype:  # autocast: q is bf16
             bias = bias.to(q.dtype)
         context = F.scaled_dot_product_attention(
             q, keys, values, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0, scale=1.0
         )
+        if group > 1:
+            context = context.view(batch // group, self.num_heads, group, length, self.head_dim).transpose(1, 2)
+            context = context.reshape(batch, self.num_heads, length, self.head_dim)
         return self.o(context.transpose(1, 2).flatten(2))  # [B, L, H]
 
 
@@ -197,10 +206,11 @@ class Block(nn.Module):
             self.layer.append(LayerCrossAttention(config))
         self.layer.append(LayerFF(config))
 
-    def forward(self, x, bias, past_self=None, cross=None, cross_bias=None):
+    def forward(self, x, bias, past_self=None, cross=None, cross_bias=None, group: int = 1):
         """``past_self``: cached self-attention (keys, values) or None; ``cross``: the
-        cross-attention (keys, values) of the source (decoder only). Returns the new hidden
-        states and this layer's self-attention (keys, values) including the cache."""
+        cross-attention (keys, values) of the source (decoder only), one row per ``group`` rows
+        of ``x``. Returns the new hidden states and this layer's self-attention (keys, values)
+        including the cache."""
         sublayer = self.layer[0]
         h = sublayer.layer_norm(x)
         keys, values = sublayer.SelfAttention.key_values(h)
@@ -209,7 +219,7 @@ class Block(nn.Module):
         x = clamp_fp16(x + sublayer.dropout(sublayer.SelfAttention(h, keys, values, bias)))
         if cross is not None:
             sublayer = self.layer[1]
-            attended = sublayer.EncDecAttention(sublayer.layer_norm(x), cross[0], cross[1], cross_bias)
+            attended = sublayer.EncDecAttention(sublayer.layer_norm(x), cross[0], cross[1], cross_bias, group)
             x = clamp_fp16(x + sublayer.dropout(attended))
         return clamp_fp16(self.layer[-1](x)), (keys, values)
 
@@ -321,6 +331,7 @@ class T5Backbone(Backbone):
     def resize_token_embeddings(self, vocab_size: int) -> None:
         """Grow or shrink the vocabulary; kept rows keep their values, new rows are initialised
         as in a fresh model. An untied ``lm_head`` is resized with it."""
+        self.check_new_vocab_size(vocab_size)
         old = self.shared
         new = nn.Embedding(vocab_size, old.embedding_dim).to(old.weight)
         self._init_weights(new)
@@ -366,26 +377,39 @@ class T5Backbone(Backbone):
     ) -> BackboneOutput:
         """Decoder states [B, L, H] of ``input_ids`` [B, L] after the cached positions; see
         the contract in :mod:`s2s.backbone`."""
+        if past_key_values:
+            self_past = [layer[:2] for layer in past_key_values]
+            cross = [layer[2:] for layer in past_key_values]
+        else:
+            self_past = None
+            cross = self.cross_key_values(encoder_states)
+        cross_bias = padding_bias(encoder_mask, self.shared.weight.dtype)
+        hidden, self_cache = self.decode_layers(input_ids, self_past, cross, cross_bias)
+        cache = tuple((*s, *c) for s, c in zip(self_cache, cross)) if use_cache else None
+        return BackboneOutput(last_hidden_state=hidden, past_key_values=cache)
+
+    def cross_key_values(self, encoder_states) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each decoder layer's cross-attention (keys, values) [B, N, S, D] of the encoder states."""
+        return [block.layer[1].EncDecAttention.key_values(encoder_states) for block in self.decoder_stack.block]
+
+    def decode_layers(self, input_ids, self_past, cross, cross_bias, group: int = 1):
+        """The decoder stack on ``input_ids`` [B, L] after ``self_past`` (per layer (keys,
+        values) [B, N, T, D], or None); ``cross`` and ``cross_bias`` [B / group, 1, 1, S] have
+        one row per ``group`` rows (:class:`s2s_t5.decoding.T5Decoder`'s beams of a source).
+        Returns the states [B, L, H] and each layer's self-attention (keys, values)."""
         stack = self.decoder_stack
-        past = past_key_values[0][0].shape[2] if past_key_values else 0
+        past = self_past[0][0].shape[2] if self_past else 0
         length = input_ids.shape[1]
         x = self.dropout(self.shared(input_ids))
         bias = stack.position_bias(length, past + length, past, x.device)  # [1, N, L, K]
         if length > 1:  # causal: a query sees the cache and the new positions up to itself
             causal = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
             bias = bias.masked_fill(~causal, torch.finfo(bias.dtype).min)
-        cross_bias = padding_bias(encoder_mask, bias.dtype)
-        cache = []
+        self_cache = []
         for i, block in enumerate(stack.block):
-            if past_key_values:
-                past_self, cross = past_key_values[i][:2], past_key_values[i][2:]
-            else:
-                past_self, cross = None, block.layer[1].EncDecAttention.key_values(encoder_states)
-            x, (keys, values) = block(x, bias, past_self, cross, cross_bias)
-            if use_cache:
-                cache.append((keys, values, *cross))
-        hidden = self.dropout(stack.final_layer_norm(x))
-        return BackboneOutput(last_hidden_state=hidden, past_key_values=tuple(cache) if use_cache else None)
+            x, key_value = block(x, bias, self_past[i] if self_past else None, cross[i], cross_bias, group)
+            self_cache.append(key_value)
+        return self.dropout(stack.final_layer_norm(x)), self_cache
 
     def forward(
         self,
@@ -401,6 +425,13 @@ class T5Backbone(Backbone):
             )
         states = self.encode(input_ids, attention_mask)
         return self.decode(decoder_input_ids, states, attention_mask)
+
+    def decoder(self, max_new_tokens: int, **how):
+        """:class:`s2s_t5.decoding.T5Decoder`: the contract's decoder, with the source's
+        cross-attention keys/values kept once per source rather than once per beam."""
+        from .decoding import T5Decoder
+
+        return T5Decoder(self, **how)
 
     # --- checkpoints -----------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from s2s.backbone import keep_token_rows
 from s2s.checkpoint import (
     CheckpointError,
     architecture_hint,
@@ -56,17 +57,9 @@ def to_model_names(state_dict: Mapping[str, torch.Tensor], tied: bool, source: s
     return renamed
 
 
-def keep_rows(state_dict: dict[str, torch.Tensor], keep_tokens: Sequence[int]) -> dict[str, torch.Tensor]:
+def keep_rows(state_dict: dict[str, torch.Tensor], keep_tokens: Sequence[int], source: str) -> dict[str, torch.Tensor]:
     """Vocabulary trimming: only the rows ``keep_tokens`` of ``shared`` and ``lm_head``."""
-    index = torch.as_tensor(list(keep_tokens), dtype=torch.long)
-    out = dict(state_dict)
-    for key in (SHARED, LM_HEAD):
-        if key in out:
-            rows = out[key].shape[0]
-            if len(index) and (index.min() < 0 or index.max() >= rows):
-                raise CheckpointError(f"keep_tokens holds ids outside 0..{rows - 1}, the rows of {key}")
-            out[key] = out[key].index_select(0, index)
-    return out
+    return {k: keep_token_rows(v, keep_tokens, source) if k in (SHARED, LM_HEAD) else v for k, v in state_dict.items()}
 
 
 def load(model, path: str | os.PathLike, *, head_prefixes: tuple[str, ...] = (), keep_tokens=None):
@@ -74,7 +67,7 @@ def load(model, path: str | os.PathLike, *, head_prefixes: tuple[str, ...] = (),
     source = str(path)
     state_dict = to_model_names(read_state_dict(path), model.config.tie_word_embeddings, source)
     if keep_tokens is not None:
-        state_dict = keep_rows(state_dict, keep_tokens)
+        state_dict = keep_rows(state_dict, keep_tokens, source)
     if SHARED in state_dict and state_dict[SHARED].shape[0] != model.config.vocab_size:
         raise CheckpointError(
             f"{source} has {state_dict[SHARED].shape[0]} token embeddings ({SHARED}) but the "
