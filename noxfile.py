@@ -9,6 +9,7 @@ resolves to the pinned CPU build; uv's cache makes the repeated torch install ch
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -17,9 +18,10 @@ ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 LOCAL_WHEELS = Path("/opt/wheels")  # where these machines keep the torch CPU wheel
 TEST_DEPS = ("pytest>=7", "transformers>=4.40")
+SERVE_DEPS = ("fastapi>=0.100", "uvicorn>=0.29")  # s2s-core[serve], for the s2s serve tests
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "nezha_transformers4"]
+nox.options.sessions = ["lint", "tests", "nezha_transformers4", "browser"]
 if LOCAL_WHEELS.is_dir():
     os.environ.setdefault("UV_FIND_LINKS", str(LOCAL_WHEELS))
 
@@ -51,7 +53,8 @@ SUITES = {
     "template": ([CORE, TEMPLATE], [f"{TEMPLATE}/tests"]),
     # Together: the cross-package tests (the conformance suite: every task on every backbone, the
     # template's third-party task included), and the task tests that skip without s2s-models-gpt2.
-    "all": ([CORE, BERT, GPT2, BART, T5, TASKS, TEMPLATE], ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests")]),
+    "all": ([CORE, BERT, GPT2, BART, T5, TASKS, TEMPLATE, *SERVE_DEPS],
+            ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests")]),
 }
 
 
@@ -81,6 +84,20 @@ def check_template_discovery(session: nox.Session) -> None:
     if "task-template" in hidden:
         session.error(f"S2S_LOAD_PLUGINS= did not hide the template:\n{hidden}")
     session.log("the template is discovered, listed and hidden by S2S_LOAD_PLUGINS=")
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The s2s serve page in headless Chromium (Debian's chromium, driven by Playwright over CDP)."""
+    chromium = os.environ.get("S2S_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None and shutil.which("apt-get") and os.geteuid() == 0:
+        session.run("apt-get", "update", "-qq", external=True, success_codes=range(256))
+        session.run("apt-get", "install", "-y", "-qq", "chromium", external=True, success_codes=range(256))
+        chromium = shutil.which("chromium")
+    if chromium is None:
+        session.skip("no Chromium, and it cannot be installed here: apt-get install chromium, or set S2S_CHROMIUM")
+    install(session, "pytest>=7", "playwright>=1.40", *SERVE_DEPS, CORE, BERT, TASKS)
+    session.run("pytest", "tests/browser", env={"S2S_LOAD_PLUGINS": None, "S2S_CHROMIUM": chromium})
 
 
 @nox.session

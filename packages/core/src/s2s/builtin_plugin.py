@@ -1,7 +1,8 @@
-"""s2s-core's own plugin: the ``s2s plugins`` command."""
+"""s2s-core's own plugin: the ``s2s plugins``, ``train``, ``predict`` and ``serve`` commands."""
 
 from __future__ import annotations
 
+from .commands import predict, serve, train
 from .hookspecs import hookimpl
 from .plugins import get_plugins
 
@@ -10,6 +11,8 @@ from .plugins import get_plugins
 def register_commands(subparsers):
     parser = subparsers.add_parser("plugins", help="list installed plugins and what they register")
     parser.set_defaults(func=_list_plugins)
+    for command in (train, predict, serve):
+        command.add_parser(subparsers)
 
 
 def _list_plugins(args) -> int:

@@ -1,0 +1,100 @@
+"""What the commands share: config files under flags, ``--option KEY=VALUE``, a model folder check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+# What a fine-tuned folder holds (s2s.task.TASK_FILE and HEAD_FILE; not imported: s2s.task loads torch)
+MODEL_FILES = ("s2s_task.json", "config.json", "model.safetensors", "vocab.txt", "task_head.safetensors")
+
+
+class CommandError(ValueError):
+    """A command line or file the command cannot use; the message says what to change."""
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML (``.yaml`` / ``.yml``) or TOML (``.toml``) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CommandError(f"--config {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise CommandError(f"--config {path}: reading TOML needs Python 3.11+; use a YAML file") from None
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise CommandError(f"--config {path}: not valid TOML ({exc})") from None
+    elif suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise CommandError(
+                f"--config {path}: reading YAML needs PyYAML: pip install 's2s-core[yaml]'"
+            ) from None
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise CommandError(f"--config {path}: not valid YAML ({exc})") from None
+    else:
+        raise CommandError(f"--config {path}: use a .yaml, .yml or .toml file")
+    if not isinstance(values, dict):
+        raise CommandError(f"--config {path}: expected a mapping of option names to values")
+    return values
+
+
+def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; when the chosen subcommand has ``--config FILE``, the file's values become
+    that subcommand's defaults, so flags override them.
+
+    Config keys are the flags' names (``batch_size`` or ``batch-size``); the key ``options``
+    is a mapping of task options.
+    """
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) is None:
+        return args
+    command = args.command_parser
+    values = read_config_file(args.config)
+    known = {a.dest for a in command._actions if a.dest not in ("help", "config")} | {"options"}
+    defaults = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise CommandError(f"--config {args.config}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
+        defaults[name] = value
+    command.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
+def parse_options(pairs: list[str] | None, where: str = "--option") -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a dict; a VALUE that is JSON (``3``, ``true``, ``["a"]``) is
+    read as JSON, anything else is kept as a string."""
+    options = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise CommandError(f"{where} {pair!r}: expected KEY=VALUE, e.g. {where} max_length=128")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
+
+
+def check_model_folder(folder: str | Path) -> Path:
+    """``folder`` when it holds a fine-tuned s2s model; else an error saying what it lacks."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CommandError(f"{folder} is not a folder; give the final/ folder `s2s train` wrote")
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+    if missing:
+        raise CommandError(
+            f"{folder} is not an s2s model folder: it lacks {', '.join(missing)}. Give a folder "
+            f"written by `s2s train` (runs/x/final) or by a task's save_pretrained"
+        )
+    return folder

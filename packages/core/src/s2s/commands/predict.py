@@ -1,0 +1,93 @@
+"""``s2s predict``: run a fine-tuned model folder on a file, one JSON line per input.
+
+    s2s predict runs/x/final --input dev.tsv --output preds.jsonl
+    s2s predict runs/title/final --input articles.txt --beam-size 3 --max-new-tokens 24
+
+The input is the task's training format (labels ignored) or one text per line. Each output
+line is ``{"input": <the input as read>, "prediction": <what the task predicts>}``, in input
+order; without ``--output`` the lines go to stdout. ``--stream`` (generative tasks) also
+shows each prediction on stderr as it is generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import nullcontext
+
+from ..io import atomic_write
+from .options import CommandError, check_model_folder, parse_options
+
+GENERATION_FLAGS = ("beam_size", "max_new_tokens", "do_sample", "top_k", "top_p", "temperature", "seed")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="predict a file with a trained model folder, to JSON lines",
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="a model folder (runs/x/final)")
+    parser.add_argument("--input", required=True, help="the task's data file, or one text per line")
+    parser.add_argument("--output", help="JSON lines file (default: stdout)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
+    parser.add_argument("--stream", action="store_true", help="generative tasks: show text as it is generated")
+    group = parser.add_argument_group("prediction options (those the task takes)")
+    group.add_argument("--beam-size", type=int)
+    group.add_argument("--max-new-tokens", type=int)
+    group.add_argument("--do-sample", action="store_true", default=None)
+    group.add_argument("--top-k", type=int)
+    group.add_argument("--top-p", type=float)
+    group.add_argument("--temperature", type=float)
+    group.add_argument("--seed", type=int)
+    group.add_argument("--option", action="append", metavar="KEY=VALUE", help="any other option (JSON value)")
+    parser.set_defaults(func=run, command_parser=parser)
+
+
+def load_task(folder, device=None):
+    """The fine-tuned task in ``folder`` (checked first), on ``device``."""
+    import torch
+
+    from .. import load_model
+
+    model = load_model(checkpoint=check_model_folder(folder))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return model.to(device).eval()
+
+
+def run(args) -> int:
+    from tqdm.auto import tqdm
+
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size {args.batch_size}: must be at least 1")
+    model = load_task(args.model, args.device)
+    options = {name: getattr(args, name) for name in GENERATION_FLAGS if getattr(args, name) is not None}
+    options.update(parse_options(args.option))
+    if args.stream and not model.generative:
+        raise CommandError(f"--stream: {type(model).__name__} does not generate text; leave --stream out")
+    inputs = model.read_inputs(args.input)
+    output = atomic_write(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout)
+    with output as handle, tqdm(total=len(inputs), desc="predicting", unit="input", file=sys.stderr) as bar:
+        for start in range(0, len(inputs), args.batch_size):
+            chunk = inputs[start : start + args.batch_size]
+            predictions = streamed(model, chunk, options) if args.stream else model.predict_json(chunk, **options)
+            for item, prediction in zip(chunk, predictions):
+                handle.write(json.dumps({"input": item, "prediction": prediction}, ensure_ascii=False) + "\n")
+            handle.flush()
+            bar.update(len(chunk))
+    return 0
+
+
+def streamed(model, chunk, options) -> list:
+    """Predictions of ``chunk`` one by one, each written to stderr piece by piece."""
+    predictions = []
+    for item in chunk:
+        pieces = []
+        print(f"\n{json.dumps(item, ensure_ascii=False)} -> ", end="", file=sys.stderr, flush=True)
+        for piece in model.stream_prediction(item, **options):
+            pieces.append(piece)
+            print(piece, end="", file=sys.stderr, flush=True)
+        predictions.append("".join(pieces))
+    print(file=sys.stderr)
+    return predictions

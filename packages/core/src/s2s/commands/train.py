@@ -1,0 +1,153 @@
+"""``s2s train``: fine-tune (or train from scratch) any task on its standard training file.
+
+    s2s train --task classification --train train.tsv --eval dev.tsv --output runs/x
+    s2s train --task ner --head crf --model roberta --checkpoint ~/models/roberta --train train.txt ...
+    s2s train --config run.yaml --epochs 1          # flags override the config file
+
+Without ``--checkpoint`` the vocab is built from the training texts and the model is a random
+backbone of ``--size`` (default ``tiny``), as the examples do. Task options the data can tell
+(a classifier's labels, the predicates of relation extraction) default to what the training
+file holds, sorted. ``--num-procs N`` trains with N processes (the command runs again in each,
+as the Trainer does for any script); under ``torchrun`` the launcher decides. The run leaves
+``OUTPUT/metrics.jsonl`` and ``OUTPUT/final`` (``s2s predict`` / ``s2s serve`` read it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from .options import CommandError, parse_options
+
+logger = logging.getLogger(__name__)
+
+RANDOM_SIZE = "tiny"  # the backbone size without --checkpoint
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a task on its standard data file",
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="YAML or TOML file of these options (flags override it)")
+    parser.add_argument("--task", help="registered task name (s2s plugins lists them)")
+    parser.add_argument("--model", default="bert", help="backbone name (default: bert)")
+    parser.add_argument("--checkpoint", help="pretrained weights to start from (a folder or file)")
+    parser.add_argument("--size", help=f"backbone size preset (default: the checkpoint's, {RANDOM_SIZE} without one)")
+    parser.add_argument("--model-config", help="backbone config values: a JSON object or a config.json path")
+    parser.add_argument("--vocab", help="vocab.txt (default: the checkpoint's, or built from --train)")
+    parser.add_argument("--train", help="training file in the task's format")
+    parser.add_argument("--eval", help="held-out file in the same format (eval_loss at each epoch end)")
+    parser.add_argument("--output", help="run folder: checkpoints, metrics.jsonl, final/")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16, help="over all processes")
+    parser.add_argument("--lr", type=float, help="learning rate (default: 2e-5 with --checkpoint, 1e-3 without)")
+    parser.add_argument("--warmup", type=float, default=0.1, help="warmup steps, or a fraction (< 1) of all")
+    parser.add_argument("--scheduler", default="linear", help="linear, cosine or none")
+    parser.add_argument("--grad-accum-steps", type=int, default=1)
+    parser.add_argument("--max-grad-norm", type=float)
+    parser.add_argument("--amp", choices=["bf16", "fp16"])
+    parser.add_argument("--num-procs", type=int, default=1, help="processes to train with (DDP)")
+    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--log-every-step", type=int, default=10, help="steps between training-loss records")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group = parser.add_argument_group("task options")
+    group.add_argument("--labels", help="comma-separated labels, or a file with one per line "
+                       "(default: the sorted labels of --train)")
+    group.add_argument("--multi-label", action="store_true", default=None, help="classification: label lists")
+    group.add_argument("--head", help="sequence labeling head: softmax, crf, global_pointer, efficient_global_pointer")
+    group.add_argument("--schema", help="relation extraction: DuIE schema file (default: the predicates of --train)")
+    group.add_argument("--max-length", type=int, help="longest input in tokens")
+    group.add_argument("--option", action="append", metavar="KEY=VALUE", help="any other task option (JSON value)")
+    parser.set_defaults(func=run, command_parser=parser, options=None)
+
+
+def run(args) -> int:
+    from .. import load_model, seed_everything
+    from ..plugins import get_task
+    from ..tokenizer import resolve_tokenizer
+    from ..trainer import Trainer
+
+    for name in ("task", "train", "output"):
+        if getattr(args, name) is None:
+            raise CommandError(f"--{name} is required (as a flag, or as {name!r} in --config)")
+    task_cls = get_task(args.task).cls
+    options = task_options(args)
+    examples = task_cls.read_examples(args.train, options)
+    options = {**task_cls.options_from_examples(examples, options), **options}
+    seed_everything(args.seed)  # every process builds the same random model
+    tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, task_cls.example_texts(examples), min_frequency=1)
+    model = load_model(
+        tokenizer, args.model, args.task, size=args.size or (None if args.checkpoint else RANDOM_SIZE),
+        config=model_config(args.model_config), checkpoint=args.checkpoint, **options,
+    )
+    train = model.build_dataset(examples, source=str(args.train))
+    held_out = None
+    if args.eval:
+        held_out = model.build_dataset(task_cls.read_examples(args.eval, options), source=str(args.eval))
+    trainer = Trainer(
+        epochs=args.epochs, batch_size=args.batch_size, device=args.device, num_procs=args.num_procs,
+        model_save_dir=args.output, grad_accum_steps=args.grad_accum_steps, amp=args.amp,
+        max_grad_norm=args.max_grad_norm, scheduler=None if args.scheduler == "none" else args.scheduler,
+        warmup=int(args.warmup) if args.warmup >= 1 else args.warmup,
+        lr=args.lr if args.lr is not None else (2e-5 if args.checkpoint else 1e-3),
+        seed=args.seed, progress=not args.no_progress,
+        log_every_step=max(1, min(args.log_every_step, steps(len(train), args))),  # a short run logs too
+    )
+    trainer.train(model, train, collate_fn=model.collate, eval_dataset=held_out)
+    if trainer.is_main_process:  # one process reports: the only one, or rank 0 of the workers
+        log = Path(args.output) / "metrics.jsonl"
+        print(f"metrics: {log}")
+        print(f"model: {Path(args.output) / 'final'}")
+        print(json.dumps({"loss": trainer.last_loss, **last_validation(log)}, ensure_ascii=False))
+    return 0
+
+
+def steps(examples: int, args) -> int:
+    """Optimizer steps of the run."""
+    batches = -(-examples // args.batch_size)
+    return -(-batches // args.grad_accum_steps) * args.epochs
+
+
+def task_options(args) -> dict:
+    """The task options given on the command line (or in the config file)."""
+    options = parse_options(args.option)
+    if isinstance(getattr(args, "options", None), dict):  # an ``options:`` mapping in --config
+        options = {**args.options, **options}
+    if args.labels is not None:
+        options["labels"] = read_labels(args.labels)
+    for name in ("multi_label", "head", "schema", "max_length"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return options
+
+
+def read_labels(value) -> list[str]:
+    """``--labels``: a list (from a config file), a file with one label per line, or ``a,b,c``."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    path = Path(value)
+    if path.is_file():
+        return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    return [name.strip() for name in str(value).split(",") if name.strip()]
+
+
+def model_config(value):
+    """``--model-config``: a JSON object, a dict from a config file, or a config.json path."""
+    if value is None or isinstance(value, dict):
+        return value
+    if str(value).lstrip().startswith("{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--model-config is not a valid JSON object ({exc})") from None
+    return value
+
+
+def last_validation(log: Path) -> dict:
+    """The last validation record of ``metrics.jsonl`` (``eval_loss`` with ``--eval``), or ``{}``."""
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return next((r for r in reversed(records) if "loss" not in r), {})

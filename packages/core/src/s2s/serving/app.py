@@ -1,0 +1,164 @@
+"""The HTTP app of ``s2s serve`` (FastAPI): ``POST /predict``, ``GET /health``, ``GET /``.
+
+``POST /predict`` takes ``{"inputs": [...], "options": {...}, "stream": false}`` and answers
+``{"outputs": [...]}`` (one per input, what ``predict_json`` gives). With ``"stream": true``
+(a generative task, one input) the answer is server-sent events: ``data: {"piece": ...}`` as
+the text is generated, then ``event: end`` with ``data: {"output": <the whole text>}``.
+
+Bad requests get ``{"detail": <message naming the field>}``: 400 for malformed JSON, 422 for a
+missing, unknown or mistyped field or option, 413 for a body over ``max_body`` bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+
+from ..task import Task
+from .batcher import Batcher
+from .page import render_page
+
+logger = logging.getLogger(__name__)
+
+FIELDS = ("inputs", "options", "stream")
+DRAIN_LIMIT = 64  # an oversized body is read (and dropped) up to this many times max_body
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(model, batcher: Batcher, max_body: int = 1 << 20) -> FastAPI:
+    """The app serving ``model`` (a task) through ``batcher``."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await asyncio.to_thread(batcher.close)  # after uvicorn answered the requests in flight
+
+    app = FastAPI(title=f"s2s {type(model).__name__}", docs_url=None, redoc_url=None, lifespan=lifespan)
+    accepted = _accepted_options(model)
+    kind = _input_kind(model)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest):
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "task": type(model).__name__, **batcher.stats()}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        return render_page(type(model).__name__, kind)
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        body = await _read_body(request, max_body)
+        inputs, options, stream = _parse(body, model, accepted)
+        if stream:
+            pieces = batcher.stream(inputs[0], options)
+            return StreamingResponse(_events(pieces), media_type="text/event-stream")
+        try:
+            outputs = await asyncio.wrap_future(batcher.submit(inputs, options))
+        except (TypeError, ValueError) as exc:  # an option the task refused
+            raise BadRequest(422, f"options: {exc}") from None
+        return {"outputs": outputs}
+
+    return app
+
+
+async def _read_body(request: Request, max_body: int) -> bytes:
+    """The body, or a 413 once it passes ``max_body`` bytes. The rest of an oversized body is
+    read and dropped (up to a bound), so the client, still sending, gets the answer."""
+    body, size = bytearray(), 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= max_body:
+            body += chunk
+        elif size > DRAIN_LIMIT * max_body:
+            break
+    if size > max_body:
+        raise BadRequest(413, f"the body is over the server's limit of {max_body} bytes (--max-body); "
+                              f"send fewer or shorter inputs per request")
+    return bytes(body)
+
+
+def _parse(body: bytes, model, accepted: set[str] | None):
+    """``(inputs, options, stream)`` of a request body, or :class:`BadRequest` naming the field."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(400, f"the body is not valid JSON ({exc}); send {{\"inputs\": [...]}}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(422, f"the body must be a JSON object {{\"inputs\": [...]}}, not {type(data).__name__}")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise BadRequest(422, f"unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
+    if "inputs" not in data:
+        raise BadRequest(422, "field 'inputs' is missing: send {\"inputs\": [...]}")
+    inputs, options, stream = data["inputs"], data.get("options", {}), data.get("stream", False)
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest(422, f"field 'inputs' must be a non-empty list, got {_kind(inputs)}")
+    for index, item in enumerate(inputs):
+        try:
+            model.check_input(item)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(422, f"field 'inputs'[{index}]: {exc}") from None
+    if not isinstance(options, dict):
+        raise BadRequest(422, f"field 'options' must be an object, got {_kind(options)}")
+    if accepted is not None:
+        for name in options:
+            if name not in accepted:
+                raise BadRequest(422, f"field 'options': unknown option {name!r}; this task takes {', '.join(sorted(accepted))}")
+    if not isinstance(stream, bool):
+        raise BadRequest(422, f"field 'stream' must be true or false, got {_kind(stream)}")
+    if stream and not (model.generative and len(inputs) == 1):
+        why = "one input at a time" if model.generative else f"a generative task, not {type(model).__name__}"
+        raise BadRequest(422, f"field 'stream': streaming needs {why}")
+    return inputs, options, stream
+
+
+def _events(pieces):
+    """Server-sent events of a stream of text pieces."""
+    text = []
+    try:
+        for piece in pieces:
+            text.append(piece)
+            yield f"data: {json.dumps({'piece': piece}, ensure_ascii=False)}\n\n"
+    except (TypeError, ValueError) as exc:
+        yield f"event: error\ndata: {json.dumps({'detail': f'options: {exc}'}, ensure_ascii=False)}\n\n"
+        return
+    yield f"event: end\ndata: {json.dumps({'output': ''.join(text)}, ensure_ascii=False)}\n\n"
+
+
+def _accepted_options(model) -> set[str] | None:
+    """The option names ``predict_json`` (or the ``predict`` it calls) takes after the inputs;
+    ``None`` when it takes any (``**options``)."""
+    own = type(model).predict_json is not Task.predict_json
+    parameters = list(inspect.signature(model.predict_json if own else model.predict).parameters.values())[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters}
+
+
+def _input_kind(model) -> str:
+    """What the page's text box holds per line: a text, a pair of texts, or a dialogue history."""
+    for kind, sample in (("text", "文本"), ("pair", ["文本", "文本"]), ("history", ["文本"])):
+        try:
+            model.check_input(sample)
+            return kind
+        except (TypeError, ValueError):
+            continue
+    return "json"
+
+
+def _kind(value) -> str:
+    return f"{type(value).__name__} {json.dumps(value, ensure_ascii=False)[:40]}"
