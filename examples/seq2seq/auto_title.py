@@ -7,6 +7,7 @@ about a minute on 2 CPU cores::
     python examples/seq2seq/auto_title.py
     python examples/seq2seq/auto_title.py --checkpoint ~/models/chinese-roberta-wwm-ext \\
         --train my_train.tsv --eval my_dev.tsv --epochs 3 --lr 2e-5 --beam-size 3
+    python examples/seq2seq/auto_title.py --model t5-pegasus --size tiny   # encoder-decoder, jieba words
 
 Data: UTF-8 TSV, one pair per line, ``source<TAB>title`` (a leading column such as CSL's
 ``to title`` is ignored: the last two columns are used). Without ``--eval``, ``--eval-fraction``
@@ -59,6 +60,10 @@ def parse_args():
     parser.add_argument("--vocab", help="vocab.txt (default: the checkpoint's, or built from --train)")
     parser.add_argument("--model", default="roberta", help="backbone: roberta, bert, nezha, gpt2…")
     parser.add_argument("--size", help="backbone size (default: the checkpoint's, or small when random)")
+    parser.add_argument(
+        "--segmenter", choices=("jieba",),
+        help="word-first tokenization (default: jieba for t5-pegasus, whose vocab holds words)",
+    )
     parser.add_argument("--max-length", type=int, default=256, help="positions of source + title")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -91,7 +96,8 @@ def main():
     start = time.perf_counter()
     train_pairs, eval_pairs = split(args)
     texts = [text for pair in train_pairs for text in pair]
-    tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, texts, min_frequency=1)
+    segmenter = args.segmenter or ("jieba" if "pegasus" in args.model else None)
+    tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, texts, segmenter=segmenter, min_frequency=1)
     size = args.size or (None if args.checkpoint else "small")
     model = load_model(
         tokenizer, args.model, "seq2seq", size=size, checkpoint=args.checkpoint, max_length=args.max_length
