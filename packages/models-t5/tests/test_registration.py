@@ -57,3 +57,10 @@ def test_load_model_with_a_checkpoint_folder_and_its_config(tmp_path):
     assert again.config.d_model == model.config.d_model
     for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_missing_start_token_names_the_option():
+    model = load_model(vocab(), "t5-pegasus-tiny")  # T5-PEGASUS states no start id: the task's [CLS]
+    with pytest.raises(ValueError, match="decoder_start_token_id="):
+        model.decoder(8)
+    assert model.decoder(8, decoder_start_token_id=2).decoder_start_token_id == 2
