@@ -86,12 +86,13 @@ def main() -> None:
         started = time.perf_counter()
         write_tsv(path, args.lines)
         print(f"generated {args.lines:,} lines, {path.stat().st_size / 2**20:.0f} MB "
-              f"in {time.perf_counter() - started:.0f} s")
-        listed = run("list", path, args.batch_size)
-        streamed = run("stream", path, args.batch_size)
-        for record in (listed, streamed):
-            print(f"{record['kind']:>6}: {record['steps']:>6} steps in {record['seconds']:7.1f} s, "
-                  f"peak RSS {record['peak_rss_mb']:7.1f} MB")
+              f"in {time.perf_counter() - started:.0f} s", flush=True)
+        records = {}
+        for kind in ("list", "stream"):
+            record = records[kind] = run(kind, path, args.batch_size)
+            print(f"{kind:>6}: {record['steps']:>6} steps in {record['seconds']:7.1f} s, "
+                  f"peak RSS {record['peak_rss_mb']:7.1f} MB", flush=True)
+        listed, streamed = records["list"], records["stream"]
         difference = streamed["peak_rss_mb"] - listed["peak_rss_mb"]
         verdict = "within" if difference <= 300 else "NOT within"
         print(f"stream - list: {difference:+.1f} MB ({verdict} the 300 MB target)")
