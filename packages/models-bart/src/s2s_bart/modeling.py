@@ -16,6 +16,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -78,11 +79,21 @@ class Attention(nn.Module):
 
     def forward(self, x, keys, values, mask=None, causal: bool = False):
         """Queries from ``x`` [B, L, H] over ``keys`` / ``values`` [B, N, K, D]; ``mask`` bool
-        [B, 1, 1 or L, K] (True = may attend) or ``None``."""
+        [B, 1, 1 or L, K] (True = may attend) or ``None``.
+
+        Keys of fewer rows M (B = M * G): each serves G consecutive query rows, e.g. the beams
+        of one source over its cross-attention keys (no causal mask then)."""
+        queries = self.split(self.q_proj.forward(x))  # [B, N, L, D]
+        batch, heads, length, dim = queries.shape
+        groups = keys.shape[0]
+        if groups != batch:  # [M, N, G * L, D]: the group's queries one after another
+            queries = queries.view(groups, -1, heads, length, dim).transpose(1, 2).reshape(groups, heads, -1, dim)
         context = F.scaled_dot_product_attention(
-            self.split(self.q_proj.forward(x)), keys, values, attn_mask=mask, is_causal=causal,
+            queries, keys, values, attn_mask=mask, is_causal=causal,
             dropout_p=self.dropout if self.training else 0.0,
         )
+        if groups != batch:
+            context = context.view(groups, heads, -1, length, dim).transpose(1, 2).reshape(batch, heads, length, dim)
         return self.out_proj.forward(context.transpose(1, 2).flatten(2))
 
 
@@ -259,7 +270,10 @@ class BartBackbone(Backbone):
         return x
 
     def decode(self, input_ids, encoder_states, encoder_mask=None, past_key_values=None, use_cache=False):
-        """Decoder states [B, L, H] for ``input_ids`` [B, L] after the cached positions."""
+        """Decoder states [B, L, H] for ``input_ids`` [B, L] after the cached positions.
+
+        The cross keys/values of a cache (and ``encoder_mask``) may have M rows, B = M * G:
+        each then serves G consecutive rows (:class:`BartDecoder` keeps one per source)."""
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         length = input_ids.shape[1]
         x = self._embed(self.decoder_stack, input_ids, past)
@@ -361,36 +375,80 @@ class BartBackbone(Backbone):
         return weights.to_hf_names(self.state_dict())
 
 
-class BartDecoder(EncoderDecoderDecoder):
-    """:class:`s2s.generation.EncoderDecoderDecoder` that also forces ``forced_eos_token_id``
-    (default: the checkpoint's) as the last of ``max_new_tokens`` tokens, as transformers'
-    ``generate`` does; ``forced_eos_token_id=None`` leaves the last step free."""
+@dataclass
+class BartDecoderState:
+    """``cache``: per layer (self keys, self values, cross keys, cross values); the cross
+    tensors and ``encoder_mask`` hold one row per group of ``group`` consecutive rows."""
+
+    cache: tuple
+    encoder_mask: torch.Tensor  # [M, S]
+    group: int
+
+
+class BartDecoder:
+    """BART as an :class:`s2s.generation.Decoder`: the encoder once, one decoder position per
+    step, and the checkpoint's ``forced_eos_token_id`` forced as the last of
+    ``max_new_tokens`` tokens, as transformers' ``generate`` does (``None``: no forcing).
+
+    The cross-attention keys/values stay one copy per source while the rows of a source
+    stay together in equal numbers (the beams of beam search): reordering then moves only the
+    self-attention cache, where the generic :class:`~s2s.generation.EncoderDecoderDecoder`
+    copies every beam's cross keys/values at each step.
+    """
 
     _UNSET = object()
 
     def __init__(self, backbone: BartBackbone, max_new_tokens: int, decoder_start_token_id=None,
                  forced_eos_token_id=_UNSET):
-        super().__init__(backbone, decoder_start_token_id)
+        self.backbone = backbone
+        self.decoder_start_token_id = EncoderDecoderDecoder(backbone, decoder_start_token_id).decoder_start_token_id
         self.max_new_tokens = max_new_tokens
         if forced_eos_token_id is BartDecoder._UNSET:
             forced_eos_token_id = backbone.config.forced_eos_token_id
         self.forced_eos_token_id = forced_eos_token_id
         self._produced = 0
 
+    @torch.no_grad()
     def start(self, inputs):
+        input_ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask")
+        mask = torch.ones_like(input_ids) if mask is None else mask
+        if input_ids.shape[1] == 0 or bool((mask.sum(-1) == 0).any()):
+            raise ValueError("every source needs at least one token (got an empty source)")
         self._produced = 0
-        return self._force(*super().start(inputs))
+        states = self.backbone.encode(input_ids, mask)
+        tokens = torch.full((input_ids.shape[0],), self.decoder_start_token_id, device=input_ids.device)
+        return self._decode(tokens, states, BartDecoderState(None, mask, 1))
 
-    def step(self, tokens, state):
+    @torch.no_grad()
+    def step(self, tokens, state: BartDecoderState):
         self._produced += 1
-        return self._force(*super().step(tokens, state))
+        return self._decode(tokens, None, state)
 
-    def _force(self, logits, state):
+    def _decode(self, tokens, encoder_states, state: BartDecoderState):
+        out = self.backbone.decode(tokens[:, None], encoder_states, state.encoder_mask,
+                                   past_key_values=state.cache, use_cache=True)
+        logits = self.backbone.lm_logits(out.last_hidden_state[:, -1])
         if self.forced_eos_token_id is not None and self._produced == self.max_new_tokens - 1:
-            forced = torch.full_like(logits, float("-inf"))
-            forced[:, self.forced_eos_token_id] = 0.0
-            logits = forced
-        return logits, state
+            logits = torch.full_like(logits, float("-inf"))
+            logits[:, self.forced_eos_token_id] = 0.0
+        return logits, BartDecoderState(out.past_key_values, state.encoder_mask, state.group)
+
+    def reorder(self, state: BartDecoderState, index):
+        sources = index.div(state.group, rounding_mode="floor")  # the cross row each new row reads
+        kept, counts = torch.unique_consecutive(sources, return_counts=True)
+        group = int(counts[0])
+        if bool((counts == group).all()) and bool((kept[1:] > kept[:-1]).all()):
+            select = None if len(kept) == state.encoder_mask.shape[0] else kept
+        else:  # rows of a source apart or in unequal numbers: one cross copy per row
+            select, group = sources, 1
+        cache = tuple(
+            (k.index_select(0, index), v.index_select(0, index),
+             *(c if select is None else c.index_select(0, select) for c in (ck, cv)))
+            for k, v, ck, cv in state.cache
+        )
+        mask = state.encoder_mask if select is None else state.encoder_mask.index_select(0, select)
+        return BartDecoderState(cache, mask, group)
 
 
 def _key_mask(attention_mask) -> torch.Tensor | None:
