@@ -130,12 +130,20 @@ class CausalLM(Task):
         return [self.tokenizer.decode(row) for row in ids]
 
     def stream(self, prompt: str, max_new_tokens: int = 64, **options) -> Iterator[str]:
-        """Yield the continuation of one prompt piece by piece as it is generated."""
+        """Yield the continuation of one prompt piece by piece as it is generated; joined, the
+        pieces are ``continue_text([prompt], ...)[0]``. Leaving the loop early frees the cache."""
         ids, cut = self.encode_prompt(prompt, max_new_tokens)
         if cut:
             logger.warning("the prompt was longer than the room left for max_new_tokens: its beginning was cut")
+        return self._stream(self.generation_inputs([ids]), max_new_tokens, options)
+
+    def stream_prediction(self, item, **options) -> Iterator[str]:
+        if max(options.get("beam_size", 1), options.get("num_beams", 1)) > 1:  # known at the end only
+            return super().stream_prediction(item, **options)
+        return self.stream(item, **options)
+
+    def _stream(self, inputs: dict, max_new_tokens: int, options) -> Iterator[str]:
         options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
-        inputs = self.generation_inputs([ids])
         pieces = stream(
             self.decoder(max_new_tokens), inputs, self.tokenizer.decode, max_new_tokens=max_new_tokens,
             eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"], **options,

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -142,6 +142,23 @@ class Chat(CausalLM):
         return self._generate(prompts, max_new_tokens, options, types, next_types)
 
     predict = reply  # every task's inference call
+
+    def stream_reply(self, history: Sequence[str], max_new_tokens: int = 32, **options) -> Iterator[str]:
+        """Yield the next turn of one history piece by piece as it is generated; joined, the
+        pieces are ``reply([history], ...)[0]``. Leaving the loop early frees the cache."""
+        if isinstance(history, str):
+            raise TypeError("stream_reply takes one history: a list of turns")
+        ids, types, speaker = self.fit_history(history, max_new_tokens)
+        if self.speaker_ids:
+            inputs = self.generation_inputs([ids], [types], [self.speaker_ids[speaker]])
+        else:
+            inputs = self.generation_inputs([ids])
+        return self._stream(inputs, max_new_tokens, options)
+
+    def stream_prediction(self, item, **options) -> Iterator[str]:
+        if max(options.get("beam_size", 1), options.get("num_beams", 1)) > 1:  # known at the end only
+            return super(CausalLM, self).stream_prediction(item, **options)
+        return self.stream_reply(item, **options)
 
     # --- files (s2s train / predict / serve) ---------------------------------------------
 

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -66,7 +66,7 @@ from s2s.backbone import (
     reorder_cache,
 )
 from s2s.data import LABEL_PAD, pad_batch
-from s2s.generation import generate, options_from_row
+from s2s.generation import generate, options_from_row, stream
 from s2s.nn.masks import unilm_mask
 from s2s.task import Task, TinyRun
 
@@ -226,12 +226,7 @@ class Seq2Seq(Task):
         ``banned_token_ids`` says otherwise; ``num_return_sequences`` > 1 gives a list per text."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts; wrap a single text in a list")
-        if self.encoder_decoder:  # the source has its own positions
-            limit, room = self.max_length, self.max_length
-        else:
-            limit, room = self.max_length - 3, self.max_length - max_new_tokens
-        if not 0 < max_new_tokens <= limit:
-            raise ValueError(f"max_new_tokens must be between 1 and {limit}, got {max_new_tokens}")
+        room = self._source_room(max_new_tokens)
         options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
         returns = options.get("num_return_sequences", 1)
         outputs: list = []
@@ -255,17 +250,63 @@ class Seq2Seq(Task):
             )
         return outputs
 
+    def stream(self, source: str, max_new_tokens: int = 32, **options) -> Iterator[str]:
+        """Yield the generated target of one text piece by piece as it is made (greedy, or
+        sampling with ``do_sample``); joined, the pieces are ``predict([source], ...)[0]`` with
+        the same options and seed. Leaving the loop early ends the generation and frees its cache."""
+        if not isinstance(source, str):
+            raise TypeError("stream takes one text (predict takes a list)")
+        room = self._source_room(max_new_tokens)
+        options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
+        ids = self._encode_source(source)
+        if len(ids) > room:
+            logger.warning("the text is longer than the %d tokens left for the source: its end was cut", room)
+        inputs, prompt = self._generation_inputs([cut_keeping_last(ids, room)])
+        pieces = stream(
+            self.decoder(max_new_tokens), inputs, self.tokenizer.decode, max_new_tokens=max_new_tokens,
+            eos_token_id=self.eos_id, **prompt, **options,
+        )
+        return self._made_in_inference(pieces)
+
+    def _made_in_inference(self, pieces: Iterator[str]) -> Iterator[str]:
+        while True:  # eval mode and no gradients while a piece is made, not while the caller runs
+            with self.inference():
+                piece = next(pieces, None)
+            if piece is None:
+                return
+            yield piece
+
+    def stream_prediction(self, item, **options) -> Iterator[str]:
+        if max(options.get("beam_size", 1), options.get("num_beams", 1)) > 1:  # known at the end only
+            return super().stream_prediction(item, **options)
+        return self.stream(item, **options)
+
+    def _source_room(self, max_new_tokens: int) -> int:
+        """Tokens a source may have beside ``max_new_tokens`` new ones (an error if none)."""
+        if self.encoder_decoder:  # the source has its own positions
+            limit, room = self.max_length, self.max_length
+        else:
+            limit, room = self.max_length - 3, self.max_length - max_new_tokens
+        if not 0 < max_new_tokens <= limit:
+            raise ValueError(f"max_new_tokens must be between 1 and {limit}, got {max_new_tokens}")
+        return room
+
     def _generate(self, sources: list[list[int]], beam_size: int, max_new_tokens: int, options) -> list[list[int]]:
+        inputs, prompt = self._generation_inputs(sources)
+        return generate(
+            self.decoder(max_new_tokens), inputs, num_beams=beam_size, max_new_tokens=max_new_tokens,
+            eos_token_id=self.eos_id, **prompt, **options,
+        )
+
+    def _generation_inputs(self, sources: list[list[int]]) -> tuple[dict, dict]:
+        """The decoder's inputs for encoded sources, and the prompt the engine's penalties see."""
         prompt = {}
         if self.unilm or self.encoder_decoder:  # right padding: UniLM targets continue each row's positions
             inputs = right_padded(sources, self.tokenizer.pad_id, self.device)
         else:  # left padding: the prompt ends where generation starts
             inputs = left_padded(sources, self.tokenizer.pad_id, self.device)
             prompt = {"prompt_ids": inputs["input_ids"], "prompt_mask": inputs["attention_mask"]}
-        return generate(
-            self.decoder(max_new_tokens), inputs, num_beams=beam_size, max_new_tokens=max_new_tokens,
-            eos_token_id=self.eos_id, **prompt, **options,
-        )
+        return inputs, prompt
 
     def _encode_source(self, text: str) -> list[int]:
         return self.tokenizer.encode(check_text(text, "source")).ids  # [CLS] src [SEP]
