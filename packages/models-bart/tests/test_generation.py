@@ -94,3 +94,22 @@ def test_decoding_strips_specials_and_joins_chinese_without_spaces():
     ids = [vocab.sep_id, vocab.cls_id, *(vocab.token_to_id(c) for c in "中文标题"), vocab.token_to_id("bart"),
            vocab.token_to_id("##s"), vocab.token_to_id("生"), vocab.sep_id, vocab.pad_id]
     assert vocab.decode(ids) == "中文标题barts生"
+
+
+@pytest.mark.parametrize("index", [[1, 0, 0], [0, 0, 1, 1], [2, 0, 3], [3, 2, 1, 0], [0, 2, 3], [1]])
+def test_reorder_equals_the_generic_decoder(models, index):
+    """Grouped or not, BartDecoder's state steps like EncoderDecoderDecoder's (every row copied)."""
+    from s2s.generation import EncoderDecoderDecoder
+
+    _, ours = models
+    ids, mask = random_batch(TINY["vocab_size"], (6, 3))
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    ours_decoder, generic = ours.decoder(NEW, forced_eos_token_id=None), EncoderDecoderDecoder(ours)
+    (_, state), (_, generic_state) = ours_decoder.start(inputs), generic.start(inputs)
+    for step_index in ([0, 0, 1, 1], index):  # beams of each source, then the case
+        tokens = torch.arange(110, 110 + len(step_index))
+        state = ours_decoder.reorder(state, torch.tensor(step_index))
+        generic_state = generic.reorder(generic_state, torch.tensor(step_index))
+        logits, state = ours_decoder.step(tokens, state)
+        expected, generic_state = generic.step(tokens, generic_state)
+        torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
