@@ -25,6 +25,7 @@ EXAMPLES = {
     "relation/train_relation.py": {"precision", "recall", "f1"},
     "trainer/train_any_scale.py": {"eval_loss", "accuracy"},
     "seq2seq/auto_title.py": {"rouge-1", "rouge-2", "rouge-l", "bleu"},
+    "couplet/train_couplet.py": {"held_out", "same_form"},
     "gpt2/chat.py": None,  # prints replies, no metrics
     "gpt2/writing.py": None,  # prints continuations, no metrics
 }
