@@ -81,12 +81,16 @@ class BartConfig(Config):
         }
 
 
-# Size presets. ``tiny`` is for tests and examples (random weights); ``base`` is the shape of
+# Size presets. ``tiny`` and ``small`` are for tests and examples (random weights); ``base`` is the shape of
 # fnlp/bart-base-chinese, ``large`` that of fnlp/bart-large-chinese.
 SIZES = {
     "tiny": dict(
         d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
         decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+    ),
+    "small": dict(
+        d_model=256, encoder_layers=3, decoder_layers=3, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024,
     ),
     "base": dict(
         d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
