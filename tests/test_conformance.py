@@ -36,7 +36,7 @@ def test_every_task_on_every_backbone(installed_plugins, capsys):
     for task in ("causal_lm", "chat", "seq2seq"):
         assert status["gpt2", task] == conformance.PASS, matrix
     assert status["toy-encoder-decoder", "seq2seq"] == conformance.PASS, matrix
-    for backbone in ("t5", "mt5", "t5-pegasus"):  # s2s-models-t5: seq2seq only, the rest refused
+    for backbone in ("t5", "mt5", "t5-pegasus", "bart"):  # encoder-decoders: seq2seq only, the rest refused
         assert status[backbone, "seq2seq"] == conformance.PASS, matrix
         assert status[backbone, "classification"] == conformance.UNSUPPORTED, matrix
     assert status["gpt2", "classification"] == conformance.UNSUPPORTED
