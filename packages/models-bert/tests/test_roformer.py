@@ -129,3 +129,16 @@ def test_no_absolute_positions_and_the_contract_holds():
 def test_a_projected_embedding_size_is_a_clear_error():
     with pytest.raises(ValueError, match="embedding_size=32 differs from hidden_size=64"):
         RoFormerConfig(**TINY, embedding_size=32)
+
+
+def test_registered_as_roformer_and_roformer_sim(monkeypatch):
+    from s2s.plugins import get_backbone, reset_plugins
+
+    monkeypatch.setenv("S2S_LOAD_PLUGINS", "bert")
+    reset_plugins()
+    try:
+        for name in ("roformer", "roformer-sim", "roformer-sim-tiny"):
+            entry, _ = get_backbone(name)
+            assert entry.cls is RoFormerBackbone, name
+    finally:
+        reset_plugins()
