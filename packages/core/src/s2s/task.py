@@ -11,6 +11,11 @@ back into the same fine-tuned model::
     folder/config.json, model.safetensors, vocab.txt  the backbone, as transformers reads it
     folder/task_head.safetensors                      the task's own weights (no "backbone.")
     folder/s2s_task.json                              task and backbone names, task options
+
+A task whose head transformers has a class for (:meth:`Task.hf_head`: a classifier on BERT is
+``BertForSequenceClassification``) keeps the head in ``model.safetensors`` under that class's
+names instead of ``task_head.safetensors``, and ``config.json`` names the class in
+``architectures``, so ``transformers.AutoModelFor...from_pretrained(folder)`` loads it too.
 """
 
 from __future__ import annotations
@@ -77,6 +82,17 @@ def read_recipe(directory: str | os.PathLike) -> Recipe | None:
                 f"the file is damaged: save the model again with save_pretrained"
             )
     return Recipe(values["backbone"], values["task"], values["options"])
+
+
+@dataclass
+class HFHead:
+    """A task head transformers has a class for. The task's :meth:`Task.head_state_dict` keys
+    are that class's names (``classifier.weight``); ``architecture`` is the class name after the
+    backbone's (``"ForSequenceClassification"``), ``config`` the config.json entries it reads
+    (``id2label``, ``label2id``, ``problem_type``)."""
+
+    architecture: str
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -201,6 +217,11 @@ class Task(nn.Module):
         saved folder does not depend on that file."""
         return options
 
+    def hf_head(self) -> HFHead | None:
+        """The transformers class this task's head is saved under, or ``None``: the head then
+        goes to ``task_head.safetensors`` (CRF, GlobalPointer, GPLinker, UniLM...)."""
+        return None
+
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         """This task's own weights: every entry of ``state_dict()`` outside the backbone."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
@@ -213,8 +234,10 @@ class Task(nn.Module):
         if Path(path).is_dir() and (Path(path) / TRAINER_STATE_FILE).is_file():
             return self._load_trainer_checkpoint(Path(path))
         if Path(path).is_dir() and (Path(path) / TASK_FILE).is_file():
-            self._load_head(Path(path) / HEAD_FILE)
-            return self.backbone.load_pretrained(path, head_prefixes=())
+            self._load_head(Path(path))
+            report = self.backbone.load_pretrained(path, head_prefixes=())
+            report.unexpected = [k for k in report.unexpected if k not in self.head_state_dict()]
+            return report
         report = self.backbone.load_pretrained(path)
         report.newly_initialized.extend(sorted(self.head_state_dict()))
         if report.unexpected:
@@ -236,14 +259,21 @@ class Task(nn.Module):
     # The original library's name for the same call.
     load_pretrain_params = load_pretrained
 
-    def _load_head(self, file: Path) -> None:
-        if not file.is_file():
+    def _load_head(self, folder: Path) -> None:
+        """The head from ``task_head.safetensors``, or from ``model.safetensors`` (under the
+        transformers class's names) for a task with :meth:`hf_head`."""
+        file = folder / HEAD_FILE
+        if not file.is_file() and self.hf_head() is not None:
+            file = folder / "model.safetensors"
+        elif not file.is_file():
             raise CheckpointError(
                 f"{file.parent} has {TASK_FILE} but no {HEAD_FILE}, so the task's head is missing; "
                 f"save the model again with save_pretrained, or pass the backbone's weights "
                 f"({file.parent / 'model.safetensors'}) as checkpoint to start a new head"
             )
         saved, own = read_state_dict(file), self.head_state_dict()
+        if file.name != HEAD_FILE:  # the backbone's weights are beside the head
+            saved = {k: v for k, v in saved.items() if k in own}
         report = LoadReport(str(file), missing=sorted(own.keys() - saved.keys()))
         report.unexpected = sorted(saved.keys() - own.keys())
         report.mismatched = [
@@ -271,8 +301,24 @@ class Task(nn.Module):
             )
         contents, directory = self._task_file(), Path(directory)  # an option JSON cannot hold fails first
         self.backbone.save_pretrained(directory, tokenizer=self.tokenizer)
-        save_weights(self.head_state_dict(), directory / HEAD_FILE)
+        head = self.hf_head()
+        if head is None:
+            save_weights(self.head_state_dict(), directory / HEAD_FILE)
+        else:
+            self._save_hf_head(directory, head)
         self._write_task_file(directory, contents)
+
+    def _save_hf_head(self, directory: Path, head: HFHead) -> None:
+        """The head inside ``model.safetensors`` and ``config.json`` naming its class."""
+        config = self.backbone.hf_config()
+        name = (config.get("architectures") or [type(self.backbone).__name__])[0]
+        config["architectures"] = [name.split("For")[0].removesuffix("Model") + head.architecture]
+        config.update(head.config)
+        save_weights({**self.backbone.hf_state_dict(), **self.head_state_dict()}, directory / "model.safetensors")
+        with atomic_write(directory / "config.json", "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        (directory / HEAD_FILE).unlink(missing_ok=True)  # left by an earlier save, it would win
 
     def save_recipe(self, directory: str | os.PathLike) -> None:
         """What rebuilds this task, without weights: ``config.json``, the vocabulary and

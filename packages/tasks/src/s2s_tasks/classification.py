@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from s2s.data import pad_batch
-from s2s.task import Task, TinyRun
+from s2s.task import HFHead, Task, TinyRun
 
 from .common import (
     DataError,
@@ -201,6 +201,17 @@ class Classification(Task):
                     gold.extend(batch["labels"].tolist())
         return classification_metrics(gold, predicted, self.labels)
 
+
+    def hf_head(self) -> HFHead | None:
+        """``*ForSequenceClassification`` when pooling is the pooler (as that class pools)."""
+        if self.pooling != "pooler":
+            return None
+        problem = "multi_label_classification" if self.multi_label else "single_label_classification"
+        return HFHead("ForSequenceClassification", {
+            "id2label": dict(enumerate(self.labels)),
+            "label2id": {name: i for i, name in enumerate(self.labels)},
+            "problem_type": problem,
+        })
 
     # --- files (s2s train / predict / serve) ---------------------------------------------
 

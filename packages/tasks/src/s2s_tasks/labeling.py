@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from s2s.data import pad_batch
-from s2s.task import Task, TinyRun, read_text_lines
+from s2s.task import HFHead, Task, TinyRun, read_text_lines
 
 from .common import MODEL_INPUTS, build_features, fit_max_length, model_inputs, text_mask
 from .heads import HEADS, make_head
@@ -207,6 +207,15 @@ class SequenceLabeling(Task):
             raise ValueError("cannot evaluate on an empty dataset")
         predicted = self.predict([e["text"] for e in examples], batch_size=batch_size)
         return span_scores([e["spans"] for e in examples], predicted)
+
+    def hf_head(self) -> HFHead | None:
+        """``*ForTokenClassification`` for the softmax head (a linear map to the tags)."""
+        if self.head_name != "softmax":
+            return None
+        return HFHead("ForTokenClassification", {
+            "id2label": dict(enumerate(self.tags)),
+            "label2id": {tag: i for i, tag in enumerate(self.tags)},
+        })
 
     # --- files (s2s train / predict / serve) ---------------------------------------------
 

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-# What a fine-tuned folder holds (s2s.task.TASK_FILE and HEAD_FILE; not imported: s2s.task loads torch)
-MODEL_FILES = ("s2s_task.json", "config.json", "model.safetensors", "vocab.txt", "task_head.safetensors")
+# What every fine-tuned folder holds (s2s.task.TASK_FILE, not imported: s2s.task loads torch);
+# the head is in task_head.safetensors or, where transformers has a class for it, in model.safetensors.
+MODEL_FILES = ("s2s_task.json", "config.json", "model.safetensors", "vocab.txt")
 
 
 class CommandError(ValueError):
