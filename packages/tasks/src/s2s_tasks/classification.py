@@ -40,7 +40,8 @@ from .pooling import check_pooling, needs_hidden_states, pool
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Classification", "DataError", "read_labeled_texts", "resolve_labels"]  # DataError: from here too
+# DataError and read_labeled_texts live in .common; scripts import them from here too.
+__all__ = ["Classification", "DataError", "read_labeled_texts", "resolve_labels"]
 
 
 class Classification(Task):
