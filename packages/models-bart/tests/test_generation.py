@@ -98,7 +98,7 @@ def test_decoding_strips_specials_and_joins_chinese_without_spaces():
 
 @pytest.mark.parametrize("index", [[1, 0, 0], [0, 0, 1, 1], [2, 0, 3], [3, 2, 1, 0], [0, 2, 3], [1]])
 def test_reorder_equals_the_generic_decoder(models, index):
-    """Grouped or not, BartDecoder's state steps like EncoderDecoderDecoder's (every row copied)."""
+    """Rows kept on their sources or moved, BartDecoder steps like EncoderDecoderDecoder (every row copied)."""
     from s2s.generation import EncoderDecoderDecoder
 
     _, ours = models

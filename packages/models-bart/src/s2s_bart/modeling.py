@@ -79,21 +79,11 @@ class Attention(nn.Module):
 
     def forward(self, x, keys, values, mask=None, causal: bool = False):
         """Queries from ``x`` [B, L, H] over ``keys`` / ``values`` [B, N, K, D]; ``mask`` bool
-        [B, 1, 1 or L, K] (True = may attend) or ``None``.
-
-        Keys of fewer rows M (B = M * G): each serves G consecutive query rows, e.g. the beams
-        of one source over its cross-attention keys (no causal mask then)."""
-        queries = self.split(self.q_proj.forward(x))  # [B, N, L, D]
-        batch, heads, length, dim = queries.shape
-        groups = keys.shape[0]
-        if groups != batch:  # [M, N, G * L, D]: the group's queries one after another
-            queries = queries.view(groups, -1, heads, length, dim).transpose(1, 2).reshape(groups, heads, -1, dim)
+        [B, 1, 1 or L, K] (True = may attend) or ``None``."""
         context = F.scaled_dot_product_attention(
-            queries, keys, values, attn_mask=mask, is_causal=causal,
+            self.split(self.q_proj.forward(x)), keys, values, attn_mask=mask, is_causal=causal,
             dropout_p=self.dropout if self.training else 0.0,
         )
-        if groups != batch:
-            context = context.view(groups, heads, -1, length, dim).transpose(1, 2).reshape(batch, heads, length, dim)
         return self.out_proj.forward(context.transpose(1, 2).flatten(2))
 
 
@@ -270,10 +260,7 @@ class BartBackbone(Backbone):
         return x
 
     def decode(self, input_ids, encoder_states, encoder_mask=None, past_key_values=None, use_cache=False):
-        """Decoder states [B, L, H] for ``input_ids`` [B, L] after the cached positions.
-
-        The cross keys/values of a cache (and ``encoder_mask``) may have M rows, B = M * G:
-        each then serves G consecutive rows (:class:`BartDecoder` keeps one per source)."""
+        """Decoder states [B, L, H] for ``input_ids`` [B, L] after the cached positions."""
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         length = input_ids.shape[1]
         x = self._embed(self.decoder_stack, input_ids, past)
@@ -377,12 +364,9 @@ class BartBackbone(Backbone):
 
 @dataclass
 class BartDecoderState:
-    """``cache``: per layer (self keys, self values, cross keys, cross values); the cross
-    tensors and ``encoder_mask`` hold one row per group of ``group`` consecutive rows."""
-
-    cache: tuple
-    encoder_mask: torch.Tensor  # [M, S]
-    group: int
+    cache: tuple  # per layer (self keys, self values, cross keys, cross values), batch on dim 0
+    encoder_mask: torch.Tensor  # [N, S]
+    sources: torch.Tensor  # [N] the source each row decodes
 
 
 class BartDecoder:
@@ -390,10 +374,10 @@ class BartDecoder:
     step, and the checkpoint's ``forced_eos_token_id`` forced as the last of
     ``max_new_tokens`` tokens, as transformers' ``generate`` does (``None``: no forcing).
 
-    The cross-attention keys/values stay one copy per source while the rows of a source
-    stay together in equal numbers (the beams of beam search): reordering then moves only the
-    self-attention cache, where the generic :class:`~s2s.generation.EncoderDecoderDecoder`
-    copies every beam's cross keys/values at each step.
+    A reorder that leaves every row on its source (beam search following its beams) moves
+    only the self-attention cache: the cross-attention keys/values of a row are those of its
+    source, already in place (the generic :class:`~s2s.generation.EncoderDecoderDecoder`
+    copies them at every step).
     """
 
     _UNSET = object()
@@ -418,7 +402,8 @@ class BartDecoder:
         self._produced = 0
         states = self.backbone.encode(input_ids, mask)
         tokens = torch.full((input_ids.shape[0],), self.decoder_start_token_id, device=input_ids.device)
-        return self._decode(tokens, states, BartDecoderState(None, mask, 1))
+        sources = torch.arange(input_ids.shape[0], device=input_ids.device)
+        return self._decode(tokens, states, BartDecoderState(None, mask, sources))
 
     @torch.no_grad()
     def step(self, tokens, state: BartDecoderState):
@@ -432,23 +417,18 @@ class BartDecoder:
         if self.forced_eos_token_id is not None and self._produced == self.max_new_tokens - 1:
             logits = torch.full_like(logits, float("-inf"))
             logits[:, self.forced_eos_token_id] = 0.0
-        return logits, BartDecoderState(out.past_key_values, state.encoder_mask, state.group)
+        return logits, BartDecoderState(out.past_key_values, state.encoder_mask, state.sources)
 
     def reorder(self, state: BartDecoderState, index):
-        sources = index.div(state.group, rounding_mode="floor")  # the cross row each new row reads
-        kept, counts = torch.unique_consecutive(sources, return_counts=True)
-        group = int(counts[0])
-        if bool((counts == group).all()) and bool((kept[1:] > kept[:-1]).all()):
-            select = None if len(kept) == state.encoder_mask.shape[0] else kept
-        else:  # rows of a source apart or in unequal numbers: one cross copy per row
-            select, group = sources, 1
+        sources = state.sources.index_select(0, index)
+        same_sources = torch.equal(sources, state.sources)
         cache = tuple(
             (k.index_select(0, index), v.index_select(0, index),
-             *(c if select is None else c.index_select(0, select) for c in (ck, cv)))
+             *((ck, cv) if same_sources else (ck.index_select(0, index), cv.index_select(0, index))))
             for k, v, ck, cv in state.cache
         )
-        mask = state.encoder_mask if select is None else state.encoder_mask.index_select(0, select)
-        return BartDecoderState(cache, mask, group)
+        mask = state.encoder_mask if same_sources else state.encoder_mask.index_select(0, index)
+        return BartDecoderState(cache, mask, sources)
 
 
 def _key_mask(attention_mask) -> torch.Tensor | None:
