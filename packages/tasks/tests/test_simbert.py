@@ -135,6 +135,7 @@ def test_training_steps_lower_both_losses(tokenizer):
 
 
 def test_an_encoder_without_3d_masks_or_a_decoder_is_refused():
+    pytest.importorskip("s2s_gpt2", reason="needs s2s-models-gpt2")
     from s2s_gpt2 import GPT2Backbone
 
     assert "encoder" in SimBert.unsupported_reason(GPT2Backbone)
