@@ -56,7 +56,7 @@ SUITES = {
     # Together: the cross-package tests (the conformance suite: every task on every backbone, the
     # template's third-party task included), and the task tests that skip without s2s-models-gpt2.
     "all": ([CORE, BERT, GPT2, BART, T5, TASKS, TEMPLATE, *SERVE_DEPS],
-            ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests"), f"{T5}/tests/test_seq2seq.py"]),
+            ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests"), f"{T5}/tests/test_t5_seq2seq.py"]),
 }
 
 
