@@ -112,7 +112,7 @@ def nezha_transformers4(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark against its peer, on ../shared/data (S2S_SHARED_DATA overrides)."""
-    install(session, "transformers>=4.40", "accelerate>=1.1", "scikit-learn", *SERVE_DEPS, CORE, BERT, GPT2, TASKS)
+    install(session, "transformers>=4.40", "accelerate>=1.1", "scikit-learn", *SERVE_DEPS, CORE, BERT, GPT2, BART, TASKS)
     for script in sorted(Path(ROOT, "bench").glob("*.py")):
         if not script.name.endswith("_common.py"):  # shared readers, not a benchmark
             session.run("python", str(script))
