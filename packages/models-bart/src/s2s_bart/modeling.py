@@ -36,6 +36,7 @@ from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
 from s2s.generation import EncoderDecoderDecoder
 from s2s.nn import prepacked
+from s2s.nn.init import init_normal
 
 from . import weights
 from .config import IGNORED_GENERATION_OPTIONS, BartConfig
@@ -179,18 +180,7 @@ class BartBackbone(Backbone):
         self.apply(self._init_weights)
 
     def _init_weights(self, module):
-        std = self.config.init_std
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-            if module.padding_idx is not None:
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        init_normal(module, self.config.init_std)
 
     @property
     def decoder_stack(self) -> Stack:

@@ -27,6 +27,7 @@ from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
 from s2s.models import CONFIG_FILES
 from s2s.nn import masks, prepacked
+from s2s.nn.init import init_normal
 from s2s.nn.packing import Packing
 
 from . import weights
@@ -255,17 +256,7 @@ class BertBackbone(Backbone):
         self.apply(self._init_weights)
 
     def _init_weights(self, module):
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-            if module.padding_idx is not None:
-                nn.init.zeros_(module.weight[module.padding_idx])
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        init_normal(module, self.config.initializer_range)
 
     @property
     def attn_implementation(self) -> str:

@@ -1,3 +1,3 @@
 """Building blocks of backbones: attention masks (:mod:`.masks`), padded batches as their real
 tokens (:mod:`.packing`) and linear maps on prepacked weights for CPU inference
-(:mod:`.prepacked`)."""
+(:mod:`.prepacked`), weight initialisation (:mod:`.init`)."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import traceback
 from dataclasses import dataclass
@@ -191,15 +190,22 @@ def format_matrix(cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+class ConformanceError(AssertionError):
+    """A (backbone, task) cell of the conformance matrix failed."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the matrix; raise :class:`ConformanceError` naming the failed cells, if any."""
     parser = argparse.ArgumentParser(prog="python -m s2s.testing.conformance", description=__doc__.split("\n")[0])
     parser.add_argument("--backbone", action="append", help="only this backbone (repeatable)")
     parser.add_argument("--task", action="append", help="only this task (repeatable)")
     args = parser.parse_args(argv)
     cells = run_matrix(args.backbone, args.task)
     print(format_matrix(cells))
-    return 1 if any(c.status == FAIL for c in cells) else 0
+    failed = [f"{c.backbone} x {c.task}" for c in cells if c.status == FAIL]
+    if failed:
+        raise ConformanceError(f"{len(failed)} cells failed: {', '.join(failed)} (details above)")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
