@@ -99,6 +99,7 @@ class Seq2Seq(Task):
         self.max_length = fit_max_length(backbone, max_length)
         self.unilm = backbone.kind == ENCODER
         self.encoder_decoder = backbone.kind == ENCODER_DECODER
+        self._warned_token_types = False
         start, eos = backbone.decoder_start_token_id, backbone.eos_token_id
         self.start_id = tokenizer.cls_id if start is None or not self.encoder_decoder else start
         self.eos_id = tokenizer.sep_id if eos is None or not self.encoder_decoder else eos
@@ -133,10 +134,12 @@ class Seq2Seq(Task):
         """Loss on the target tokens of batches from :meth:`collate`; ``logits`` [target
         tokens, vocab] at the positions that predict them. UniLM and decoders read
         ``[CLS] src [SEP] tgt [SEP]`` (``token_type_ids`` 1 on the target); encoder-decoders
-        read the source and ``decoder_input_ids``, scored against ``labels``."""
+        read the source and ``decoder_input_ids``, scored against ``labels`` (``token_type_ids``
+        given to them are ignored, with one warning)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if self.encoder_decoder:
+            self._ignore_token_types(token_type_ids)
             hidden = self.backbone(
                 input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids
             ).last_hidden_state
@@ -148,6 +151,17 @@ class Seq2Seq(Task):
             hidden = self.backbone(input_ids, attention_mask=attention_mask).last_hidden_state
         scored = (token_type_ids[:, 1:] * attention_mask[:, 1:]).bool()  # the target tokens
         return lm_loss(self.backbone, hidden[:, :-1], input_ids[:, 1:], scored)  # t predicts t + 1
+
+    def _ignore_token_types(self, token_type_ids) -> None:
+        """An encoder-decoder reads the source and the target apart: ``token_type_ids`` (from a
+        collate function of BERT habits) mean nothing to it. Dropped, with one warning per model."""
+        if token_type_ids is not None and not self._warned_token_types:
+            self._warned_token_types = True
+            logger.warning(
+                "seq2seq on an encoder-decoder ignores the batch's token_type_ids: the encoder reads the "
+                "source and the decoder the target, so there is no segment to mark (a collate function "
+                "can stop producing them; Seq2Seq.collate does not)"
+            )
 
     # --- data ----------------------------------------------------------------------------
 
