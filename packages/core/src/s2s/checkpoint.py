@@ -164,12 +164,16 @@ def load_into(
     source: str,
     may_be_missing: Callable[[str], bool] = lambda key: False,
     ignore_unexpected: Callable[[str], bool] = lambda key: False,
+    model_types: Iterable[str] | None = None,
 ) -> LoadReport:
     """Copy ``state_dict`` (already in ``module``'s names) into ``module``, all or nothing.
 
     Keys for which ``may_be_missing`` is true (a new task head, a tied weight) may be absent
     and are reported as newly initialised. Raises :class:`CheckpointError` with the report
-    when any other key is missing or any shape differs; nothing is copied then.
+    when any other key is missing or any shape differs; nothing is copied then. The error
+    also names the architecture the ``config.json`` beside ``source`` describes when it is not
+    one of ``model_types``: the HF ``model_type`` values the module reads (default: its
+    config's, as a backbone has; see :func:`architecture_hint`).
     """
     own = module.state_dict()
     report = LoadReport(source)
@@ -180,9 +184,12 @@ def load_into(
             report.mismatched.append((key, tuple(tensor.shape), tuple(state_dict[key].shape)))
     report.unexpected = sorted(k for k in state_dict if k not in own and not ignore_unexpected(k))
     if not report.ok:
+        if model_types is None:
+            model_types = [getattr(getattr(module, "config", None), "model_type", "")]
         raise CheckpointError(
             f"{report}\nThe checkpoint does not fit this model: check the model name, size and "
             f"config.json (a missing LayerNorm often means a checkpoint of another architecture)."
+            f"{architecture_hint(source, model_types)}"
         )
     with torch.no_grad():
         module.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
@@ -190,20 +197,29 @@ def load_into(
 
 
 def architecture_hint(path: str | os.PathLike, model_types: Iterable[str]) -> str:
-    """For a load error: which backbone the ``config.json`` beside checkpoint ``path`` describes,
-    when its ``model_type`` is not one of ``model_types`` (the loading backbone's); else ``""``."""
-    path, model_types = Path(path), tuple(model_types)
+    """For a load error: a line naming the backbone the ``config.json`` beside checkpoint
+    ``path`` describes, when its ``model_type`` is not one of ``model_types`` (the loading
+    backbone's); else ``""`` (no such file, no ``model_type``, or no ``model_types`` given)."""
+    path = Path(path)
     config_file = (path if path.is_dir() else path.parent) / "config.json"
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
-        model_type = config["model_type"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return ""
-    if model_type in model_types:
+    described = other_architecture(config, model_types, str(config_file))
+    return f"\n{described}" if described else ""
+
+
+def other_architecture(config: Mapping, model_types: Iterable[str], source: str) -> str:
+    """What is wrong when the HF ``config`` (read from ``source``) describes a ``model_type``
+    that is not one of ``model_types``, naming it and the backbone to use; else ``""``."""
+    model_types = tuple(t for t in model_types if t)
+    model_type = config.get("model_type") if isinstance(config, Mapping) else None
+    if not model_types or not isinstance(model_type, str) or model_type in model_types:
         return ""
     architectures = ", ".join(config.get("architectures") or []) or "no architectures listed"
     return (
-        f"\n{config_file} describes a {model_type!r} model ({architectures}), not "
+        f"{source} describes a {model_type!r} model ({architectures}), not "
         f"{' / '.join(model_types)}: load it with the backbone of that architecture "
         f"(e.g. load_model(vocab, {model_type!r}, checkpoint=...))"
     )
@@ -222,6 +238,7 @@ __all__ = [
     "LoadReport",
     "find_weights",
     "load_into",
+    "other_architecture",
     "read_state_dict",
     "save_weights",
     "strip_prefixes",

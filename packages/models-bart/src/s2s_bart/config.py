@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from s2s.checkpoint import other_architecture
 from s2s.config import Config, ConfigError
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu", "swish", "tanh")
@@ -46,13 +47,9 @@ class BartConfig(Config):
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> BartConfig:
         """As :meth:`Config.from_dict`, refusing a config that describes another architecture."""
-        model_type = values.get("model_type")
-        if model_type is not None and model_type != cls.model_type:
-            architectures = ", ".join(values.get("architectures") or []) or "no architectures listed"
-            raise ConfigError(
-                f"{source} describes a {model_type!r} model ({architectures}), not BART: load it with "
-                f"the backbone for {model_type!r}, or give bart a BartForConditionalGeneration checkpoint"
-            )
+        described = other_architecture(values, (cls.model_type,), source)
+        if described:
+            raise ConfigError(described)
         return super().from_dict(values, source)
 
     def __post_init__(self):

@@ -20,13 +20,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from s2s.backbone import keep_token_rows
-from s2s.checkpoint import (
-    CheckpointError,
-    architecture_hint,
-    load_into,
-    read_state_dict,
-    strip_prefixes,
-)
+from s2s.checkpoint import CheckpointError, load_into, read_state_dict, strip_prefixes
 
 SHARED = "shared.weight"
 LM_HEAD = "lm_head.weight"
@@ -74,8 +68,7 @@ def load(model, path: str | os.PathLike, *, head_prefixes: tuple[str, ...] = (),
             f"model's config says vocab_size={model.config.vocab_size}: use the vocab.txt / "
             f"config.json that belong to the checkpoint, or pass keep_tokens=[ids to keep]"
         )
-    try:
-        return load_into(model, state_dict, source=source, may_be_missing=lambda k: k.startswith(head_prefixes))
-    except CheckpointError as error:
-        raise CheckpointError(f"{error}{architecture_hint(path, MODEL_TYPES)}") from None
+    return load_into(
+        model, state_dict, source=source, may_be_missing=lambda k: k.startswith(head_prefixes), model_types=MODEL_TYPES
+    )
 
