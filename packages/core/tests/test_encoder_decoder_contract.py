@@ -4,7 +4,7 @@ and the engine's generic decoder generates what a recompute-everything decoder g
 import pytest
 import torch
 
-from s2s.backbone import contract_violations, reorder_cache
+from s2s.backbone import CROSS_CACHE, contract_violations, reorder_cache
 from s2s.generation import EncoderDecoderDecoder, generate
 from s2s.testing.toy_encoder_decoder import ToyConfig, ToyEncoderDecoder
 
@@ -15,6 +15,19 @@ START, EOS = 1, 2
 def model():
     torch.manual_seed(0)
     return ToyEncoderDecoder(ToyConfig(decoder_start_token_id=START, eos_token_id=EOS)).eval()
+
+
+class PerRowCross(ToyEncoderDecoder):
+    """The toy without CROSS_CACHE: its cross-attention keys/values live in its cache, one row
+    per decoding row (what a backbone that offers only the base contract gets)."""
+
+    capabilities = ToyEncoderDecoder.capabilities - {CROSS_CACHE}
+
+
+def per_row(model):
+    other = PerRowCross(model.config).eval()
+    other.load_state_dict(model.state_dict())
+    return other
 
 
 def sources():
@@ -61,14 +74,36 @@ def test_cached_steps_equal_the_full_decoder_forward(model):
         torch.testing.assert_close(model.lm_logits(out.last_hidden_state[:, -1]), full[:, t], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("held", ["once per source", "per row"])
 @pytest.mark.parametrize("options", [{}, {"num_beams": 4}, {"num_beams": 3, "no_repeat_ngram_size": 2}])
-def test_engine_on_the_generic_decoder_equals_recompute(model, options):
+def test_engine_on_the_generic_decoder_equals_recompute(model, options, held):
     ids, mask = sources()
     inputs = {"input_ids": ids, "attention_mask": mask}
-    cached = generate(EncoderDecoderDecoder(model), inputs, max_new_tokens=8, eos_token_id=EOS, **options)
+    decoder = EncoderDecoderDecoder(model if held == "once per source" else per_row(model))
+    cached = generate(decoder, inputs, max_new_tokens=8, eos_token_id=EOS, **options)
     reference = generate(Recompute(model), inputs, max_new_tokens=8, eos_token_id=EOS, **options)
     assert cached == reference
     assert all(len(row) > 0 for row in cached)
+
+
+@pytest.mark.parametrize("index", [[1, 0], [1], [0, 0, 1], [1, 1, 0, 0]])
+def test_cross_keys_held_once_per_source_until_a_reorder_moves_rows(model, index):
+    """Beams of each source in order: the cross keys/values stay one row per source (and the
+    rows read them grouped); any other reorder gathers them per row. Either way each step's
+    logits equal those of the decoder that holds and copies them per row."""
+    ids, mask = sources()
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    held, copied = EncoderDecoderDecoder(model), EncoderDecoderDecoder(per_row(model))
+    (_, state), (_, reference) = held.start(inputs), copied.start(inputs)
+    for step, rows in enumerate(([0, 0, 0, 1, 1, 1], [0, 2, 2, 3, 5, 4], index)):
+        state, reference = held.reorder(state, torch.tensor(rows)), copied.reorder(reference, torch.tensor(rows))
+        grouped = step < 2
+        assert state.cross[0][0].shape[0] == (2 if grouped else len(rows))
+        assert state.group == (3 if grouped else 1)
+        tokens = torch.arange(20, 20 + len(rows))
+        logits, state = held.step(tokens, state)
+        expected, reference = copied.step(tokens, reference)
+        torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_backbone_decoder_defaults_to_the_generic_decoder(model):

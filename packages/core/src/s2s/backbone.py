@@ -36,6 +36,14 @@ Kind ``encoder-decoder``
       when it states none);
     - ``decoder(max_new_tokens, **how)`` defaults to :class:`s2s.generation.EncoderDecoderDecoder`.
 
+With ``CROSS_CACHE`` (encoder-decoders: the cross-attention keys/values apart from the cache,
+so generation holds them once per source however many beams decode it)
+    ``cross_key_values(encoder_states)``: every decoder layer's cross-attention keys/values,
+    tensors nested in tuples/lists with the source on dim 0; and ``decode(...,
+    cross_key_values=cross, cross_group=g)``: ``encoder_states`` is then not read, row ``r`` of
+    ``cross`` and of ``encoder_mask`` serves the ``g`` decoder rows ``r * g .. r * g + g - 1``,
+    and the output's ``past_key_values`` holds the self-attention keys/values only.
+
 :func:`contract_violations` lists what a backbone class lacks; the registry refuses such a class
 at registration, naming the members.
 
@@ -70,6 +78,7 @@ KINDS = (ENCODER, DECODER, ENCODER_DECODER)
 MASK_3D = "attention_mask_3d"  # accepts [batch, query, key] masks (UniLM prefix-LM, causal)
 LM_HEAD = "lm_head"  # has ``lm_logits(hidden)``
 KV_CACHE = "kv_cache"  # incremental decoding: ``past_key_values`` in, updated cache out
+CROSS_CACHE = "cross_cache"  # encoder-decoder: ``cross_key_values``, ``decode(cross_key_values=...)``
 
 
 @dataclass
@@ -217,6 +226,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     DECODER: ("decoder",),
     ENCODER_DECODER: ("encode", "decode"),
     LM_HEAD: ("lm_logits",),
+    CROSS_CACHE: ("cross_key_values",),
 }
 
 

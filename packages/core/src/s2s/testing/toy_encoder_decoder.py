@@ -3,7 +3,8 @@
 It exists for tests: core's own tests drive the generation engine through it, and the
 conformance suite runs every encoder-decoder task on it, so a task's encoder-decoder path is
 proven before any real architecture (T5, BART) exists. Pre-LN layers, learned positions, a
-head tied to the embeddings. Register it with :func:`register` (not installed by default).
+head tied to the embeddings; with ``CROSS_CACHE`` (generation holds the cross-attention
+keys/values once per source). Register it with :func:`register` (not installed by default).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
+from ..backbone import CROSS_CACHE, ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
 from ..checkpoint import load_into, read_state_dict, strip_prefixes
 from ..config import Config
+from ..generation.encoder_decoder import grouped_attention
 from ..hookspecs import hookimpl
 
 NAME = "toy-encoder-decoder"
@@ -46,8 +47,8 @@ class Attention(nn.Module):
     def split(self, x):  # [B, L, H] -> [B, N, L, D]
         return x.view(x.shape[0], x.shape[1], self.heads, -1).transpose(1, 2)
 
-    def forward(self, x, keys, values, mask):  # mask [B, 1, L or 1, K] bool
-        context = F.scaled_dot_product_attention(self.split(self.q(x)), keys, values, attn_mask=mask)
+    def forward(self, x, keys, values, mask, group: int = 1):  # mask [B, 1, L or 1, K] bool
+        context = grouped_attention(self.split(self.q(x)), keys, values, mask, group)
         return self.o(context.transpose(1, 2).flatten(2))
 
 
@@ -55,7 +56,7 @@ class ToyEncoderDecoder(Backbone):
     """One encoder layer (self-attention + MLP) and one decoder layer (+ cross-attention)."""
 
     kind = ENCODER_DECODER
-    capabilities = frozenset({LM_HEAD, KV_CACHE})
+    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE})
     config_class = ToyConfig
 
     def __init__(self, config: ToyConfig):
@@ -100,26 +101,35 @@ class ToyEncoderDecoder(Backbone):
         x = x + self.enc_mlp(self.norms[1](x))
         return self.norms[2](x)  # [B, S, H]
 
-    def decode(self, input_ids, encoder_states, encoder_mask=None, past_key_values=None, use_cache=False):
-        # cache: (self keys, self values, cross keys, cross values), [B, N, T or S, D] each
+    def cross_key_values(self, encoder_states):
+        attn = self.cross_attn
+        return ((attn.split(attn.k(encoder_states)), attn.split(attn.v(encoder_states))),)
+
+    def decode(self, input_ids, encoder_states, encoder_mask=None, past_key_values=None, use_cache=False,
+               cross_key_values=None, cross_group=1):
+        # cache: (self keys, self values, cross keys, cross values), [B, N, T or S, D] each;
+        # given cross_key_values, (self keys, self values) only
         past = past_key_values[0][0].shape[2] if past_key_values is not None else 0
         x = self._embed(input_ids, past)
         length = input_ids.shape[1]
         h = self.norms[3](x)
         keys, values = self.dec_attn.split(self.dec_attn.k(h)), self.dec_attn.split(self.dec_attn.v(h))
         if past_key_values is not None:
-            (past_keys, past_values, cross_keys, cross_values), = past_key_values
+            past_keys, past_values = past_key_values[0][:2]
             keys, values = torch.cat([past_keys, keys], 2), torch.cat([past_values, values], 2)
+        if cross_key_values is not None:
+            cross_keys, cross_values = cross_key_values[0]
+        elif past_key_values is not None:
+            cross_keys, cross_values = past_key_values[0][2:]
         else:
-            cross_keys = self.cross_attn.split(self.cross_attn.k(encoder_states))
-            cross_values = self.cross_attn.split(self.cross_attn.v(encoder_states))
+            cross_keys, cross_values = self.cross_key_values(encoder_states)[0]
         causal = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
         x = x + self.dec_attn(h, keys, values, causal)
         cross_mask = None if encoder_mask is None else encoder_mask.bool()[:, None, None, :]
-        x = x + self.cross_attn(self.norms[4](x), cross_keys, cross_values, cross_mask)
+        x = x + self.cross_attn(self.norms[4](x), cross_keys, cross_values, cross_mask, cross_group)
         x = self.norms[6](x + self.dec_mlp(self.norms[5](x)))
-        cache = ((keys, values, cross_keys, cross_values),) if use_cache else None
-        return BackboneOutput(last_hidden_state=x, past_key_values=cache)
+        kept = (keys, values) if cross_key_values is not None else (keys, values, cross_keys, cross_values)
+        return BackboneOutput(last_hidden_state=x, past_key_values=(kept,) if use_cache else None)
 
     def forward(self, input_ids, attention_mask=None, decoder_input_ids=None):
         states = self.encode(input_ids, attention_mask)
