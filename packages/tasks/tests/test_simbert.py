@@ -74,6 +74,25 @@ def test_forward_is_the_seq2seq_loss_plus_the_similarity_of_cls_vectors(tokenize
     assert out["loss"].item() == pytest.approx(out["seq2seq_loss"].item() + out["similarity_loss"].item(), rel=1e-6)
 
 
+def test_the_sentence_vector_is_the_pooler_dense_without_its_tanh(tokenizer):
+    model = simbert(tokenizer)
+    assert model.backbone.pooler_dense() is model.backbone.pooler.dense and model.sentence_head is None
+    states = torch.randn(3, TINY["hidden_size"], generator=torch.Generator().manual_seed(1))
+    dense = model.backbone.pooler.dense
+    expected = [[sum(w * x for w, x in zip(row, state)) + b for row, b in zip(dense.weight.tolist(), dense.bias.tolist())]
+                for state in states.tolist()]
+    assert torch.allclose(model.sentence_vectors(states), torch.tensor(expected), atol=1e-5)
+
+
+def test_a_backbone_without_a_pooler_gets_a_dense_layer_of_the_task(tokenizer, monkeypatch):
+    monkeypatch.setattr(type(simbert(tokenizer).backbone), "pooler_dense", lambda self: None)
+    model = simbert(tokenizer)
+    assert isinstance(model.sentence_head, torch.nn.Linear)
+    states = torch.randn(2, TINY["hidden_size"])
+    assert torch.allclose(model.sentence_vectors(states), states @ model.sentence_head.weight.T + model.sentence_head.bias)
+    assert any(name.startswith("sentence_head.") for name, _ in model.named_parameters())  # trained and saved
+
+
 def test_rows_are_both_orders_of_each_pair_and_dicts_equal_tuples(tokenizer):
     model = simbert(tokenizer)
     batch = model.collate(model.build_dataset([{"text": a, "text_b": b} for a, b in PAIRS]))

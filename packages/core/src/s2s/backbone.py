@@ -11,7 +11,9 @@ Every backbone
     a special token); ``load_pretrained(path, head_prefixes=..., keep_tokens=...)`` (rows
     through :func:`keep_token_rows`, so a bad id is named with the checkpoint's vocab size);
     ``save_pretrained(folder, tokenizer)``, built here from the backbone's two pieces
-    ``hf_config()`` (the ``config.json`` dict) and ``hf_state_dict()`` (HF parameter names).
+    ``hf_config()`` (the ``config.json`` dict) and ``hf_state_dict()`` (HF parameter names);
+    ``pooler_dense()``: the pooler's linear map of the first token's state (before its
+    activation), ``None`` where the backbone has no pooler.
 
 With ``LM_HEAD``
     ``lm_logits(hidden)``: vocabulary logits ``[.., V]`` of hidden states ``[.., H]``.
@@ -154,6 +156,12 @@ class Backbone(nn.Module):
                 f"cannot resize the vocabulary to {vocab_size!r} tokens: it must hold at least "
                 f"{max(smallest, 1)}{f' (the special tokens: {named})' if named else ''}"
             )
+
+    def pooler_dense(self) -> nn.Linear | None:
+        """The pooler's linear map (SimBERT's sentence vector is it without the activation);
+        this default finds HF BERT's layout, ``pooler.dense``, and ``None`` elsewhere."""
+        dense = getattr(getattr(self, "pooler", None), "dense", None)
+        return dense if isinstance(dense, nn.Linear) else None
 
     # --- checkpoints -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 - :func:`fit_max_length`: a task's ``max_length`` within the backbone's positions;
 - encoding helpers: :func:`encode_truncated`, :func:`model_inputs`, :func:`text_mask`,
   :func:`cut_keeping_last`, :func:`check_text`;
+- :func:`encode_texts`: one vector per text, in batches (the embedding and SimBERT tasks);
 - :func:`left_padded` / :func:`right_padded`: generation inputs, padded on the left for
   decoders (the prompt ends where generation starts), on the right for sources.
 """
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import IterableDataset
+
+from s2s.data import pad_batch
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +194,24 @@ def encode_truncated(tokenizer, text: str, pair: str | None, max_length: int):
     feature = {"input_ids": list(encoding.ids), "token_type_ids": list(encoding.token_type_ids)}
     feature["attention_mask"] = [1] * len(feature["input_ids"])
     return feature, truncated
+
+
+def encode_texts(task, texts: Sequence[str], vectors: Callable[..., torch.Tensor], batch_size: int = 64,
+                 normalize: bool = True) -> torch.Tensor:
+    """Vectors [len(texts), H] (unit length when ``normalize``, on the CPU) of ``[CLS] text [SEP]``
+    each (cut to ``task.max_length``): ``vectors(input_ids=, token_type_ids=, attention_mask=)``
+    of batches of ``batch_size`` texts padded on the right, in ``task.inference()``."""
+    if isinstance(texts, str):
+        raise TypeError("encode_texts takes a list of texts")
+    chunks = []
+    with task.inference():
+        for start in range(0, len(texts), batch_size):
+            features = [encode_truncated(task.tokenizer, text, None, task.max_length)[0]
+                        for text in texts[start : start + batch_size]]
+            batch = pad_batch(features, {"input_ids": task.tokenizer.pad_id})
+            chunks.append(vectors(**{k: v.to(task.device) for k, v in batch.items()}).float())
+    result = torch.cat(chunks).cpu() if chunks else torch.empty(0, task.backbone.hidden_size)
+    return torch.nn.functional.normalize(result, dim=-1) if normalize else result
 
 
 def model_inputs(encoding) -> dict[str, list[int]]:

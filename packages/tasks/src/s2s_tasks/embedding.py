@@ -35,7 +35,14 @@ from torch import nn
 from s2s.data import pad_batch
 from s2s.task import Task, TinyRun
 
-from .common import DataError, build_features, encode_truncated, fit_max_length, tab_separated_lines
+from .common import (
+    DataError,
+    build_features,
+    encode_texts,
+    encode_truncated,
+    fit_max_length,
+    tab_separated_lines,
+)
 from .pooling import check_pooling, needs_hidden_states, pool
 
 logger = logging.getLogger(__name__)
@@ -127,18 +134,7 @@ class Embedding(Task):
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64, normalize: bool = True) -> torch.Tensor:
         """Embeddings [len(texts), hidden], unit length when ``normalize``."""
-        if isinstance(texts, str):
-            raise TypeError("encode_texts takes a list of texts")
-        chunks = []
-        with self.inference():
-            for start in range(0, len(texts), batch_size):
-                features = [
-                    encode_truncated(self.tokenizer, text, None, self.max_length)[0]
-                    for text in texts[start : start + batch_size]
-                ]
-                chunks.append(self.embed(**self.collate_to_device(features)).float())
-        vectors = torch.cat(chunks).cpu() if chunks else torch.empty(0, self.backbone.hidden_size)
-        return nn.functional.normalize(vectors, dim=-1) if normalize else vectors
+        return encode_texts(self, texts, self.embed, batch_size, normalize)
 
     predict = encode_texts
 

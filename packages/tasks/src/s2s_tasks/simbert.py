@@ -39,7 +39,7 @@ from s2s.backbone import ENCODER, KV_CACHE, LM_HEAD, MASK_3D
 from s2s.nn.masks import unilm_mask
 from s2s.task import Task, TinyRun
 
-from .common import build_features, check_text, encode_truncated
+from .common import build_features, check_text, encode_texts
 from .lm_loss import lm_loss
 from .seq2seq import Seq2Seq
 
@@ -66,9 +66,9 @@ class SimBert(Seq2Seq):
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale!r}")
         self.scale = scale
-        pooler = getattr(getattr(backbone, "pooler", None), "dense", None)
         # The pooler's dense layer (its tanh is not used); a fresh layer where there is none.
-        self.sentence_head = None if isinstance(pooler, nn.Linear) else nn.Linear(backbone.hidden_size, backbone.hidden_size)
+        has_pooler = backbone.pooler_dense() is not None
+        self.sentence_head = None if has_pooler else nn.Linear(backbone.hidden_size, backbone.hidden_size)
 
     @classmethod
     def tiny_runs(cls) -> list[TinyRun]:
@@ -88,7 +88,7 @@ class SimBert(Seq2Seq):
 
     def sentence_vectors(self, cls_states: torch.Tensor) -> torch.Tensor:
         """``W h + c`` of ``[CLS]`` states [N, H] (not normalised)."""
-        dense = self.backbone.pooler.dense if self.sentence_head is None else self.sentence_head
+        dense = self.backbone.pooler_dense() if self.sentence_head is None else self.sentence_head
         return dense(cls_states)
 
     def forward(self, input_ids, token_type_ids, attention_mask=None):
@@ -142,21 +142,11 @@ class SimBert(Seq2Seq):
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64, normalize: bool = True) -> torch.Tensor:
         """Sentence vectors [len(texts), H] of ``[CLS] text [SEP]``, unit length when ``normalize``."""
-        if isinstance(texts, str):
-            raise TypeError("encode_texts takes a list of texts")
-        chunks = []
-        with self.inference():
-            for start in range(0, len(texts), batch_size):
-                features = [
-                    encode_truncated(self.tokenizer, check_text(text, "text"), None, self.max_length)[0]
-                    for text in texts[start : start + batch_size]
-                ]
-                batch = self.collate(features)
-                batch = {k: batch[k].to(self.device) for k in ("input_ids", "token_type_ids", "attention_mask")}
-                hidden = self.backbone(**batch).last_hidden_state
-                chunks.append(self.sentence_vectors(hidden[:, 0]).float())
-        vectors = torch.cat(chunks).cpu() if chunks else torch.empty(0, self.backbone.hidden_size)
-        return F.normalize(vectors, dim=-1) if normalize else vectors
+
+        def vectors(**batch) -> torch.Tensor:
+            return self.sentence_vectors(self.backbone(**batch).last_hidden_state[:, 0])
+
+        return encode_texts(self, texts, vectors, batch_size, normalize)
 
     def similarity(self, texts_a: Sequence[str], texts_b: Sequence[str], batch_size: int = 64) -> list[float]:
         """Cosine similarity of each ``(texts_a[i], texts_b[i])``."""
