@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sklearn.metrics import accuracy_score, classification_report, f1_score
-
 
 def classification_metrics(gold: Sequence, predicted: Sequence, labels: Sequence[str]) -> dict:
     """``{"accuracy", "macro_f1", "report"}``; ``report`` maps each label to precision,
     recall, F1 and support (scikit-learn's ``classification_report``)."""
+    # Imported here: scikit-learn takes seconds to import, which every task (and every
+    # `s2s` command) would pay at registration otherwise.
+    from sklearn.metrics import accuracy_score, classification_report, f1_score
+
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
     if not gold:
