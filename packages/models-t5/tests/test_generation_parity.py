@@ -1,4 +1,4 @@
-"""s2s generate on T5 (the contract's EncoderDecoderDecoder) against transformers' generate:
+"""s2s generate on T5 (core's EncoderDecoderDecoder) against transformers' generate:
 identical token ids, greedy and beam search, one by one and as a right-padded batch."""
 
 from __future__ import annotations
@@ -80,15 +80,18 @@ def test_padded_batch_identical_to_transformers(models, options):
 
 
 @pytest.mark.parametrize("options", [dict(num_beams=1), dict(num_beams=4, no_repeat_ngram_size=2)], ids=str)
-def test_t5_decoder_equals_the_contracts_generic_decoder(models, options):
-    """T5Decoder keeps one row of cross-attention keys/values per source; core's
-    EncoderDecoderDecoder (backbone.decode with the contract's cache) keeps one per row."""
+def test_cross_keys_held_once_per_source_equal_the_per_row_path(models, options):
+    """T5 hands its cross-attention keys/values apart (CROSS_CACHE): core's decoder keeps one
+    row per source for the beams. Without that capability the contract's cache keeps one per
+    row; both generate the same tokens."""
+    from s2s.backbone import CROSS_CACHE
     from s2s.generation import EncoderDecoderDecoder
-    from s2s_t5.decoding import T5Decoder
 
     _, ours = models
+    per_row = type("PerRow", (type(ours),), {"capabilities": type(ours).capabilities - {CROSS_CACHE}})(ours.config).eval()
+    per_row.load_state_dict(ours.state_dict())
     ids, mask = right_pad(texts())
     inputs = {"input_ids": ids, "attention_mask": mask}
-    assert isinstance(ours.decoder(NEW), T5Decoder)
-    generic = generate(EncoderDecoderDecoder(ours), inputs, max_new_tokens=NEW, eos_token_id=EOS, **options)
-    assert generate(ours.decoder(NEW), inputs, max_new_tokens=NEW, eos_token_id=EOS, **options) == generic
+    assert isinstance(ours.decoder(NEW), EncoderDecoderDecoder) and ours.decoder(NEW).holds_cross
+    expected = generate(EncoderDecoderDecoder(per_row), inputs, max_new_tokens=NEW, eos_token_id=EOS, **options)
+    assert generate(ours.decoder(NEW), inputs, max_new_tokens=NEW, eos_token_id=EOS, **options) == expected

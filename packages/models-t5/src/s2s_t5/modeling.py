@@ -15,6 +15,10 @@ checkpoints load as they are. The encoder and decoder read their tokens from ``s
 
 Shapes: B batch, S source positions, L new target positions, T cached target positions,
 K = T + L keys, H = d_model, N heads, D = d_kv (N * D need not equal H), V vocabulary.
+
+Each decoded token costs little more than reading the weights, so the layers call their
+sub-modules' ``forward`` directly (not through ``nn.Module.__call__``) and skip dropout
+outside training.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2s.backbone import ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
+from s2s.backbone import CROSS_CACHE, ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport
+from s2s.generation.encoder_decoder import grouped_attention
 from s2s.nn import prepacked
+from s2s.nn.masks import attention_mask as key_mask
+from s2s.nn.masks import causal_mask
 
 from . import weights
 from .config import MT5Config, T5Config
@@ -46,8 +53,9 @@ ACTIVATIONS = {
 }
 
 # One decoder layer's cache: self-attention keys, values [B, N, T, D]; cross-attention keys,
-# values [B, N, S, D]. Batch on dim 0 of each, as s2s.backbone.reorder_cache needs.
-LayerCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+# values [B, N, S, D] (left out when the cross keys/values are passed apart, CROSS_CACHE).
+# Batch on dim 0 of each, as s2s.backbone.reorder_cache needs.
+LayerCache = tuple[torch.Tensor, ...]
 
 
 class LayerNorm(nn.Module):
@@ -59,6 +67,8 @@ class LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:  # one fused op, same result
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
         x = x * torch.rsqrt(variance + self.eps)
         if self.weight.dtype in (torch.float16, torch.bfloat16):
@@ -109,25 +119,19 @@ class Attention(nn.Module):
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
     def key_values(self, x):  # [B, K, H] -> keys, values [B, N, K, D]
-        return self.split_heads(self.k(x)), self.split_heads(self.v(x))
+        return self.split_heads(self.k.forward(x)), self.split_heads(self.v.forward(x))
 
     def forward(self, x, keys, values, bias, group: int = 1):
-        """x [B, L, H]; keys, values [B / group, N, K, D]: with ``group`` > 1 each run of
-        ``group`` rows of ``x`` (beams of one source) shares one row of keys and values."""
-        batch, length = x.shape[:2]
-        q = self.split_heads(self.q(x))  # [B, N, L, D]
-        if group > 1:  # [B / g, N, g * L, D]: the group's queries side by side
-            q = q.view(batch // group, group, self.num_heads, length, self.head_dim).transpose(1, 2)
-            q = q.reshape(batch // group, self.num_heads, group * length, self.head_dim)
-        if bias is not None and bias.dtype != q.dtype:  # autocast: q is bf16
-            bias = bias.to(q.dtype)
-        context = F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0, scale=1.0
+        """x [B, L, H]; keys, values [B / group, N, K, D]; ``bias``: additive float or bool
+        (True = may attend), [B / group or 1, N or 1, L or 1, K]. With ``group`` > 1 each run of
+        ``group`` rows of ``x`` (beams of one source) reads one row of keys and values."""
+        if bias is not None and bias.is_floating_point() and bias.dtype != keys.dtype:  # autocast: bf16
+            bias = bias.to(keys.dtype)
+        context = grouped_attention(
+            self.split_heads(self.q.forward(x)), keys, values, bias, group,
+            dropout_p=self.dropout if self.training else 0.0, scale=1.0,
         )
-        if group > 1:
-            context = context.view(batch // group, self.num_heads, group, length, self.head_dim).transpose(1, 2)
-            context = context.reshape(batch, self.num_heads, length, self.head_dim)
-        return self.o(context.transpose(1, 2).flatten(2))  # [B, L, H]
+        return self.o.forward(context.transpose(1, 2).flatten(2))  # [B, L, H]
 
 
 class DenseActDense(nn.Module):
@@ -141,7 +145,8 @@ class DenseActDense(nn.Module):
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, x):
-        return self.wo(self.dropout(self.act(self.wi(x))))
+        inner = self.act(self.wi.forward(x))
+        return self.wo.forward(self.dropout(inner) if self.training else inner)
 
 
 class DenseGatedActDense(nn.Module):
@@ -156,7 +161,8 @@ class DenseGatedActDense(nn.Module):
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, x):
-        return self.wo(self.dropout(self.act(self.wi_0(x)) * self.wi_1(x)))
+        inner = self.act(self.wi_0.forward(x)) * self.wi_1.forward(x)
+        return self.wo.forward(self.dropout(inner) if self.training else inner)
 
 
 class LayerFF(nn.Module):
@@ -167,7 +173,8 @@ class LayerFF(nn.Module):
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, x):
-        return x + self.dropout(self.DenseReluDense(self.layer_norm(x)))
+        update = self.DenseReluDense.forward(self.layer_norm.forward(x))
+        return x + (self.dropout(update) if self.training else update)
 
 
 class LayerSelfAttention(nn.Module):
@@ -206,22 +213,28 @@ class Block(nn.Module):
             self.layer.append(LayerCrossAttention(config))
         self.layer.append(LayerFF(config))
 
-    def forward(self, x, bias, past_self=None, cross=None, cross_bias=None, group: int = 1):
+    def forward(self, x, bias, past_self=None, cross=None, cross_mask=None, group: int = 1):
         """``past_self``: cached self-attention (keys, values) or None; ``cross``: the
-        cross-attention (keys, values) of the source (decoder only), one row per ``group`` rows
-        of ``x``. Returns the new hidden states and this layer's self-attention (keys, values)
-        including the cache."""
+        cross-attention (keys, values) of the source (decoder only) and ``cross_mask`` (bool
+        [B / group, 1, 1, S] or None), one row per ``group`` rows of ``x``. Returns the new
+        hidden states and this layer's self-attention (keys, values) including the cache."""
         sublayer = self.layer[0]
-        h = sublayer.layer_norm(x)
+        h = sublayer.layer_norm.forward(x)
         keys, values = sublayer.SelfAttention.key_values(h)
         if past_self is not None:
             keys, values = torch.cat([past_self[0], keys], 2), torch.cat([past_self[1], values], 2)
-        x = clamp_fp16(x + sublayer.dropout(sublayer.SelfAttention(h, keys, values, bias)))
+        x = clamp_fp16(x + _dropout(sublayer, sublayer.SelfAttention.forward(h, keys, values, bias)))
         if cross is not None:
             sublayer = self.layer[1]
-            attended = sublayer.EncDecAttention(sublayer.layer_norm(x), cross[0], cross[1], cross_bias, group)
-            x = clamp_fp16(x + sublayer.dropout(attended))
-        return clamp_fp16(self.layer[-1](x)), (keys, values)
+            attended = sublayer.EncDecAttention.forward(
+                sublayer.layer_norm.forward(x), cross[0], cross[1], cross_mask, group
+            )
+            x = clamp_fp16(x + _dropout(sublayer, attended))
+        return clamp_fp16(self.layer[-1].forward(x)), (keys, values)
+
+
+def _dropout(sublayer, x):
+    return sublayer.dropout(x) if sublayer.training else x
 
 
 class Stack(nn.Module):
@@ -249,16 +262,6 @@ class Stack(nn.Module):
         return table(bucket).permute(2, 0, 1).unsqueeze(0)
 
 
-def padding_bias(mask: torch.Tensor | None, dtype) -> torch.Tensor | None:
-    """Additive bias [B, 1, 1, K] from a padding mask [B, K] (1 = real): the dtype's minimum on
-    padding (not -inf: a row with nothing visible gives a uniform softmax, not NaN)."""
-    if mask is None:
-        return None
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
-        ~mask.bool(), torch.finfo(dtype).min
-    )[:, None, None, :]
-
-
 def _rename(state_dict, prefix: str, old: str, new: str) -> None:
     for key in [k for k in state_dict if k.startswith(prefix + old)]:
         state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
@@ -279,7 +282,7 @@ class T5Backbone(Backbone):
     """
 
     kind = ENCODER_DECODER
-    capabilities = frozenset({LM_HEAD, KV_CACHE})
+    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE})
     config_class = T5Config
 
     def __init__(self, config: T5Config):
@@ -358,14 +361,14 @@ class T5Backbone(Backbone):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Encoder states [B, S, H] of ``input_ids`` [B, S] (``attention_mask`` 1 = real token)."""
         x = self.dropout(self.shared(input_ids))
-        length = input_ids.shape[1]
+        batch, length = input_ids.shape
         bias = self.encoder.position_bias(length, length, 0, x.device)  # [1, N, S, S]
-        padding = padding_bias(attention_mask, bias.dtype)
-        if padding is not None:
-            bias = bias + padding
+        keep = key_mask(attention_mask, batch, length, length)  # [B, 1, 1, S] or None
+        if keep is not None:  # the dtype's minimum on padding keys, as transformers adds
+            bias = bias.masked_fill(~keep, torch.finfo(bias.dtype).min)
         for block in self.encoder.block:
-            x, _ = block(x, bias)
-        return self.dropout(self.encoder.final_layer_norm(x))
+            x, _ = block.forward(x, bias)
+        return self.dropout(self.encoder.final_layer_norm.forward(x))
 
     def decode(
         self,
@@ -374,42 +377,55 @@ class T5Backbone(Backbone):
         encoder_mask: torch.Tensor | None = None,
         past_key_values: tuple[LayerCache, ...] | None = None,
         use_cache: bool = False,
+        cross_key_values: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        cross_group: int = 1,
     ) -> BackboneOutput:
         """Decoder states [B, L, H] of ``input_ids`` [B, L] after the cached positions; see
-        the contract in :mod:`s2s.backbone`."""
-        if past_key_values:
-            self_past = [layer[:2] for layer in past_key_values]
+        the contract in :mod:`s2s.backbone` (``cross_key_values`` / ``cross_group``: its
+        ``CROSS_CACHE``)."""
+        self_past = [layer[:2] for layer in past_key_values] if past_key_values else None
+        if cross_key_values is not None:
+            cross = cross_key_values
+        elif past_key_values:
             cross = [layer[2:] for layer in past_key_values]
         else:
-            self_past = None
             cross = self.cross_key_values(encoder_states)
-        cross_bias = padding_bias(encoder_mask, self.shared.weight.dtype)
-        hidden, self_cache = self.decode_layers(input_ids, self_past, cross, cross_bias)
-        cache = tuple((*s, *c) for s, c in zip(self_cache, cross)) if use_cache else None
+        sources, length = input_ids.shape[0] // cross_group, cross[0][0].shape[2]
+        cross_mask = key_mask(encoder_mask, sources, 1, length)  # [B / group, 1, 1, S] or None
+        hidden, self_cache = self._decode_layers(input_ids, self_past, cross, cross_mask, cross_group)
+        if not use_cache:
+            cache = None
+        elif cross_key_values is not None:
+            cache = tuple(self_cache)
+        else:
+            cache = tuple((*s, *c) for s, c in zip(self_cache, cross))
         return BackboneOutput(last_hidden_state=hidden, past_key_values=cache)
 
     def cross_key_values(self, encoder_states) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each decoder layer's cross-attention (keys, values) [B, N, S, D] of the encoder states."""
         return [block.layer[1].EncDecAttention.key_values(encoder_states) for block in self.decoder_stack.block]
 
-    def decode_layers(self, input_ids, self_past, cross, cross_bias, group: int = 1):
+    def _decode_layers(self, input_ids, self_past, cross, cross_mask, group: int):
         """The decoder stack on ``input_ids`` [B, L] after ``self_past`` (per layer (keys,
-        values) [B, N, T, D], or None); ``cross`` and ``cross_bias`` [B / group, 1, 1, S] have
-        one row per ``group`` rows (:class:`s2s_t5.decoding.T5Decoder`'s beams of a source).
-        Returns the states [B, L, H] and each layer's self-attention (keys, values)."""
+        values) [B, N, T, D], or None); ``cross`` and ``cross_mask`` [B / group, 1, 1, S] have
+        one row per ``group`` rows (beams of a source). Returns the states [B, L, H] and each
+        layer's self-attention (keys, values)."""
         stack = self.decoder_stack
         past = self_past[0][0].shape[2] if self_past else 0
         length = input_ids.shape[1]
-        x = self.dropout(self.shared(input_ids))
+        x = self.shared(input_ids)
+        if self.training:
+            x = self.dropout(x)
         bias = stack.position_bias(length, past + length, past, x.device)  # [1, N, L, K]
         if length > 1:  # causal: a query sees the cache and the new positions up to itself
-            causal = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
-            bias = bias.masked_fill(~causal, torch.finfo(bias.dtype).min)
+            causal = causal_mask(length, past_length=past, device=x.device)  # [1, L, K]
+            bias = bias.masked_fill(~causal[:, None], torch.finfo(bias.dtype).min)
         self_cache = []
         for i, block in enumerate(stack.block):
-            x, key_value = block(x, bias, self_past[i] if self_past else None, cross[i], cross_bias, group)
+            x, key_value = block.forward(x, bias, self_past[i] if self_past else None, cross[i], cross_mask, group)
             self_cache.append(key_value)
-        return self.dropout(stack.final_layer_norm(x)), self_cache
+        x = stack.final_layer_norm.forward(x)
+        return (self.dropout(x) if self.training else x), self_cache
 
     def forward(
         self,
@@ -425,13 +441,6 @@ class T5Backbone(Backbone):
             )
         states = self.encode(input_ids, attention_mask)
         return self.decode(decoder_input_ids, states, attention_mask)
-
-    def decoder(self, max_new_tokens: int, **how):
-        """:class:`s2s_t5.decoding.T5Decoder`: the contract's decoder, with the source's
-        cross-attention keys/values kept once per source rather than once per beam."""
-        from .decoding import T5Decoder
-
-        return T5Decoder(self, **how)
 
     # --- checkpoints -----------------------------------------------------------------------
 
