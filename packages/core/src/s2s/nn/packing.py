@@ -25,5 +25,6 @@ class Packing:
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """The real tokens ``[T, ...]`` -> ``[B, L, ...]``, zeros at padding."""
-        rows = x.new_zeros(self.batch * self.length, *x.shape[1:]).index_copy(0, self.index, x)
+        # in place: the out-of-place index_copy would copy the zeros once more
+        rows = x.new_zeros(self.batch * self.length, *x.shape[1:]).index_copy_(0, self.index, x)
         return rows.view(self.batch, self.length, *x.shape[1:])
