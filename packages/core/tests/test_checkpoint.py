@@ -104,3 +104,17 @@ def test_save_weights_round_trip_and_atomic_write_keeps_old_file_on_error(tmp_pa
     assert os.listdir(tmp_path).count("notes.txt") == 1 and not [
         p for p in os.listdir(tmp_path) if p.endswith(".tmp")
     ]
+
+
+def test_failed_load_names_the_architecture_the_config_beside_it_describes(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bart", "architectures": ["BartModel"]}))
+    weights = tmp_path / "model.safetensors"
+    save_weights({"dense.weight": torch.zeros(4, 3)}, weights)  # the rest is missing
+    with pytest.raises(CheckpointError) as caught:
+        load_into(small_module(), read_state_dict(weights), source=str(weights), model_types=("t5", "mt5"))
+    assert "config.json describes a 'bart' model (BartModel), not t5 / mt5" in str(caught.value)
+    assert "load_model(vocab, 'bart', checkpoint=...)" in str(caught.value)
+    for model_types in (("bart",), None):  # its own architecture, or a module that states none
+        with pytest.raises(CheckpointError) as caught:
+            load_into(small_module(), read_state_dict(weights), source=str(weights), model_types=model_types)
+        assert "describes" not in str(caught.value)
