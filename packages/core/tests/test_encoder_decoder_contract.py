@@ -86,20 +86,36 @@ def test_engine_on_the_generic_decoder_equals_recompute(model, options, held):
     assert all(len(row) > 0 for row in cached)
 
 
+class PerRowGroups(ToyEncoderDecoder):
+    """The toy with CROSS_CACHE but without grouped cross-attention."""
+
+    group_cross_attention = False
+
+
+@pytest.mark.parametrize("grouped", [True, False])
 @pytest.mark.parametrize("index", [[1, 0], [1], [0, 0, 1], [1, 1, 0, 0]])
-def test_cross_keys_held_once_per_source_until_a_reorder_moves_rows(model, index):
-    """Beams of each source in order: the cross keys/values stay one row per source (and the
-    rows read them grouped); any other reorder gathers them per row. Either way each step's
-    logits equal those of the decoder that holds and copies them per row."""
+def test_cross_keys_held_apart_until_a_reorder_moves_rows(model, index, grouped):
+    """Beams of each source in order: the cross keys/values stay one row per source (read
+    grouped), or with group_cross_attention = False one copy per row made once and kept in
+    place; a reorder that moves rows to other sources gathers them per row. Each step's
+    logits equal those of the decoder that keeps them in the cache and copies them."""
     ids, mask = sources()
     inputs = {"input_ids": ids, "attention_mask": mask}
+    if not grouped:
+        other = PerRowGroups(model.config).eval()
+        other.load_state_dict(model.state_dict())
+        model = other
     held, copied = EncoderDecoderDecoder(model), EncoderDecoderDecoder(per_row(model))
     (_, state), (_, reference) = held.start(inputs), copied.start(inputs)
     for step, rows in enumerate(([0, 0, 0, 1, 1, 1], [0, 2, 2, 3, 5, 4], index)):
+        kept = state.cross
         state, reference = held.reorder(state, torch.tensor(rows)), copied.reorder(reference, torch.tensor(rows))
-        grouped = step < 2
-        assert state.cross[0][0].shape[0] == (2 if grouped else len(rows))
-        assert state.group == (3 if grouped else 1)
+        if step < 2:
+            assert state.cross[0][0].shape[0] == (2 if grouped else 6)
+            assert state.group == (3 if grouped else 1)
+            assert step == 0 or state.cross is kept  # nothing copied while beams stay on their sources
+        else:
+            assert state.cross[0][0].shape[0] == len(rows) and state.group == 1
         tokens = torch.arange(20, 20 + len(rows))
         logits, state = held.step(tokens, state)
         expected, reference = copied.step(tokens, reference)

@@ -8,6 +8,7 @@ from bart_helpers import PAD, SEP, TINY, hf_bart, ours_like, random_batch
 
 from s2s.generation import generate
 from s2s.tokenizer import Tokenizer
+from s2s_bart import BartBackbone
 
 transformers = pytest.importorskip("transformers")
 
@@ -97,14 +98,19 @@ def test_decoding_strips_specials_and_joins_chinese_without_spaces():
 
 
 @pytest.mark.parametrize("index", [[1, 0, 0], [0, 0, 1, 1], [2, 0, 3], [3, 2, 1, 0], [0, 2, 3], [1]])
-def test_reorder_equals_the_generic_decoder(models, index):
-    """Rows kept on their sources or moved, BartDecoder steps like EncoderDecoderDecoder (every row copied)."""
+def test_reorder_equals_the_per_row_path(models, index):
+    """BartDecoder holds the cross keys/values once per source (CROSS_CACHE); rows kept on their
+    sources or moved, it steps like the contract's per-row cache (every row copied)."""
+    from s2s.backbone import CROSS_CACHE
     from s2s.generation import EncoderDecoderDecoder
 
     _, ours = models
+    per_row = type("PerRow", (BartBackbone,), {"capabilities": BartBackbone.capabilities - {CROSS_CACHE}})(ours.config)
+    per_row.load_state_dict(ours.state_dict())
+    per_row.eval()
     ids, mask = random_batch(TINY["vocab_size"], (6, 3))
     inputs = {"input_ids": ids, "attention_mask": mask}
-    ours_decoder, generic = ours.decoder(NEW, forced_eos_token_id=None), EncoderDecoderDecoder(ours)
+    ours_decoder, generic = ours.decoder(NEW, forced_eos_token_id=None), EncoderDecoderDecoder(per_row)
     (_, state), (_, generic_state) = ours_decoder.start(inputs), generic.start(inputs)
     for step_index in ([0, 0, 1, 1], index):  # beams of each source, then the case
         tokens = torch.arange(110, 110 + len(step_index))

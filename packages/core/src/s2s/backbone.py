@@ -44,7 +44,11 @@ so generation holds them once per source however many beams decode it)
     tensors nested in tuples/lists with the source on dim 0; and ``decode(...,
     cross_key_values=cross, cross_group=g)``: ``encoder_states`` is then not read, row ``r`` of
     ``cross`` and of ``encoder_mask`` serves the ``g`` decoder rows ``r * g .. r * g + g - 1``,
-    and the output's ``past_key_values`` holds the self-attention keys/values only.
+    and the output's ``past_key_values`` holds the self-attention keys/values only. A backbone
+    whose class sets ``group_cross_attention = False`` is only given ``g = 1``: generation then
+    copies the keys/values once per row and keeps them in place while rows stay on their
+    sources, so attention runs in the shapes of a per-row cache (bit-identical to a reference
+    that keeps one, where grouped queries would sum in another order).
 
 :func:`contract_violations` lists what a backbone class lacks; the registry refuses such a class
 at registration, naming the members.
@@ -102,6 +106,7 @@ class Backbone(nn.Module):
 
     kind: ClassVar[str] = ENCODER
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    group_cross_attention: ClassVar[bool] = True  # CROSS_CACHE: may be given cross_group > 1
     config_class: ClassVar[type]
 
     def __init__(self, config):

@@ -16,7 +16,6 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2s.backbone import (
+    CROSS_CACHE,
     ENCODER_DECODER,
     KV_CACHE,
     LM_HEAD,
@@ -35,8 +35,11 @@ from s2s.backbone import (
 from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
 from s2s.generation import EncoderDecoderDecoder
+from s2s.generation.encoder_decoder import grouped_attention
 from s2s.nn import prepacked
 from s2s.nn.init import init_normal
+from s2s.nn.masks import attention_mask as key_mask
+from s2s.nn.masks import causal_mask
 
 from . import weights
 from .config import IGNORED_GENERATION_OPTIONS, BartConfig
@@ -78,11 +81,12 @@ class Attention(nn.Module):
     def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.split(self.k_proj.forward(x)), self.split(self.v_proj.forward(x))
 
-    def forward(self, x, keys, values, mask=None, causal: bool = False):
-        """Queries from ``x`` [B, L, H] over ``keys`` / ``values`` [B, N, K, D]; ``mask`` bool
-        [B, 1, 1 or L, K] (True = may attend) or ``None``."""
-        context = F.scaled_dot_product_attention(
-            self.split(self.q_proj.forward(x)), keys, values, attn_mask=mask, is_causal=causal,
+    def forward(self, x, keys, values, mask=None, causal: bool = False, group: int = 1):
+        """Queries from ``x`` [B, L, H] over ``keys`` / ``values`` [B / group, N, K, D]; ``mask``
+        bool [B / group, 1, 1 or L, K] (True = may attend) or ``None``. With ``group`` > 1 each
+        run of ``group`` rows of ``x`` (beams of one source) reads one row of keys and values."""
+        context = grouped_attention(
+            self.split(self.q_proj.forward(x)), keys, values, mask, group, is_causal=causal,
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.out_proj.forward(context.transpose(1, 2).flatten(2))
@@ -127,17 +131,17 @@ class DecoderLayer(Layer):
         self.encoder_attn = Attention(config.d_model, config.decoder_attention_heads, config.attention_dropout)
         self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model)
 
-    def forward(self, x, cache, cross_mask, self_mask, causal: bool):
-        """``cache``: (self keys, self values) so far, or ``None``, then the cross keys and values
-        [B, N, S, D]. Returns the output and the layer's updated cache."""
-        past_keys, past_values, cross_keys, cross_values = cache
+    def forward(self, x, past, cross, cross_mask, self_mask, causal: bool, group: int = 1):
+        """``past``: the self-attention (keys, values) so far, or ``None``; ``cross``: the cross
+        keys and values [B / group, N, S, D], one row per ``group`` rows of ``x``. Returns the
+        output and the layer's self-attention (keys, values) with the new positions."""
         keys, values = self.self_attn.keys_values(x)
-        if past_keys is not None:
-            keys, values = torch.cat([past_keys, keys], 2), torch.cat([past_values, values], 2)
+        if past is not None:
+            keys, values = torch.cat([past[0], keys], 2), torch.cat([past[1], values], 2)
         x = self.residual(x, self.self_attn.forward(x, keys, values, self_mask, causal), self.self_attn_layer_norm)
-        x = self.residual(x, self.encoder_attn.forward(x, cross_keys, cross_values, cross_mask),
+        x = self.residual(x, self.encoder_attn.forward(x, *cross, cross_mask, group=group),
                           self.encoder_attn_layer_norm)
-        return self.feed_forward(x), (keys, values, cross_keys, cross_values)
+        return self.feed_forward(x), (keys, values)
 
 
 class Stack(nn.Module):
@@ -156,7 +160,9 @@ class BartBackbone(Backbone):
     - ``encode(input_ids, attention_mask=None)`` -> encoder states [B, S, H];
     - ``decode(input_ids, encoder_states, encoder_mask=None, past_key_values=None,
       use_cache=False)``: the cache holds per layer ``(self keys, self values, cross keys,
-      cross values)``, each [B, N, T or S, D];
+      cross values)``, each [B, N, T or S, D]; with ``cross_key_values`` (from
+      ``cross_key_values(encoder_states)``, the contract's ``CROSS_CACHE``) the self keys and
+      values only;
     - ``forward(input_ids, attention_mask=None, decoder_input_ids=...)``: both, for training.
 
     Nothing passes ``token_type_ids`` to BART: given some (a collate function of BERT habits),
@@ -164,7 +170,11 @@ class BartBackbone(Backbone):
     """
 
     kind = ENCODER_DECODER
-    capabilities = frozenset({LM_HEAD, KV_CACHE})
+    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE})
+    # Each row attends with its own copy of the cross keys/values, in transformers' kernel
+    # shapes: grouped queries sum in another order (1e-6), which flipped a near-tie of beam
+    # search on real CSL sources (bench/bart_generation.py).
+    group_cross_attention = False
     config_class = BartConfig
 
     def __init__(self, config: BartConfig):
@@ -243,30 +253,38 @@ class BartBackbone(Backbone):
     def encode(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         """Encoder states [B, S, H]; ``attention_mask`` [B, S] (1 = real token)."""
         self._drop_token_types(token_type_ids)
-        mask = _key_mask(attention_mask)
+        mask = key_mask(attention_mask, input_ids.shape[0], input_ids.shape[1], input_ids.shape[1])
         x = self._embed(self.encoder, input_ids, 0)
         for layer in self.encoder.layers:
             x = layer.forward(x, mask)
         return x
 
-    def decode(self, input_ids, encoder_states, encoder_mask=None, past_key_values=None, use_cache=False):
+    def cross_key_values(self, encoder_states) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each decoder layer's cross-attention (keys, values) [B, N, S, D] of the encoder states."""
+        return [layer.encoder_attn.keys_values(encoder_states) for layer in self.decoder_stack.layers]
+
+    def decode(self, input_ids, encoder_states, encoder_mask=None, past_key_values=None, use_cache=False,
+               cross_key_values=None, cross_group: int = 1):
         """Decoder states [B, L, H] for ``input_ids`` [B, L] after the cached positions."""
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         length = input_ids.shape[1]
         x = self._embed(self.decoder_stack, input_ids, past)
-        cross_mask = _key_mask(encoder_mask)
+        if cross_key_values is not None:
+            cross = cross_key_values
+        elif past_key_values is not None:
+            cross = [layer[2:] for layer in past_key_values]
+        else:
+            cross = self.cross_key_values(encoder_states)
+        cross_mask = key_mask(encoder_mask, input_ids.shape[0] // cross_group, 1, cross[0][0].shape[2])
         causal = past == 0 and length > 1
         self_mask = None
         if past and length > 1:
-            self_mask = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
+            self_mask = causal_mask(length, past_length=past, device=x.device)[:, None]
         cache = []
         for i, layer in enumerate(self.decoder_stack.layers):
-            if past_key_values is None:
-                layer_cache = (None, None, *layer.encoder_attn.keys_values(encoder_states))
-            else:
-                layer_cache = past_key_values[i]
-            x, layer_cache = layer.forward(x, layer_cache, cross_mask, self_mask, causal)
-            cache.append(layer_cache)
+            layer_past = None if past_key_values is None else past_key_values[i][:2]
+            x, key_values = layer.forward(x, layer_past, cross[i], cross_mask, self_mask, causal, cross_group)
+            cache.append(key_values if cross_key_values is not None else (*key_values, *cross[i]))
         return BackboneOutput(last_hidden_state=x, past_key_values=tuple(cache) if use_cache else None)
 
     def forward(self, input_ids, attention_mask=None, decoder_input_ids=None, token_type_ids=None):
@@ -352,80 +370,36 @@ class BartBackbone(Backbone):
         return weights.to_hf_names(self.state_dict())
 
 
-@dataclass
-class BartDecoderState:
-    cache: tuple  # per layer (self keys, self values, cross keys, cross values), batch on dim 0
-    encoder_mask: torch.Tensor  # [N, S]
-    sources: torch.Tensor  # [N] the source each row decodes
-
-
-class BartDecoder:
-    """BART as an :class:`s2s.generation.Decoder`: the encoder once, one decoder position per
-    step, and the checkpoint's ``forced_eos_token_id`` forced as the last of
-    ``max_new_tokens`` tokens, as transformers' ``generate`` does (``None``: no forcing).
-
-    A reorder that leaves every row on its source (beam search following its beams) moves
-    only the self-attention cache: the cross-attention keys/values of a row are those of its
-    source, already in place (the generic :class:`~s2s.generation.EncoderDecoderDecoder`
-    copies them at every step).
-    """
+class BartDecoder(EncoderDecoderDecoder):
+    """:class:`s2s.generation.EncoderDecoderDecoder` (the encoder once, one decoder position per
+    step, the cross-attention keys/values once per source) plus the checkpoint's
+    ``forced_eos_token_id``, forced as the last of ``max_new_tokens`` tokens as transformers'
+    ``generate`` does (``None``: no forcing)."""
 
     _UNSET = object()
 
     def __init__(self, backbone: BartBackbone, max_new_tokens: int, decoder_start_token_id=None,
                  forced_eos_token_id=_UNSET):
-        self.backbone = backbone
-        self.decoder_start_token_id = EncoderDecoderDecoder(backbone, decoder_start_token_id).decoder_start_token_id
+        super().__init__(backbone, decoder_start_token_id)
         self.max_new_tokens = max_new_tokens
         if forced_eos_token_id is BartDecoder._UNSET:
             forced_eos_token_id = backbone.config.forced_eos_token_id
         self.forced_eos_token_id = forced_eos_token_id
         self._produced = 0
 
-    @torch.no_grad()
     def start(self, inputs):
-        input_ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask")
-        mask = torch.ones_like(input_ids) if mask is None else mask
-        if input_ids.shape[1] == 0 or bool((mask.sum(-1) == 0).any()):
-            raise ValueError("every source needs at least one token (got an empty source)")
         self._produced = 0
-        states = self.backbone.encode(input_ids, mask)
-        tokens = torch.full((input_ids.shape[0],), self.decoder_start_token_id, device=input_ids.device)
-        sources = torch.arange(input_ids.shape[0], device=input_ids.device)
-        return self._decode(tokens, states, BartDecoderState(None, mask, sources))
+        return self._force_eos(*super().start(inputs))
 
-    @torch.no_grad()
-    def step(self, tokens, state: BartDecoderState):
+    def step(self, tokens, state):
         self._produced += 1
-        return self._decode(tokens, None, state)
+        return self._force_eos(*super().step(tokens, state))
 
-    def _decode(self, tokens, encoder_states, state: BartDecoderState):
-        out = self.backbone.decode(tokens[:, None], encoder_states, state.encoder_mask,
-                                   past_key_values=state.cache, use_cache=True)
-        logits = self.backbone.lm_logits(out.last_hidden_state[:, -1])
+    def _force_eos(self, logits, state):
         if self.forced_eos_token_id is not None and self._produced == self.max_new_tokens - 1:
             logits = torch.full_like(logits, float("-inf"))
             logits[:, self.forced_eos_token_id] = 0.0
-        return logits, BartDecoderState(out.past_key_values, state.encoder_mask, state.sources)
-
-    def reorder(self, state: BartDecoderState, index):
-        sources = state.sources.index_select(0, index)
-        same_sources = torch.equal(sources, state.sources)
-        cache = tuple(
-            (k.index_select(0, index), v.index_select(0, index),
-             *((ck, cv) if same_sources else (ck.index_select(0, index), cv.index_select(0, index))))
-            for k, v, ck, cv in state.cache
-        )
-        mask = state.encoder_mask if same_sources else state.encoder_mask.index_select(0, index)
-        return BartDecoderState(cache, mask, sources)
-
-
-def _key_mask(attention_mask) -> torch.Tensor | None:
-    """[B, S] padding mask -> bool [B, 1, 1, S], or ``None`` when every key is real."""
-    if attention_mask is None or bool(attention_mask.all()):
-        return None
-    return attention_mask.bool()[:, None, None, :]
+        return logits, state
 
 
 def _keep_rows(state_dict, keep_tokens, source: str):

@@ -4,11 +4,13 @@ The encoder runs once per source; each step feeds one token to the decoder, whos
 the self-attention keys/values so far. The cross-attention keys/values of the sources are
 computed once, on the first step:
 
-- from a backbone with the ``cross_cache`` capability they stay one row per source. Beam
-  search keeps the beams of each source in one run of rows, in source order, so the decoder
-  passes ``cross_group`` (rows per source) and those rows read that one row together: no copy
-  per beam, and no copy at a reorder. A reorder that breaks the layout (greedy search dropping
-  finished rows) gathers them one row per decoding row;
+- from a backbone with the ``cross_cache`` capability they are held apart from its cache, and
+  no reorder copies them while every row stays on its source (beam search). They stay one row
+  per source while the rows are runs of equal length in source order (the beams of each
+  source): the decoder passes ``cross_group`` (rows per source) and those rows read that one
+  row together. For a backbone with ``group_cross_attention = False`` each row gets its own
+  copy once, kept in place while rows stay on their sources. A reorder that moves a row to
+  another source (greedy search dropping finished rows) gathers them, one row per row;
 - any other backbone keeps them in its cache, one row per decoding row, and every reorder
   copies them with the rest (:func:`s2s.backbone.reorder_cache`).
 """
@@ -29,8 +31,9 @@ class EncoderDecoderState:
     encoder_mask: torch.Tensor  # [M, S] 1 = real source token, one row per row of ``cross``
     past: Any  # the backbone's decoder cache, batch on dim 0 of every tensor
     cross: Any = None  # CROSS_CACHE backbones: the cross-attention keys/values, [M, ...] each
-    sources: torch.Tensor | None = None  # [N] the row of ``cross`` each decoding row reads
-    group: int = 1  # decoding rows per row of ``cross``: sources == arange(M).repeat_interleave(group)
+    cross_sources: torch.Tensor | None = None  # [M] the source of each row of ``cross``
+    reads: torch.Tensor | None = None  # [N] the row of ``cross`` each decoding row reads
+    group: int = 1  # reads == arange(M).repeat_interleave(group)
 
 
 class EncoderDecoderDecoder:
@@ -50,6 +53,7 @@ class EncoderDecoderDecoder:
             )
         self.decoder_start_token_id = start
         self.holds_cross = CROSS_CACHE in backbone.capabilities
+        self.groups = self.holds_cross and backbone.group_cross_attention
 
     @torch.no_grad()
     def start(self, inputs):
@@ -63,8 +67,8 @@ class EncoderDecoderDecoder:
         tokens = torch.full((input_ids.shape[0],), self.decoder_start_token_id, device=input_ids.device)
         if not self.holds_cross:
             return self._decode(tokens, states, EncoderDecoderState(mask, None))
-        sources = torch.arange(input_ids.shape[0], device=input_ids.device)
-        state = EncoderDecoderState(mask, None, self.backbone.cross_key_values(states), sources)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        state = EncoderDecoderState(mask, None, self.backbone.cross_key_values(states), rows, rows)
         return self._decode(tokens, None, state)
 
     @torch.no_grad()
@@ -82,30 +86,36 @@ class EncoderDecoderDecoder:
                 cross_key_values=state.cross, cross_group=state.group,
             )
         logits = self.backbone.lm_logits(out.last_hidden_state[:, -1])
-        return logits, EncoderDecoderState(state.encoder_mask, out.past_key_values, state.cross, state.sources, state.group)
+        state = EncoderDecoderState(
+            state.encoder_mask, out.past_key_values, state.cross, state.cross_sources, state.reads, state.group
+        )
+        return logits, state
 
     def reorder(self, state: EncoderDecoderState, index):
         past = reorder_cache(state.past, index)
         if state.cross is None:
             return EncoderDecoderState(state.encoder_mask.index_select(0, index), past)
-        sources = state.sources.index_select(0, index)
-        group = _group(sources, state.encoder_mask.shape[0])
-        if group is not None:  # every row still reads its source's row: nothing to move
-            return EncoderDecoderState(state.encoder_mask, past, state.cross, sources, group)
-        rows = torch.arange(len(sources), device=sources.device)
-        return EncoderDecoderState(
-            state.encoder_mask.index_select(0, sources), past, reorder_cache(state.cross, sources), rows
-        )
+        reads = state.reads.index_select(0, index)
+        held = state.cross_sources.shape[0]
+        group = _group(reads, held) if self.groups else None
+        if group is not None:  # runs of rows per row of ``cross``, in order
+            return EncoderDecoderState(state.encoder_mask, past, state.cross, state.cross_sources, reads, group)
+        sources = state.cross_sources.index_select(0, reads)
+        rows = torch.arange(len(reads), device=reads.device)
+        if len(reads) == held and torch.equal(sources, state.cross_sources):  # row i's source unchanged
+            return EncoderDecoderState(state.encoder_mask, past, state.cross, state.cross_sources, rows)
+        cross, mask = reorder_cache(state.cross, reads), state.encoder_mask.index_select(0, reads)
+        return EncoderDecoderState(mask, past, cross, sources, rows)
 
 
-def _group(sources: torch.Tensor, count: int) -> int | None:
-    """``g`` when ``sources`` is ``0..count-1`` each repeated ``g`` times, in order; else None."""
-    rows = sources.shape[0]
+def _group(reads: torch.Tensor, count: int) -> int | None:
+    """``g`` when ``reads`` is ``0..count-1`` each repeated ``g`` times, in order; else None."""
+    rows = reads.shape[0]
     if rows % count:
         return None
     group = rows // count
-    expected = torch.arange(count, device=sources.device).repeat_interleave(group)
-    return group if torch.equal(sources, expected) else None
+    expected = torch.arange(count, device=reads.device).repeat_interleave(group)
+    return group if torch.equal(reads, expected) else None
 
 
 def grouped_attention(q, keys, values, attn_mask=None, group: int = 1, **options) -> torch.Tensor:
