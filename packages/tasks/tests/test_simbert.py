@@ -28,9 +28,9 @@ def tokenizer():
     return Tokenizer.build_vocab([t for pair in PAIRS for t in pair], min_frequency=1)
 
 
-def simbert(tokenizer, model_name="bert", **options):
+def simbert(tokenizer, model_name="bert", config=TINY, **options):
     torch.manual_seed(0)
-    return load_model(tokenizer, model_name, "simbert", config=TINY, **options)
+    return load_model(tokenizer, model_name, "simbert", config=config, **options)
 
 
 def reference_similarity_loss(vectors: list[list[float]], scale: float) -> float:
@@ -91,6 +91,17 @@ def test_a_backbone_without_a_pooler_gets_a_dense_layer_of_the_task(tokenizer, m
     states = torch.randn(2, TINY["hidden_size"])
     assert torch.allclose(model.sentence_vectors(states), states @ model.sentence_head.weight.T + model.sentence_head.bias)
     assert any(name.startswith("sentence_head.") for name, _ in model.named_parameters())  # trained and saved
+
+
+@pytest.mark.parametrize("model_name", ["bert", "roformer"])
+def test_encode_texts_in_a_padded_batch_equals_each_text_alone_in_eval_mode(tokenizer, model_name):
+    model = simbert(tokenizer, model_name, config={**TINY, "hidden_dropout_prob": 0.5}).train()
+    texts = [text for pair in PAIRS for text in pair]  # 5 to 9 characters: padded batches
+    together = model.encode_texts(texts, batch_size=3)
+    alone = torch.cat([model.encode_texts([text]) for text in texts])
+    assert torch.allclose(together, alone, atol=1e-6)  # dropout off: no noise, no padding in [CLS]
+    assert torch.allclose(together.norm(dim=-1), torch.ones(len(texts)), atol=1e-6)
+    assert model.training  # the mode is given back
 
 
 def test_rows_are_both_orders_of_each_pair_and_dicts_equal_tuples(tokenizer):
