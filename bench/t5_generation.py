@@ -6,6 +6,7 @@ random weights.
    multi-character jieba words of the CSL texts), greedy and beam 4 (length penalty 1.2,
    no-repeat 3-grams), one by one and as a padded batch: s2s ``generate`` must give
    ``MT5ForConditionalGeneration.generate``'s tokens exactly (start ``[CLS]``, eos ``[SEP]``).
+   On a 2 + 2-layer, 256-wide model of the same recipe and vocab, to keep the 84 runs short.
 2. Speed of ``generate``, small and base shapes, batch 1 and 8, greedy and beam 4, 32 new
    tokens; tokens/s and ratio (identical tokens asserted).
 3. A training step (forward, loss, backward, AdamW) at real CSL lengths, padded batch of 8:
@@ -34,6 +35,7 @@ SHAPES = {
     "small": dict(d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_heads=6),  # 512 != 6 x 64
     "base": dict(d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12),
 }
+CHECK_SHAPE = dict(d_model=256, d_kv=64, d_ff=512, num_layers=2, num_heads=4)
 
 
 def csl_pairs(count: int | None = None) -> list[tuple[str, str]]:
@@ -57,13 +59,13 @@ def word_tokenizer(texts):
     return Tokenizer({t: i for i, t in enumerate(bert + words)}, segmenter="jieba")
 
 
-def models(size: str):
+def models(shape: dict):
     import transformers
 
     from s2s_t5 import MT5Config
     from s2s_t5.modeling import MT5Backbone
 
-    values = dict(SHAPES[size], vocab_size=VOCAB, dropout_rate=0.1, pad_token_id=PAD,
+    values = dict(shape, vocab_size=VOCAB, dropout_rate=0.1, pad_token_id=PAD,
                   decoder_start_token_id=CLS, eos_token_id=SEP, tie_word_embeddings=False)
     torch.manual_seed(0)
     peer = transformers.MT5ForConditionalGeneration(transformers.MT5Config(**values)).eval()
@@ -111,14 +113,20 @@ def interleaved_best(first, second, repeats: int):
     return best[0], results[0], best[1], results[1]
 
 
-def check_real_sources(peer, ours, sources) -> None:
+def check_real_sources(sources) -> None:
+    peer, ours = models(CHECK_SHAPE)
     for options in (dict(num_beams=1), dict(num_beams=4, length_penalty=1.2, no_repeat_ngram_size=3)):
         ids, mask = pad_right(sources)
-        assert our_generate(ours, ids, mask, **options) == peer_generate(peer, ids, mask, **options), f"padded batch differs ({options})"
-        for row in sources:
+        batch = our_generate(ours, ids, mask, **options)
+        assert batch == peer_generate(peer, ids, mask, **options), f"padded batch differs ({options})"
+        for i, row in enumerate(sources):
             one = torch.tensor([row])
-            assert our_generate(ours, one, torch.ones_like(one), **options) == peer_generate(peer, one, torch.ones_like(one), **options)
-        print(f"20 CSL sources, {options}: identical to transformers, one by one and as a padded batch", flush=True)
+            got = our_generate(ours, one, torch.ones_like(one), **options)
+            assert got == peer_generate(peer, one, torch.ones_like(one), **options), f"source {i} ({options})"
+        print(
+            f"20 CSL sources, {options}: identical to transformers, one by one and as a padded batch "
+            f"(lengths {[len(r) for r in batch]}, {len({t for r in batch for t in r})} distinct tokens)", flush=True,
+        )
 
 
 def bench_generate(size, peer, ours, sources, repeats: int) -> None:
@@ -192,10 +200,10 @@ def main() -> None:
     pairs = csl_pairs()
     tokenizer = word_tokenizer([text for pair in pairs for text in pair])
     sources = [tokenizer.encode(src, max_length=SOURCE_LEN).ids for src, _ in pairs[:20]]
-    for number, size in enumerate(args.sizes):
-        peer, ours = models(size)
-        if number == 0 and args.only in (None, "check"):
-            check_real_sources(peer, ours, sources)
+    if args.only in (None, "check"):
+        check_real_sources(sources)
+    for size in args.sizes if args.only != "check" else ():
+        peer, ours = models(SHAPES[size])
         if args.only in (None, "generate"):
             bench_generate(size, peer, ours, sources, args.repeats)
         if args.only in (None, "train"):

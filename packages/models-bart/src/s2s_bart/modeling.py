@@ -40,6 +40,7 @@ from s2s.nn import prepacked
 from s2s.nn.init import init_normal
 from s2s.nn.masks import attention_mask as key_mask
 from s2s.nn.masks import causal_mask
+from s2s.nn.packing import Packing
 
 from . import weights
 from .config import IGNORED_GENERATION_OPTIONS, BartConfig
@@ -119,10 +120,19 @@ class EncoderLayer(Layer):
     def __init__(self, config: BartConfig):
         super().__init__(config, config.encoder_attention_heads, config.encoder_ffn_dim)
 
-    def forward(self, x, mask):
-        keys, values = self.self_attn.keys_values(x)
-        x = self.residual(x, self.self_attn.forward(x, keys, values, mask), self.self_attn_layer_norm)
-        return self.feed_forward(x)
+    def forward(self, x, mask, packing: Packing | None = None):
+        """``x`` [B, S, H], or with ``packing`` the real tokens [T, H] of a padded batch: all but
+        attention then runs on those rows only."""
+        attn = self.self_attn
+        if packing is None:
+            attended = attn.forward(x, *attn.keys_values(x), mask)
+        else:
+            q, k, v = (attn.split(packing.pad(linear.forward(x))) for linear in (attn.q_proj, attn.k_proj, attn.v_proj))
+            context = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=attn.dropout if self.training else 0.0
+            )
+            attended = attn.out_proj.forward(packing.unpad(context.transpose(1, 2).flatten(2)))
+        return self.feed_forward(self.residual(x, attended, self.self_attn_layer_norm))
 
 
 class DecoderLayer(Layer):
@@ -255,9 +265,13 @@ class BartBackbone(Backbone):
         self._drop_token_types(token_type_ids)
         mask = key_mask(attention_mask, input_ids.shape[0], input_ids.shape[1], input_ids.shape[1])
         x = self._embed(self.encoder, input_ids, 0)
+        # padding left out of the work (outputs at padding are 0): only attention sees it
+        packing = None if mask is None else Packing(attention_mask)
+        if packing is not None:
+            x = packing.unpad(x)
         for layer in self.encoder.layers:
-            x = layer.forward(x, mask)
-        return x
+            x = layer.forward(x, mask, packing)
+        return x if packing is None else packing.pad(x)
 
     def cross_key_values(self, encoder_states) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each decoder layer's cross-attention (keys, values) [B, N, S, D] of the encoder states."""

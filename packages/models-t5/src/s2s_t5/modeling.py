@@ -17,8 +17,9 @@ Shapes: B batch, S source positions, L new target positions, T cached target pos
 K = T + L keys, H = d_model, N heads, D = d_kv (N * D need not equal H), V vocabulary.
 
 Each decoded token costs little more than reading the weights, so the layers call their
-sub-modules' ``forward`` directly (not through ``nn.Module.__call__``) and skip dropout
-outside training.
+sub-modules' ``forward`` directly (not through ``nn.Module.__call__``), skip dropout outside
+training, and without gradients multiply by ``q``, ``k``, ``v`` (and ``wi_0``, ``wi_1``) in one
+product, through a stacked copy of their weights (:func:`stacked_weight`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from s2s.generation.encoder_decoder import grouped_attention
 from s2s.nn import prepacked
 from s2s.nn.masks import attention_mask as key_mask
 from s2s.nn.masks import causal_mask
+from s2s.nn.packing import Packing
 
 from . import weights
 from .config import MT5Config, T5Config
@@ -99,6 +101,19 @@ def relative_position_bucket(relative_position, bidirectional: bool, num_buckets
     return buckets + torch.where(is_small, relative_position, large)
 
 
+def stacked_weight(module: nn.Module, names: tuple[str, ...]) -> torch.Tensor:
+    """The weights of ``module``'s linear maps ``names`` stacked, ``[sum of outputs, inputs]``:
+    one product instead of several where no gradient is needed. Kept on the module (not in
+    its state dict), made again when a weight changes, freed by :meth:`T5Backbone.train`."""
+    weights = [getattr(module, name).weight for name in names]
+    key = tuple((w.data_ptr(), 0 if w.is_inference() else w._version) for w in weights)
+    held = module.__dict__.get("_stacked")
+    if held is None or held[0] != key:
+        held = (key, torch.cat([w.detach() for w in weights]))
+        module.__dict__["_stacked"] = held
+    return held[1]
+
+
 class Attention(nn.Module):
     """Multi-head attention without score scaling; ``bias`` [B or 1, N, L, K] adds position bias
     and masks. The first self-attention layer of a stack owns ``relative_attention_bias``."""
@@ -121,17 +136,32 @@ class Attention(nn.Module):
     def key_values(self, x):  # [B, K, H] -> keys, values [B, N, K, D]
         return self.split_heads(self.k.forward(x)), self.split_heads(self.v.forward(x))
 
+    def queries_keys_values(self, x, packing: Packing | None = None):
+        """[B, L, H] (or with ``packing`` its real tokens [T, H]) -> queries, keys, values [B, N, L, D]."""
+        if torch.is_grad_enabled():
+            projected = self.q.forward(x), self.k.forward(x), self.v.forward(x)
+        else:
+            qkv = prepacked.linear(x, stacked_weight(self, ("q", "k", "v")), None)
+            projected = qkv.split(self.num_heads * self.head_dim, -1)
+        if packing is not None:
+            projected = (packing.pad(p) for p in projected)
+        return tuple(self.split_heads(p) for p in projected)
+
     def forward(self, x, keys, values, bias, group: int = 1):
         """x [B, L, H]; keys, values [B / group, N, K, D]; ``bias``: additive float or bool
         (True = may attend), [B / group or 1, N or 1, L or 1, K]. With ``group`` > 1 each run of
         ``group`` rows of ``x`` (beams of one source) reads one row of keys and values."""
+        return self.attend(self.split_heads(self.q.forward(x)), keys, values, bias, group)
+
+    def attend(self, q, keys, values, bias, group: int = 1, packing: Packing | None = None):
+        """``forward`` from the queries [B, N, L, D]; with ``packing``, the output of the real
+        tokens only, [T, H]."""
         if bias is not None and bias.is_floating_point() and bias.dtype != keys.dtype:  # autocast: bf16
             bias = bias.to(keys.dtype)
         context = grouped_attention(
-            self.split_heads(self.q.forward(x)), keys, values, bias, group,
-            dropout_p=self.dropout if self.training else 0.0, scale=1.0,
-        )
-        return self.o.forward(context.transpose(1, 2).flatten(2))  # [B, L, H]
+            q, keys, values, bias, group, dropout_p=self.dropout if self.training else 0.0, scale=1.0
+        ).transpose(1, 2).flatten(2)
+        return self.o.forward(context if packing is None else packing.unpad(context))  # [B, L, H]
 
 
 class DenseActDense(nn.Module):
@@ -161,7 +191,11 @@ class DenseGatedActDense(nn.Module):
         self.dropout = nn.Dropout(config.dropout_rate)
 
     def forward(self, x):
-        inner = self.act(self.wi_0.forward(x)) * self.wi_1.forward(x)
+        if torch.is_grad_enabled():
+            gate, up = self.wi_0.forward(x), self.wi_1.forward(x)
+        else:
+            gate, up = prepacked.linear(x, stacked_weight(self, ("wi_0", "wi_1")), None).chunk(2, -1)
+        inner = self.act(gate) * up
         return self.wo.forward(self.dropout(inner) if self.training else inner)
 
 
@@ -213,17 +247,18 @@ class Block(nn.Module):
             self.layer.append(LayerCrossAttention(config))
         self.layer.append(LayerFF(config))
 
-    def forward(self, x, bias, past_self=None, cross=None, cross_mask=None, group: int = 1):
+    def forward(self, x, bias, past_self=None, cross=None, cross_mask=None, group: int = 1, packing=None):
         """``past_self``: cached self-attention (keys, values) or None; ``cross``: the
         cross-attention (keys, values) of the source (decoder only) and ``cross_mask`` (bool
-        [B / group, 1, 1, S] or None), one row per ``group`` rows of ``x``. Returns the new
-        hidden states and this layer's self-attention (keys, values) including the cache."""
+        [B / group, 1, 1, S] or None), one row per ``group`` rows of ``x``. With ``packing``
+        (encoder), ``x`` is the real tokens [T, H] of a padded batch. Returns the new hidden
+        states and this layer's self-attention (keys, values) including the cache."""
         sublayer = self.layer[0]
-        h = sublayer.layer_norm.forward(x)
-        keys, values = sublayer.SelfAttention.key_values(h)
+        attention = sublayer.SelfAttention
+        q, keys, values = attention.queries_keys_values(sublayer.layer_norm.forward(x), packing)
         if past_self is not None:
             keys, values = torch.cat([past_self[0], keys], 2), torch.cat([past_self[1], values], 2)
-        x = clamp_fp16(x + _dropout(sublayer, sublayer.SelfAttention.forward(h, keys, values, bias)))
+        x = clamp_fp16(x + _dropout(sublayer, attention.attend(q, keys, values, bias, packing=packing)))
         if cross is not None:
             sublayer = self.layer[1]
             attended = sublayer.EncDecAttention.forward(
@@ -299,6 +334,13 @@ class T5Backbone(Backbone):
         self.register_state_dict_post_hook(_rename_on_save)
         self.register_load_state_dict_pre_hook(_rename_on_load)
 
+    def train(self, mode: bool = True):
+        """Also frees the stacked weight copies of inference (:func:`stacked_weight`)."""
+        if mode:
+            for module in self.modules():
+                module.__dict__.pop("_stacked", None)
+        return super().train(mode)
+
     def _init_weights(self, module):
         """transformers' T5 initialisation (``initializer_factor`` scales every std)."""
         factor, config = self.config.initializer_factor, self.config
@@ -364,11 +406,15 @@ class T5Backbone(Backbone):
         batch, length = input_ids.shape
         bias = self.encoder.position_bias(length, length, 0, x.device)  # [1, N, S, S]
         keep = key_mask(attention_mask, batch, length, length)  # [B, 1, 1, S] or None
+        packing = None
         if keep is not None:  # the dtype's minimum on padding keys, as transformers adds
             bias = bias.masked_fill(~keep, torch.finfo(bias.dtype).min)
+            packing = Packing(attention_mask)  # padding left out of all but attention (outputs 0)
+            x = packing.unpad(x)
         for block in self.encoder.block:
-            x, _ = block.forward(x, bias)
-        return self.dropout(self.encoder.final_layer_norm.forward(x))
+            x, _ = block.forward(x, bias, packing=packing)
+        x = self.dropout(self.encoder.final_layer_norm.forward(x))
+        return x if packing is None else packing.pad(x)
 
     def decode(
         self,
