@@ -409,7 +409,8 @@ class T5Backbone(Backbone):
         packing = None
         if keep is not None:  # the dtype's minimum on padding keys, as transformers adds
             bias = bias.masked_fill(~keep, torch.finfo(bias.dtype).min)
-            packing = Packing(attention_mask)  # padding left out of all but attention (outputs 0)
+        if keep is not None and not self.training:  # inference: padding left out of all but attention
+            packing = Packing(attention_mask)  # (outputs at padding are 0)
             x = packing.unpad(x)
         for block in self.encoder.block:
             x, _ = block.forward(x, bias, packing=packing)
