@@ -1,5 +1,5 @@
 """load_model(tokenizer, "t5-pegasus", "seq2seq") with the word-level tokenizer: training lowers
-the loss through the encoder-decoder contract, predict generates through T5Decoder, a saved
+the loss through the encoder-decoder contract, predict generates through core's EncoderDecoderDecoder, a saved
 folder reloads with its segmenter and identical predictions. Skips without s2s-tasks."""
 
 from __future__ import annotations
