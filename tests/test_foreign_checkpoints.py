@@ -75,3 +75,14 @@ def test_a_misfit_of_the_same_architecture_names_no_other(folders):
     with pytest.raises(CheckpointError, match="mis-shaped") as caught:
         load_model(folders / "vocab.txt", "bert", checkpoint=folders / "bert", config={"intermediate_size": 48})
     assert "describes a" not in str(caught.value)
+
+
+def test_weights_left_unused_are_a_warning_naming_the_architecture(folders, caplog):
+    """BERT's weights load into NEZHA (same names) but its absolute positions go unused: one
+    WARNING names them and the architecture the config.json describes."""
+    with caplog.at_level("INFO"):
+        load_model(folders / "vocab.txt", "nezha", checkpoint=folders / "bert")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "embeddings.position_embeddings.weight" in warnings[0]
+    assert "describes a 'bert' model (BertForMaskedLM)" in warnings[0]

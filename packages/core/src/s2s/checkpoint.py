@@ -8,6 +8,7 @@ fails with a :class:`LoadReport` naming missing and mis-shaped keys.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 from collections.abc import Callable, Iterable, Mapping
@@ -119,6 +120,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
     newly_initialized: list[str] = field(default_factory=list)
+    hint: str = ""  # the architecture the checkpoint's config.json describes, when not this one
 
     @property
     def ok(self) -> bool:
@@ -127,6 +129,11 @@ class LoadReport:
     @property
     def empty(self) -> bool:
         return self.ok and not self.unexpected and not self.newly_initialized
+
+    def log(self, logger: logging.Logger) -> None:
+        """Log the report: at WARNING when checkpoint weights went unused (they often belong to
+        another architecture, e.g. BERT's absolute positions loaded as NEZHA), else at INFO."""
+        logger.log(logging.WARNING if self.unexpected else logging.INFO, "%s", self)
 
     def __str__(self) -> str:
         lines = [f"load report for {self.source}:"]
@@ -143,7 +150,7 @@ class LoadReport:
             )
         if len(lines) == 1:
             lines.append("  every key loaded")
-        return "\n".join(lines)
+        return "\n".join(lines) + self.hint
 
 
 def strip_prefixes(state_dict: Mapping[str, torch.Tensor], prefixes: Iterable[str] = ("module.",)):
@@ -183,13 +190,14 @@ def load_into(
         elif tuple(state_dict[key].shape) != tuple(tensor.shape):
             report.mismatched.append((key, tuple(tensor.shape), tuple(state_dict[key].shape)))
     report.unexpected = sorted(k for k in state_dict if k not in own and not ignore_unexpected(k))
-    if not report.ok:
+    if not report.ok or report.unexpected:
         if model_types is None:
             model_types = [getattr(getattr(module, "config", None), "model_type", "")]
+        report.hint = architecture_hint(source, model_types)
+    if not report.ok:
         raise CheckpointError(
             f"{report}\nThe checkpoint does not fit this model: check the model name, size and "
             f"config.json (a missing LayerNorm often means a checkpoint of another architecture)."
-            f"{architecture_hint(source, model_types)}"
         )
     with torch.no_grad():
         module.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)

@@ -351,7 +351,7 @@ class BartBackbone(Backbone):
         report = load_into(
             self, state_dict, source=source, may_be_missing=lambda k: k.startswith(heads)
         )
-        logger.info("%s", report)
+        report.log(logger)
         self._read_generation_settings(Path(path))
         return report
 

@@ -393,7 +393,7 @@ class BertBackbone(Backbone):
         weights.check_vocab_size(state_dict, self.config.vocab_size, source)
         heads = weights.HEAD_PREFIXES if head_prefixes is None else tuple(head_prefixes)
         report = load_into(self, state_dict, source=source, may_be_missing=lambda k: k.startswith(heads))
-        logger.info("%s", report)
+        report.log(logger)
         return report
 
     def hf_config(self) -> dict:

@@ -503,7 +503,7 @@ class T5Backbone(Backbone):
         ``head_prefixes`` (none by default) may be missing. ``keep_tokens`` keeps those rows
         of the checkpoint's vocabulary, in that order."""
         report = weights.load(self, path, head_prefixes=tuple(head_prefixes or ()), keep_tokens=keep_tokens)
-        logger.info("%s", report)
+        report.log(logger)
         return report
 
     def hf_config(self) -> dict:
