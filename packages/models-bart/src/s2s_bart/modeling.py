@@ -265,9 +265,8 @@ class BartBackbone(Backbone):
         self._drop_token_types(token_type_ids)
         mask = key_mask(attention_mask, input_ids.shape[0], input_ids.shape[1], input_ids.shape[1])
         x = self._embed(self.encoder, input_ids, 0)
-        # inference: padding left out of the work (outputs at padding are 0), only attention
-        # sees it (training keeps the padded shapes, and so its dropout draws)
-        packing = None if mask is None or self.training else Packing(attention_mask)
+        # padding left out of the work (outputs at padding are 0), only attention sees it
+        packing = None if mask is None else Packing(attention_mask)
         if packing is not None:
             x = packing.unpad(x)
         for layer in self.encoder.layers:

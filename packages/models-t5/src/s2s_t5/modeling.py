@@ -407,10 +407,10 @@ class T5Backbone(Backbone):
         bias = self.encoder.position_bias(length, length, 0, x.device)  # [1, N, S, S]
         keep = key_mask(attention_mask, batch, length, length)  # [B, 1, 1, S] or None
         packing = None
-        if keep is not None:  # the dtype's minimum on padding keys, as transformers adds
+        if keep is not None:  # the dtype's minimum on padding keys, as transformers adds; the
+            # padding left out of all but attention (outputs at padding are 0)
             bias = bias.masked_fill(~keep, torch.finfo(bias.dtype).min)
-        if keep is not None and not self.training:  # inference: padding left out of all but attention
-            packing = Packing(attention_mask)  # (outputs at padding are 0)
+            packing = Packing(attention_mask)
             x = packing.unpad(x)
         for block in self.encoder.block:
             x, _ = block.forward(x, bias, packing=packing)
