@@ -9,7 +9,6 @@ import torch
 from s2s import load_model
 from s2s.checkpoint import CheckpointError
 from s2s.config import ConfigError
-from s2s.plugins import reset_plugins
 
 for package in ("s2s_bert", "s2s_gpt2", "s2s_t5", "s2s_bart"):
     pytest.importorskip(package)
@@ -43,12 +42,7 @@ def folders(tmp_path_factory):
     return root
 
 
-@pytest.fixture(autouse=True)
-def all_plugins(monkeypatch):
-    monkeypatch.delenv("S2S_LOAD_PLUGINS", raising=False)
-    reset_plugins()
-    yield
-    reset_plugins()
+pytestmark = pytest.mark.usefixtures("all_plugins")
 
 
 @pytest.mark.parametrize(

@@ -9,19 +9,13 @@ import pytest
 import torch
 
 from s2s import Tokenizer, load_model
-from s2s.plugins import reset_plugins
 
 pytest.importorskip("s2s_tasks")
 
 PAIRS = [("今天天气很好，我们去公园散步。", "公园散步"), ("北京队在比赛中以三比一战胜上海队。", "北京队获胜")]
 
 
-@pytest.fixture(autouse=True)
-def all_plugins(monkeypatch):
-    monkeypatch.delenv("S2S_LOAD_PLUGINS", raising=False)
-    reset_plugins()
-    yield
-    reset_plugins()
+pytestmark = pytest.mark.usefixtures("all_plugins")
 
 
 def bert_habit_collate(task, features):
