@@ -132,6 +132,22 @@ def test_missing_start_token_is_a_clear_error():
         EncoderDecoderDecoder(model)
 
 
+@pytest.mark.parametrize("mask", [[[1, 1], [0, 0]], None], ids=["a source all padding", "no tokens"])
+def test_an_empty_source_is_a_clear_error(model, mask):
+    ids = torch.tensor([[5, 6], [0, 0]]) if mask is not None else torch.zeros(2, 0, dtype=torch.long)
+    inputs = {"input_ids": ids} if mask is None else {"input_ids": ids, "attention_mask": torch.tensor(mask)}
+    with pytest.raises(ValueError, match="every source needs at least one token"):
+        EncoderDecoderDecoder(model).start(inputs)
+
+
+def test_a_missing_attention_mask_means_every_token_is_real(model):
+    ids, mask = sources()
+    ids = ids[:1]  # no padding
+    with_mask, _ = EncoderDecoderDecoder(model).start({"input_ids": ids, "attention_mask": mask[:1]})
+    without, _ = EncoderDecoderDecoder(model).start({"input_ids": ids})
+    torch.testing.assert_close(without, with_mask, rtol=0, atol=0)
+
+
 def test_reorder_cache_picks_rows_of_every_tensor():
     cache = ((torch.arange(3)[:, None], torch.arange(3)[:, None] * 10),)
     picked = reorder_cache(cache, torch.tensor([2, 2, 0]))

@@ -66,7 +66,7 @@ from s2s.backbone import (
     reorder_cache,
 )
 from s2s.data import LABEL_PAD, pad_batch
-from s2s.generation import generate, options_from_row, stream
+from s2s.generation import generate, options_from_row, source_batch, stream
 from s2s.nn.masks import unilm_mask
 from s2s.task import Task, TinyRun
 
@@ -372,13 +372,8 @@ class UniLMDecoder:
 
     @torch.no_grad()
     def start(self, inputs):
-        input_ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask")
-        if mask is None:
-            mask = torch.ones_like(input_ids)
+        input_ids, mask = source_batch(inputs)
         lengths = mask.sum(-1)  # [B]
-        if input_ids.shape[1] == 0 or bool((lengths == 0).any()):
-            raise ValueError("every source needs at least one token (got an empty source)")
         out = self.backbone(
             input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids), use_cache=True
         )

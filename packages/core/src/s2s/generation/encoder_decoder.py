@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbone import CROSS_CACHE, reorder_cache
+from .protocol import source_batch
 
 
 @dataclass
@@ -57,12 +58,7 @@ class EncoderDecoderDecoder:
 
     @torch.no_grad()
     def start(self, inputs):
-        input_ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask")
-        if mask is None:
-            mask = torch.ones_like(input_ids)
-        if input_ids.shape[1] == 0 or bool((mask.sum(-1) == 0).any()):
-            raise ValueError("every source needs at least one token (got an empty source)")
+        input_ids, mask = source_batch(inputs)
         states = self.backbone.encode(input_ids, mask)
         tokens = torch.full((input_ids.shape[0],), self.decoder_start_token_id, device=input_ids.device)
         if not self.holds_cross:

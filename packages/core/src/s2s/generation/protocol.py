@@ -40,3 +40,15 @@ class Decoder(Protocol):
         """A state whose row ``i`` is row ``index[i]`` of ``state`` (long ``[M]``; rows may repeat
         or be left out, so ``M`` may differ from ``N``)."""
         ...
+
+
+def source_batch(inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``input_ids`` [B, S] of a ``start`` batch of sources and their ``attention_mask``
+    (all ones when absent); a batch with an empty source is refused."""
+    input_ids = inputs["input_ids"]
+    mask = inputs.get("attention_mask")
+    if mask is None:
+        mask = torch.ones_like(input_ids)
+    if input_ids.shape[1] == 0 or bool((mask.sum(-1) == 0).any()):
+        raise ValueError("every source needs at least one token (got an empty source)")
+    return input_ids, mask
