@@ -35,8 +35,8 @@ from s2s.backbone import (
 from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
 from s2s.generation import EncoderDecoderDecoder
-from s2s.generation.encoder_decoder import grouped_attention
 from s2s.nn import prepacked
+from s2s.nn.attention import grouped_attention
 from s2s.nn.init import init_normal
 from s2s.nn.masks import attention_mask as key_mask
 from s2s.nn.masks import causal_mask

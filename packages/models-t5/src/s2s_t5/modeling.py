@@ -36,8 +36,8 @@ from torch import nn
 
 from s2s.backbone import CROSS_CACHE, ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport
-from s2s.generation.encoder_decoder import grouped_attention
 from s2s.nn import prepacked
+from s2s.nn.attention import grouped_attention
 from s2s.nn.masks import attention_mask as key_mask
 from s2s.nn.masks import causal_mask
 from s2s.nn.packing import Packing

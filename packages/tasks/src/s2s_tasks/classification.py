@@ -202,7 +202,6 @@ class Classification(Task):
                     gold.extend(batch["labels"].tolist())
         return classification_metrics(gold, predicted, self.labels)
 
-
     def hf_head(self) -> HFHead | None:
         """``*ForSequenceClassification`` when pooling is the pooler (as that class pools)."""
         if self.pooling != "pooler":

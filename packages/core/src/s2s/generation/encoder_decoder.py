@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..backbone import CROSS_CACHE, reorder_cache
 from .protocol import source_batch
@@ -112,16 +111,3 @@ def _group(reads: torch.Tensor, count: int) -> int | None:
     group = rows // count
     expected = torch.arange(count, device=reads.device).repeat_interleave(group)
     return group if torch.equal(reads, expected) else None
-
-
-def grouped_attention(q, keys, values, attn_mask=None, group: int = 1, **options) -> torch.Tensor:
-    """``F.scaled_dot_product_attention`` for ``cross_group`` (the ``CROSS_CACHE`` contract):
-    each run of ``group`` rows of ``q`` [B, N, L, D] reads one row of ``keys`` / ``values``
-    [B / group, N, K, D] and of ``attn_mask`` [B / group, 1, 1, K]. The group's queries go
-    side by side, [B / group, N, group * L, D]: one product per source instead of one per row."""
-    if group == 1:
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask, **options)
-    batch, heads, length, dim = q.shape
-    q = q.view(batch // group, group, heads, length, dim).transpose(1, 2).reshape(batch // group, heads, group * length, dim)
-    context = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask, **options)
-    return context.view(batch // group, heads, group, length, dim).transpose(1, 2).reshape(batch, heads, length, dim)

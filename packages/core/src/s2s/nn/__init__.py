@@ -1,3 +1,4 @@
-"""Building blocks of backbones: attention masks (:mod:`.masks`), padded batches as their real
+"""Building blocks of backbones: attention masks (:mod:`.masks`), attention of grouped query
+rows over shared keys/values (:mod:`.attention`), padded batches as their real
 tokens (:mod:`.packing`) and linear maps on prepacked weights for CPU inference
 (:mod:`.prepacked`), weight initialisation (:mod:`.init`)."""

@@ -18,8 +18,8 @@ from torch import nn
 from ..backbone import CROSS_CACHE, ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
 from ..checkpoint import load_into, read_state_dict, strip_prefixes
 from ..config import Config
-from ..generation.encoder_decoder import grouped_attention
 from ..hookspecs import hookimpl
+from ..nn.attention import grouped_attention
 
 NAME = "toy-encoder-decoder"
 
