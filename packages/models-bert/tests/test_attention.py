@@ -93,3 +93,35 @@ def test_bf16_autocast_runs_and_stays_close(impl):
         out.last_hidden_state.float().sum().backward()
     assert out.past_key_values[0][0].dtype == torch.bfloat16
     assert_close_where_real(out.last_hidden_state.float(), reference, mask, atol=0.05)
+
+
+def test_bf16_training_attention_with_dropout_is_brute_force_attention():
+    """Under CPU autocast with attention dropout, attention runs eagerly in bf16 (SDPA would
+    upcast to fp32): its output equals attention computed by hand in fp32 from the layer's
+    weights with the dropout mask it drew (probabilities / (1 - p) where kept, 0 where not)."""
+    torch.manual_seed(0)
+    p = 0.3
+    config = BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=p)
+    model = BertBackbone(config).train()
+    attention = model.encoder.layer[0].attention.self
+    seen = {}
+    attention.dropout.register_forward_hook(lambda m, args, out: seen.update(probs=args[0], dropped=out))
+    attention.register_forward_hook(lambda m, args, out: seen.update(hidden=args[0], context=out[0]))
+    ids = torch.randint(1, TINY["vocab_size"], (3, 9))  # no padding: no mask, no packing
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(ids, torch.ones_like(ids), torch.zeros_like(ids)).last_hidden_state.float().sum().backward()
+    assert seen["probs"].dtype == torch.float32 and seen["context"].dtype == torch.bfloat16
+    kept = seen["dropped"] != 0
+    assert 0.5 < kept.float().mean() < 0.9  # dropout drew a mask
+
+    heads, size = TINY["num_attention_heads"], TINY["hidden_size"] // TINY["num_attention_heads"]
+    hidden = seen["hidden"].float()
+
+    def project(linear):  # [B, L, H] -> [B, N, L, D], fp32
+        x = hidden @ linear.weight.T + linear.bias
+        return x.view(3, 9, heads, size).transpose(1, 2)
+
+    q, k, v = project(attention.query), project(attention.key), project(attention.value)
+    probs = torch.softmax(q @ k.transpose(-1, -2) / size**0.5, dim=-1)
+    want = (torch.where(kept, probs / (1 - p), 0.0) @ v).transpose(1, 2).reshape(3, 9, -1)
+    torch.testing.assert_close(seen["context"].float(), want, atol=0.01, rtol=0)

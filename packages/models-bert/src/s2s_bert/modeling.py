@@ -103,8 +103,8 @@ class SelfAttention(nn.Module):
         if past is not None:
             k = torch.cat([past[0], k], dim=2)  # [B, N, K, D]
             v = torch.cat([past[1], v], dim=2)
-        if relative is None and self.config.attn_implementation == "sdpa":
-            dropout = self.dropout.p if self.training else 0.0
+        dropout = self.dropout.p if self.training else 0.0
+        if relative is None and self.config.attn_implementation == "sdpa" and not self.upcast_by_sdpa(q, dropout):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         else:
             context = self.eager(q, k, v, mask, relative)
@@ -113,8 +113,17 @@ class SelfAttention(nn.Module):
             context = packing.unpad(context)
         return context, (k, v)
 
+    @staticmethod
+    def upcast_by_sdpa(q, dropout: float) -> bool:
+        """Whether SDPA would run its math path in fp32 on bf16/fp16 inputs: on the CPU with
+        dropout (its fused CPU kernel has none). Eager attention in the inputs' dtype (bf16
+        under autocast) is then 1.5x faster forward and backward (BERT small, 1 thread)."""
+        return bool(dropout) and q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
+
     def eager(self, q, k, v, mask, relative):
-        probs = self.dropout(self.scores(q, k, mask, relative).softmax(dim=-1))  # [B, N, L, K]
+        # softmax in fp32 whatever the scores' dtype (bf16 under autocast)
+        probs = self.scores(q, k, mask, relative).softmax(dim=-1, dtype=torch.float32)
+        probs = self.dropout(probs).to(v.dtype)  # [B, N, L, K]
         if relative is None:
             return probs @ v  # [B, N, L, D]
         # relative term first: its [B, N, L, 2P + 1] intermediate is gone before probs @ v
