@@ -3,7 +3,8 @@
 The same checkpoint (random weights saved by transformers' ``BertModel``: the shared 21,128-token
 vocab, 4 layers x 256) is fine-tuned on THUCNews titles for 2 epochs (every tenth title held
 out, the split of ``examples/classification/train_thucnews.py``), batch 32, AdamW, lr 5e-4,
-linear decay after 10 % warmup, seed 0:
+linear decay after 10 % warmup, seed 0 (``--seeds 0,1,2``: each run once per seed, the
+checkpoint staying seed 0's; the seed draws the classifier head, the order and the dropout):
 
 - s2s: ``load_model(vocab, "bert", "classification", checkpoint=...)`` + ``s2s.Trainer``
   (dynamic padding), held-out accuracy from ``model.evaluate``;
@@ -12,10 +13,12 @@ linear decay after 10 % warmup, seed 0:
   (``train_sampling_strategy="group_by_length"``, transformers 5's name for ``group_by_length``).
 
 Each in fp32 and with bf16 autocast. Prints, per run, the wall time of training (tokenising
-and evaluation excluded) and the held-out accuracy, then the ratios. Timings on a machine
-shared with other jobs are noisy: compare runs made one after the other, or repeat.
+and evaluation excluded) and the held-out accuracy, then the ratios of the means over the
+seeds. With several seeds, every other seed runs the recipes in reverse order. Timings on a
+machine shared with other jobs are noisy: compare runs made one after the other, or repeat.
 
     python bench/finetune_e2e.py [--data ../shared/data] [--runs s2s,hf,hf-grouped] [--precisions fp32,bf16]
+                                 [--seeds 0,1,2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("S2S_SHARED_DATA", REPO.parent / "shared" / "data"))
 SHAPE = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
-EPOCHS, BATCH, LR, WARMUP, SEED, MAX_LENGTH = 2, 32, 5e-4, 0.1, 0, 64
+EPOCHS, BATCH, LR, WARMUP, MAX_LENGTH = 2, 32, 5e-4, 0.1, 64
 
 
 def read_split(folder: Path):
@@ -48,28 +51,28 @@ def read_split(folder: Path):
 def save_checkpoint(vocab: Path, directory: Path) -> None:
     import transformers
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(0)
     config = transformers.BertConfig(vocab_size=sum(1 for _ in vocab.open(encoding="utf-8")), **SHAPE)
     transformers.BertModel(config).save_pretrained(directory)
     (directory / "vocab.txt").write_bytes(vocab.read_bytes())
 
 
-def run_s2s(checkpoint: Path, labels, train, held_out, bf16: bool):
+def run_s2s(checkpoint: Path, labels, train, held_out, bf16: bool, seed: int):
     from s2s import Trainer, load_model
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     model = load_model(checkpoint, "bert", "classification", checkpoint=checkpoint,
                        labels=list(range(len(labels))), max_length=MAX_LENGTH)
     train_features, held_features = model.build_dataset(train), model.build_dataset(held_out)
     trainer = Trainer(epochs=EPOCHS, batch_size=BATCH, lr=LR, weight_decay=0.01, scheduler="linear",
-                      warmup=WARMUP, seed=SEED, device="cpu", amp="bf16" if bf16 else None, progress=False)
+                      warmup=WARMUP, seed=seed, device="cpu", amp="bf16" if bf16 else None, progress=False)
     started = time.perf_counter()
     trainer.train(model, train_features, collate_fn=model.collate)
     seconds = time.perf_counter() - started
     return seconds, model.evaluate(held_features, batch_size=256)["accuracy"]
 
 
-def run_hf(checkpoint: Path, labels, train, held_out, bf16: bool, grouped: bool):
+def run_hf(checkpoint: Path, labels, train, held_out, bf16: bool, grouped: bool, seed: int):
     import numpy
     import transformers
 
@@ -87,7 +90,7 @@ def run_hf(checkpoint: Path, labels, train, held_out, bf16: bool, grouped: bool)
         arguments = transformers.TrainingArguments(
             output_dir=output, num_train_epochs=EPOCHS, per_device_train_batch_size=BATCH,
             per_device_eval_batch_size=256, learning_rate=LR, weight_decay=0.01, lr_scheduler_type="linear",
-            warmup_steps=WARMUP, seed=SEED, use_cpu=True, bf16=bf16,
+            warmup_steps=WARMUP, seed=seed, use_cpu=True, bf16=bf16,
             train_sampling_strategy="group_by_length" if grouped else "random",
             save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[],
             disable_tqdm=True, dataloader_num_workers=0)
@@ -101,11 +104,19 @@ def run_hf(checkpoint: Path, labels, train, held_out, bf16: bool, grouped: bool)
     return seconds, float((logits.argmax(-1) == gold).mean())
 
 
+def summary(runs):
+    """Mean time, mean accuracy and (min time, max time, min accuracy, max accuracy) of runs."""
+    seconds, accuracies = [r[0] for r in runs], [r[1] for r in runs]
+    return (sum(seconds) / len(runs), sum(accuracies) / len(runs),
+            (min(seconds), max(seconds), min(accuracies), max(accuracies)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--runs", default="s2s,hf,hf-grouped")
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, each run once per seed")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N titles (a smoke run)")
     args = parser.parse_args()
@@ -119,29 +130,40 @@ def main() -> int:
     train = train[: args.limit] if args.limit else train
     print(f"{len(train)} training titles, {len(held_out)} held out, {len(labels)} classes, "
           f"{EPOCHS} epochs, batch {BATCH}, {torch.get_num_threads()} threads")
-    results = {}
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    names, precisions = args.runs.split(","), args.precisions.split(",")
+    results = {}  # (name, precision) -> [(seconds, accuracy) per seed]
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = Path(directory)
         save_checkpoint(args.data / "vocab" / "chinese_bert_vocab.txt", checkpoint)
-        for precision in args.precisions.split(","):
-            for name in args.runs.split(","):
-                bf16 = precision == "bf16"
-                if name == "s2s":
-                    result = run_s2s(checkpoint, labels, train, held_out, bf16)
-                else:
-                    result = run_hf(checkpoint, labels, train, held_out, bf16, grouped=name == "hf-grouped")
-                results[name, precision] = result
-                print(f"{name:>10} {precision}: {result[0]:7.1f} s, held-out accuracy {100 * result[1]:.2f} %",
-                      flush=True)
-    for precision in args.precisions.split(","):
-        ours = results.get(("s2s", precision))
+        for precision in precisions:
+            bf16 = precision == "bf16"
+            for index, seed in enumerate(seeds):
+                for name in names if index % 2 == 0 else names[::-1]:
+                    if name == "s2s":
+                        result = run_s2s(checkpoint, labels, train, held_out, bf16, seed)
+                    else:
+                        result = run_hf(checkpoint, labels, train, held_out, bf16, name == "hf-grouped", seed)
+                    results.setdefault((name, precision), []).append(result)
+                    print(f"{name:>10} {precision} seed {seed}: {result[0]:7.1f} s, "
+                          f"held-out accuracy {100 * result[1]:.2f} %", flush=True)
+    means = {key: summary(runs) for key, runs in results.items()}
+    if len(seeds) > 1:
+        for (name, precision), (seconds, accuracy, spread) in means.items():
+            print(f"{name:>10} {precision} mean of {len(seeds)}: {seconds:7.1f} s (min-max {spread[0]:.1f}-"
+                  f"{spread[1]:.1f}), held-out accuracy {100 * accuracy:.2f} % "
+                  f"(min-max {100 * spread[2]:.2f}-{100 * spread[3]:.2f})")
+    for precision in precisions:
+        ours = means.get(("s2s", precision))
         for name in ("hf", "hf-grouped"):
-            peer = results.get((name, precision))
+            peer = means.get((name, precision))
             if ours and peer:
-                print(f"{precision}: {name} time / s2s time = {peer[0] / ours[0]:.2f}x, "
-                      f"accuracy s2s - {name} = {100 * (ours[1] - peer[1]):+.2f} points")
-    if ("s2s", "fp32") in results and ("s2s", "bf16") in results:
-        print(f"s2s bf16 speed-up over fp32: {results['s2s', 'fp32'][0] / results['s2s', 'bf16'][0]:.2f}x")
+                paired = [theirs[0] / mine[0] for mine, theirs in zip(results["s2s", precision], results[name, precision])]
+                print(f"{precision}: {name} time / s2s time = {peer[0] / ours[0]:.2f}x (per seed "
+                      f"{min(paired):.2f}-{max(paired):.2f}x), accuracy s2s - {name} = "
+                      f"{100 * (ours[1] - peer[1]):+.2f} points")
+    if ("s2s", "fp32") in means and ("s2s", "bf16") in means:
+        print(f"s2s bf16 speed-up over fp32: {means['s2s', 'fp32'][0] / means['s2s', 'bf16'][0]:.2f}x")
     return 0
 
 
