@@ -27,6 +27,7 @@ from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
 from s2s.models import CONFIG_FILES
 from s2s.nn import masks, prepacked
+from s2s.nn.dropout import Dropout
 from s2s.nn.init import init_normal
 from s2s.nn.packing import Packing
 
@@ -65,7 +66,7 @@ class Embeddings(nn.Module):
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids, token_type_ids, position_ids=None):  # [B, L] each
         x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
@@ -85,7 +86,7 @@ class SelfAttention(nn.Module):
         self.query = prepacked.Linear(config.hidden_size, config.hidden_size)
         self.key = prepacked.Linear(config.hidden_size, config.hidden_size)
         self.value = prepacked.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.dropout = Dropout(config.attention_probs_dropout_prob)
 
     def split_heads(self, x):  # [B, L, H] -> [B, N, L, D]
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
@@ -147,7 +148,7 @@ class SelfOutput(nn.Module):
         super().__init__()
         self.dense = prepacked.Linear(config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, context, residual):  # [B, L, H] each
         return self.LayerNorm(self.dropout(self.dense(context)) + residual)
@@ -179,7 +180,7 @@ class Output(nn.Module):
         super().__init__()
         self.dense = prepacked.Linear(config.intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, intermediate, residual):  # [B, L, 4H], [B, L, H] -> [B, L, H]
         return self.LayerNorm(self.dropout(self.dense(intermediate)) + residual)
