@@ -8,10 +8,13 @@ about a minute on 2 CPU cores::
     python examples/seq2seq/auto_title.py --checkpoint ~/models/chinese-roberta-wwm-ext \\
         --train my_train.tsv --eval my_dev.tsv --epochs 3 --lr 2e-5 --beam-size 3
     python examples/seq2seq/auto_title.py --model t5-pegasus --size tiny   # encoder-decoder, jieba words
+    python examples/seq2seq/auto_title.py --model bart --size tiny --denoise-epochs 32   # BART from scratch
 
 Data: UTF-8 TSV, one pair per line, ``source<TAB>title`` (a leading column such as CSL's
 ``to title`` is ignored: the last two columns are used). Without ``--eval``, ``--eval-fraction``
-of ``--train`` is held out. Prints a few generated titles and a JSON line with ROUGE/BLEU.
+of ``--train`` is held out. Prints a few generated titles and a JSON line with ROUGE/BLEU, the
+ROUGE-L of each title against another source's reference (as high as ROUGE-L when titles ignore
+their sources) and the number of distinct titles.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import logging
 import random
 import time
 from pathlib import Path
+
+from denoising import denoising_pairs
 
 from s2s import load_model, resolve_tokenizer, seed_everything
 from s2s.trainer import Trainer
@@ -65,7 +70,16 @@ def parse_args():
         help="word-first tokenization (default: jieba for t5-pegasus, whose vocab holds words)",
     )
     parser.add_argument("--max-length", type=int, default=256, help="positions of source + title")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument(
+        "--init-std", type=float,
+        help="std of a random BART's initial weights (its config's init_std; default 1/sqrt(width), 0.125 for tiny)",
+    )
+    parser.add_argument("--epochs", type=int, default=30, help="title epochs; 0 evaluates the untrained model")
+    parser.add_argument(
+        "--denoise-epochs", type=int, default=0,
+        help="before the titles, this many epochs of BART's text infilling on the training sources (denoising.py)",
+    )
+    parser.add_argument("--denoise-chars", type=int, default=64, help="characters of each source written back")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--beam-size", type=int, default=3)
@@ -89,6 +103,30 @@ def split(args):
     return [pairs[i] for i in order[:cut]], [pairs[i] for i in order[cut:]]
 
 
+def build_model(args, tokenizer, size):
+    """The seq2seq model. A random one whose config has BART's ``init_std`` is drawn with
+    ``--init-std``, by default 1/sqrt(width): the checkpoints' 0.02 suits 768 to 1,024 wide
+    models, and 64 wide it leaves cross-attention uniform, so the encoder gets almost no
+    gradient and the decoder learns titles without reading the source (README, BART)."""
+    options = dict(size=size, checkpoint=args.checkpoint, max_length=args.max_length)
+    model = load_model(tokenizer, args.model, "seq2seq", **options)
+    if args.checkpoint or not hasattr(model.backbone.config, "init_std"):
+        if args.init_std is not None:
+            raise SystemExit(f"--init-std draws a random BART's weights; {args.model} has no init_std "
+                             "or its weights come from --checkpoint")
+        return model
+    init_std = args.init_std or model.backbone.hidden_size**-0.5  # drawn again, now that its width is known
+    return load_model(tokenizer, args.model, "seq2seq", config={"init_std": init_std}, **options)
+
+
+def train(model, dataset, epochs: int, args, output=None) -> None:
+    trainer = Trainer(
+        epochs=epochs, batch_size=args.batch_size, lr=args.lr, scheduler="linear", warmup=0.1,
+        seed=args.seed, model_save_dir=output, group_by_length=True, progress=not args.no_progress,
+    )
+    trainer.train(model, dataset, collate_fn=model.collate)
+
+
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args()
@@ -99,14 +137,14 @@ def main():
     segmenter = args.segmenter or ("jieba" if "pegasus" in args.model else None)
     tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, texts, segmenter=segmenter, min_frequency=1)
     size = args.size or (None if args.checkpoint else "small")
-    model = load_model(
-        tokenizer, args.model, "seq2seq", size=size, checkpoint=args.checkpoint, max_length=args.max_length
-    )
-    trainer = Trainer(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, scheduler="linear", warmup=0.1,
-        seed=args.seed, model_save_dir=args.output, group_by_length=True, progress=not args.no_progress,
-    )
-    trainer.train(model, model.build_dataset(train_pairs, source=str(args.train)), collate_fn=model.collate)
+    model = build_model(args, tokenizer, size)
+    if args.denoise_epochs:
+        sources = [source for source, _ in train_pairs]
+        noised = denoising_pairs(sources, random.Random(args.seed), args.denoise_epochs, args.denoise_chars)
+        output = args.output and Path(args.output) / "denoising"
+        train(model, model.build_dataset(noised, source="denoising"), 1, args, output)  # fresh noise per epoch
+    if args.epochs:
+        train(model, model.build_dataset(train_pairs, source=str(args.train)), args.epochs, args, args.output)
     trained_s = time.perf_counter() - start
 
     sources = [source for source, _ in eval_pairs]
@@ -116,12 +154,17 @@ def main():
     seen = model.predict([s for s, _ in train_pairs[:3]], beam_size=args.beam_size, max_new_tokens=args.max_new_tokens)
     for (source, reference), title in zip(train_pairs, seen):
         print(f"(training text) {source[:30]}…\n  generated: {title}\n  reference: {reference}")
-    metrics = generation_metrics(titles, [reference for _, reference in eval_pairs])
+    references = [reference for _, reference in eval_pairs]
+    metrics = generation_metrics(titles, references)
+    # does a title depend on its source? against another abstract's reference, a title that
+    # ignores its source scores as well as against its own
+    shifted = generation_metrics(titles, references[1:] + references[:1])["rouge-l"]
     if args.output:
         model.save_pretrained(Path(args.output) / "final")
     result = {
         "task": "auto_title", "model": args.model, "size": size, "train": len(train_pairs),
         "eval": len(eval_pairs), **{k: round(v, 4) for k, v in metrics.items()},
+        "rouge-l_other_reference": round(shifted, 4), "distinct_titles": len(set(titles)),
         "train_s": round(trained_s, 1), "wall_s": round(time.perf_counter() - start, 1),
     }
     print(json.dumps(result, ensure_ascii=False))
