@@ -13,7 +13,9 @@ Every backbone
     ``save_pretrained(folder, tokenizer)``, built here from the backbone's two pieces
     ``hf_config()`` (the ``config.json`` dict) and ``hf_state_dict()`` (HF parameter names);
     ``pooler_dense()``: the pooler's linear map of the first token's state (before its
-    activation), ``None`` where the backbone has no pooler.
+    activation), ``None`` where the backbone has no pooler; ``head_dropout`` and
+    ``head_init_std``: the dropout and initial weight std of a task's head on its states
+    (defaults 0.1 and 0.02; a backbone whose config names its own returns those).
 
 With ``LM_HEAD``
     ``lm_logits(hidden)``: vocabulary logits ``[.., V]`` of hidden states ``[.., H]``.
@@ -167,6 +169,16 @@ class Backbone(nn.Module):
         this default finds HF BERT's layout, ``pooler.dense``, and ``None`` elsewhere."""
         dense = getattr(getattr(self, "pooler", None), "dense", None)
         return dense if isinstance(dense, nn.Linear) else None
+
+    @property
+    def head_dropout(self) -> float:
+        """Dropout before a task's head (transformers' classifiers use the backbone's own)."""
+        return 0.1
+
+    @property
+    def head_init_std(self) -> float:
+        """Std of the normal draw of a task head's weights (the backbone's initializer range)."""
+        return 0.02
 
     # --- checkpoints -----------------------------------------------------------------------
 

@@ -338,6 +338,14 @@ class BertBackbone(Backbone):
     def max_positions(self) -> int:
         return self.config.max_position_embeddings
 
+    @property
+    def head_dropout(self) -> float:
+        return self.config.hidden_dropout_prob
+
+    @property
+    def head_init_std(self) -> float:
+        return self.config.initializer_range
+
     def input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
 

@@ -180,6 +180,14 @@ class GPT2Backbone(Backbone):
     def max_positions(self) -> int:
         return self.config.n_positions
 
+    @property
+    def head_dropout(self) -> float:
+        return self.config.resid_pdrop
+
+    @property
+    def head_init_std(self) -> float:
+        return self.config.initializer_range
+
     def input_embeddings(self) -> nn.Embedding:
         return self.transformer.wte
 

@@ -73,12 +73,9 @@ class Classification(Task):
         self.multi_label = multi_label
         self.pooling = check_pooling(pooling)
         self.max_length = fit_max_length(backbone, max_length)
-        config = backbone.config
-        if classifier_dropout is None:  # transformers' default: the backbone's own dropout
-            classifier_dropout = getattr(config, "hidden_dropout_prob", 0.1)
-        self.dropout = nn.Dropout(classifier_dropout)
+        self.dropout = nn.Dropout(backbone.head_dropout if classifier_dropout is None else classifier_dropout)
         self.classifier = nn.Linear(backbone.hidden_size, len(self.labels))
-        nn.init.normal_(self.classifier.weight, std=getattr(config, "initializer_range", 0.02))
+        nn.init.normal_(self.classifier.weight, std=backbone.head_init_std)
         nn.init.zeros_(self.classifier.bias)
 
     @classmethod
