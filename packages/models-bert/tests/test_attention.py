@@ -4,6 +4,7 @@ import pytest
 import torch
 from bert_helpers import TINY, assert_close_where_real, make_batch
 
+from s2s.nn import attention as attention_module
 from s2s.nn.masks import causal_mask, unilm_mask
 from s2s_bert import BertBackbone, BertConfig
 
@@ -95,7 +96,7 @@ def test_bf16_autocast_runs_and_stays_close(impl):
     assert_close_where_real(out.last_hidden_state.float(), reference, mask, atol=0.05)
 
 
-def test_bf16_training_attention_with_dropout_is_brute_force_attention():
+def test_bf16_training_attention_with_dropout_is_brute_force_attention(monkeypatch):
     """Under CPU autocast with attention dropout, attention runs eagerly in bf16 (SDPA would
     upcast to fp32): its output equals attention computed by hand in fp32 from the layer's
     weights with the dropout mask it drew (probabilities / (1 - p) where kept, 0 where not)."""
@@ -105,7 +106,15 @@ def test_bf16_training_attention_with_dropout_is_brute_force_attention():
     model = BertBackbone(config).train()
     attention = model.encoder.layer[0].attention.self
     seen = {}
-    attention.dropout.register_forward_hook(lambda m, args, out: seen.update(probs=args[0], dropped=out))
+    drop = attention_module.dropout
+
+    def first_layers_dropout(x, p, training=True):
+        out = drop(x, p, training)
+        if "probs" not in seen:
+            seen.update(probs=x, dropped=out)
+        return out
+
+    monkeypatch.setattr(attention_module, "dropout", first_layers_dropout)
     attention.register_forward_hook(lambda m, args, out: seen.update(hidden=args[0], context=out[0]))
     ids = torch.randint(1, TINY["vocab_size"], (3, 9))  # no padding: no mask, no packing
     with torch.autocast("cpu", dtype=torch.bfloat16):

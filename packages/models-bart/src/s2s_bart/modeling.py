@@ -36,7 +36,8 @@ from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
 from s2s.generation import EncoderDecoderDecoder
 from s2s.nn import prepacked
-from s2s.nn.attention import grouped_attention
+from s2s.nn.attention import attention, grouped_attention
+from s2s.nn.dropout import dropout
 from s2s.nn.init import init_normal
 from s2s.nn.masks import attention_mask as key_mask
 from s2s.nn.masks import causal_mask
@@ -109,10 +110,10 @@ class Layer(nn.Module):
 
     def residual(self, x, update, norm):
         """Post-LN: ``norm(x + dropout(update))``."""
-        return layer_norm(x + F.dropout(update, self.dropout, self.training), norm)
+        return layer_norm(x + dropout(update, self.dropout, self.training), norm)
 
     def feed_forward(self, x):
-        inner = F.dropout(self.act(self.fc1.forward(x)), self.activation_dropout, self.training)
+        inner = dropout(self.act(self.fc1.forward(x)), self.activation_dropout, self.training)
         return self.residual(x, self.fc2.forward(inner), self.final_layer_norm)
 
 
@@ -128,7 +129,7 @@ class EncoderLayer(Layer):
             attended = attn.forward(x, *attn.keys_values(x), mask)
         else:
             q, k, v = (attn.split(packing.pad(linear.forward(x))) for linear in (attn.q_proj, attn.k_proj, attn.v_proj))
-            context = F.scaled_dot_product_attention(
+            context = attention(
                 q, k, v, attn_mask=mask, dropout_p=attn.dropout if self.training else 0.0
             )
             attended = attn.out_proj.forward(packing.unpad(context.transpose(1, 2).flatten(2)))
@@ -258,7 +259,7 @@ class BartBackbone(Backbone):
         if self.embed_scale != 1.0:
             x = x * self.embed_scale
         x = layer_norm(x + stack.embed_positions(positions), stack.layernorm_embedding)
-        return F.dropout(x, self.config.dropout, self.training)
+        return dropout(x, self.config.dropout, self.training)
 
     def _drop_token_types(self, token_type_ids) -> None:
         if token_type_ids is not None and not self._warned_token_types:

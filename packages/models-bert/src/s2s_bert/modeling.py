@@ -27,6 +27,7 @@ from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError, read_json
 from s2s.models import CONFIG_FILES
 from s2s.nn import masks, prepacked
+from s2s.nn.attention import attention
 from s2s.nn.dropout import Dropout
 from s2s.nn.init import init_normal
 from s2s.nn.packing import Packing
@@ -105,21 +106,14 @@ class SelfAttention(nn.Module):
             k = torch.cat([past[0], k], dim=2)  # [B, N, K, D]
             v = torch.cat([past[1], v], dim=2)
         dropout = self.dropout.p if self.training else 0.0
-        if relative is None and self.config.attn_implementation == "sdpa" and not self.upcast_by_sdpa(q, dropout):
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        if relative is None and self.config.attn_implementation == "sdpa":
+            context = attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         else:
             context = self.eager(q, k, v, mask, relative)
         context = context.transpose(1, 2).flatten(2)  # [B, L, H]
         if packing is not None:
             context = packing.unpad(context)
         return context, (k, v)
-
-    @staticmethod
-    def upcast_by_sdpa(q, dropout: float) -> bool:
-        """Whether SDPA would run its math path in fp32 on bf16/fp16 inputs: on the CPU with
-        dropout (its fused CPU kernel has none). Eager attention in the inputs' dtype (bf16
-        under autocast) is then 1.5x faster forward and backward (BERT small, 1 thread)."""
-        return bool(dropout) and q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
 
     def eager(self, q, k, v, mask, relative):
         # softmax in fp32 whatever the scores' dtype (bf16 under autocast)

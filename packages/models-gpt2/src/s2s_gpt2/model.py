@@ -23,6 +23,8 @@ from s2s.backbone import (
 )
 from s2s.checkpoint import LoadReport, load_into, read_state_dict, strip_prefixes
 from s2s.nn import masks, prepacked
+from s2s.nn.attention import attention
+from s2s.nn.dropout import Dropout, dropout
 from s2s.nn.packing import Packing
 
 from .cache import KVCache
@@ -89,13 +91,13 @@ class Attention(nn.Module):
             qkv = packing.pad(qkv)
         qkv = qkv.view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         k, v = cache.write(self.layer, qkv[1:]) if cache is not None else qkv[1:]
-        out = F.scaled_dot_product_attention(
+        out = attention(
             qkv[0], k, v, attn_mask=mask, is_causal=mask is None and length > 1, scale=self.scale,
             dropout_p=self.attn_dropout if self.training else 0.0,
         )
         out = out.transpose(1, 2).reshape(batch, length, -1)
         out = self.c_proj.forward(packing.unpad(out) if packing is not None else out.view(batch * length, -1))
-        return F.dropout(out, self.resid_pdrop) if self.training else out
+        return dropout(out, self.resid_pdrop) if self.training else out
 
 
 class MLP(nn.Module):
@@ -108,7 +110,7 @@ class MLP(nn.Module):
 
     def forward(self, x):
         out = self.c_proj.forward(self.act(self.c_fc.forward(x)))
-        return F.dropout(out, self.resid_pdrop) if self.training else out
+        return dropout(out, self.resid_pdrop) if self.training else out
 
 
 class Block(nn.Module):
@@ -132,7 +134,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
-        self.drop = nn.Dropout(config.embd_pdrop)
+        self.drop = Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 

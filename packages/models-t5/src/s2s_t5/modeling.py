@@ -38,6 +38,7 @@ from s2s.backbone import CROSS_CACHE, ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbo
 from s2s.checkpoint import LoadReport
 from s2s.nn import prepacked
 from s2s.nn.attention import grouped_attention
+from s2s.nn.dropout import Dropout
 from s2s.nn.masks import attention_mask as key_mask
 from s2s.nn.masks import causal_mask
 from s2s.nn.packing import Packing
@@ -172,7 +173,7 @@ class DenseActDense(nn.Module):
         self.wi = prepacked.Linear(config.d_model, config.d_ff, bias=False)
         self.wo = prepacked.Linear(config.d_ff, config.d_model, bias=False)
         self.act = ACTIVATIONS[config.activation]
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x):
         inner = self.act(self.wi.forward(x))
@@ -188,7 +189,7 @@ class DenseGatedActDense(nn.Module):
         self.wi_1 = prepacked.Linear(config.d_model, config.d_ff, bias=False)
         self.wo = prepacked.Linear(config.d_ff, config.d_model, bias=False)
         self.act = ACTIVATIONS[config.activation]
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x):
         if torch.is_grad_enabled():
@@ -204,7 +205,7 @@ class LayerFF(nn.Module):
         super().__init__()
         self.DenseReluDense = DenseGatedActDense(config) if config.gated else DenseActDense(config)
         self.layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x):
         update = self.DenseReluDense.forward(self.layer_norm.forward(x))
@@ -216,7 +217,7 @@ class LayerSelfAttention(nn.Module):
         super().__init__()
         self.SelfAttention = Attention(config, has_relative_attention_bias)
         self.layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
 
 class LayerCrossAttention(nn.Module):
@@ -224,7 +225,7 @@ class LayerCrossAttention(nn.Module):
         super().__init__()
         self.EncDecAttention = Attention(config)
         self.layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
 
 def clamp_fp16(x):
@@ -281,7 +282,7 @@ class Stack(nn.Module):
         self.config = config
         self.block = nn.ModuleList(Block(config, i == 0, is_decoder) for i in range(num_layers))
         self.final_layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
 
     def position_bias(self, length: int, keys: int, past: int, device) -> torch.Tensor:
         """The relative position bias [1, N, L, K] of queries ``past..past+L-1`` over keys ``0..K-1``."""
@@ -327,7 +328,7 @@ class T5Backbone(Backbone):
         self.decoder_stack = Stack(config, config.num_decoder_layers, is_decoder=True)
         if not config.tie_word_embeddings:
             self.lm_head = prepacked.Linear(config.d_model, config.vocab_size, bias=False)
-        self.dropout = nn.Dropout(config.dropout_rate)
+        self.dropout = Dropout(config.dropout_rate)
         self.apply(self._init_weights)
         # ``decoder`` is the contract's generation method, so the decoder stack is the
         # attribute ``decoder_stack``; state dicts name it ``decoder.``, as transformers does.

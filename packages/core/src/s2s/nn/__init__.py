@@ -1,5 +1,5 @@
-"""Building blocks of backbones: attention masks (:mod:`.masks`), attention of grouped query
-rows over shared keys/values (:mod:`.attention`), padded batches as their real
-tokens (:mod:`.packing`) and linear maps on prepacked weights for CPU inference
-(:mod:`.prepacked`), weight initialisation (:mod:`.init`), dropout with a cheaper CPU mask
-(:mod:`.dropout`)."""
+"""Building blocks of backbones: attention masks (:mod:`.masks`), attention (SDPA, or eager on
+the CPU with dropout) and attention of grouped query rows over shared keys/values
+(:mod:`.attention`), padded batches as their real tokens (:mod:`.packing`) and linear maps on
+prepacked weights for CPU inference (:mod:`.prepacked`), weight initialisation (:mod:`.init`),
+dropout with a cheaper CPU mask (:mod:`.dropout`)."""
