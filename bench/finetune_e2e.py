@@ -8,7 +8,9 @@ linear decay after 10 % warmup, gradient norm clipped to 1 (transformers' defaul
 the classifier head, the order and the dropout):
 
 - s2s: ``load_model(vocab, "bert", "classification", checkpoint=...)`` + ``s2s.Trainer``
-  (dynamic padding), held-out accuracy from ``model.evaluate``;
+  (dynamic padding), held-out accuracy from ``model.evaluate``; ``s2s-grouped`` (not run
+  by default) adds ``group_by_length=True``, which saves nothing here: the s2s BERT already
+  computes all but attention on the real tokens only;
 - transformers: ``BertForSequenceClassification.from_pretrained`` + ``transformers.Trainer``
   with ``DataCollatorWithPadding`` (dynamic padding), and with length-grouped sampling
   (``train_sampling_strategy="group_by_length"``, transformers 5's name for ``group_by_length``).
@@ -18,7 +20,7 @@ and evaluation excluded) and the held-out accuracy, then the ratios of the means
 seeds. With several seeds, every other seed runs the recipes in reverse order. Timings on a
 machine shared with other jobs are noisy: compare runs made one after the other, or repeat.
 
-    python bench/finetune_e2e.py [--data ../shared/data] [--runs s2s,hf,hf-grouped] [--precisions fp32,bf16]
+    python bench/finetune_e2e.py [--data ../shared/data] [--runs s2s,hf,hf-grouped,s2s-grouped] [--precisions fp32,bf16]
                                  [--seeds 0,1,2] [--threads 1]
 """
 
@@ -59,7 +61,7 @@ def save_checkpoint(vocab: Path, directory: Path) -> None:
     (directory / "vocab.txt").write_bytes(vocab.read_bytes())
 
 
-def run_s2s(checkpoint: Path, labels, train, held_out, bf16: bool, seed: int):
+def run_s2s(checkpoint: Path, labels, train, held_out, bf16: bool, grouped: bool, seed: int):
     from s2s import Trainer, load_model
 
     torch.manual_seed(seed)
@@ -68,7 +70,7 @@ def run_s2s(checkpoint: Path, labels, train, held_out, bf16: bool, seed: int):
     train_features, held_features = model.build_dataset(train), model.build_dataset(held_out)
     trainer = Trainer(epochs=EPOCHS, batch_size=BATCH, lr=LR, weight_decay=0.01, scheduler="linear",
                       warmup=WARMUP, max_grad_norm=MAX_GRAD_NORM, seed=seed, device="cpu",
-                      amp="bf16" if bf16 else None, progress=False)
+                      amp="bf16" if bf16 else None, group_by_length=grouped, progress=False)
     started = time.perf_counter()
     trainer.train(model, train_features, collate_fn=model.collate)
     seconds = time.perf_counter() - started
@@ -143,8 +145,8 @@ def main() -> int:
             bf16 = precision == "bf16"
             for index, seed in enumerate(seeds):
                 for name in names if index % 2 == 0 else names[::-1]:
-                    if name == "s2s":
-                        result = run_s2s(checkpoint, labels, train, held_out, bf16, seed)
+                    if name.startswith("s2s"):
+                        result = run_s2s(checkpoint, labels, train, held_out, bf16, name == "s2s-grouped", seed)
                     else:
                         result = run_hf(checkpoint, labels, train, held_out, bf16, name == "hf-grouped", seed)
                     results.setdefault((name, precision), []).append(result)
@@ -157,16 +159,17 @@ def main() -> int:
                   f"{spread[1]:.1f}), held-out accuracy {100 * accuracy:.2f} % "
                   f"(min-max {100 * spread[2]:.2f}-{100 * spread[3]:.2f})")
     for precision in precisions:
-        ours = means.get(("s2s", precision))
-        for name in ("hf", "hf-grouped"):
-            peer = means.get((name, precision))
-            if ours and peer:
-                paired = [theirs[0] / mine[0] for mine, theirs in zip(results["s2s", precision], results[name, precision])]
-                print(f"{precision}: {name} time / s2s time = {peer[0] / ours[0]:.2f}x (per seed "
-                      f"{min(paired):.2f}-{max(paired):.2f}x), accuracy s2s - {name} = "
-                      f"{100 * (ours[1] - peer[1]):+.2f} points")
-    if ("s2s", "fp32") in means and ("s2s", "bf16") in means:
-        print(f"s2s bf16 speed-up over fp32: {means['s2s', 'fp32'][0] / means['s2s', 'bf16'][0]:.2f}x")
+        for mine in ("s2s", "s2s-grouped"):
+            for name in ("hf", "hf-grouped"):
+                ours, peer = means.get((mine, precision)), means.get((name, precision))
+                if ours and peer:
+                    paired = [theirs[0] / own[0] for own, theirs in zip(results[mine, precision], results[name, precision])]
+                    print(f"{precision}: {name} time / {mine} time = {peer[0] / ours[0]:.2f}x (per seed "
+                          f"{min(paired):.2f}-{max(paired):.2f}x), accuracy {mine} - {name} = "
+                          f"{100 * (ours[1] - peer[1]):+.2f} points")
+    for mine in ("s2s", "s2s-grouped"):
+        if (mine, "fp32") in means and (mine, "bf16") in means:
+            print(f"{mine} bf16 speed-up over fp32: {means[mine, 'fp32'][0] / means[mine, 'bf16'][0]:.2f}x")
     return 0
 
 
