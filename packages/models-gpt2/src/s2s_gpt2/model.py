@@ -97,7 +97,7 @@ class Attention(nn.Module):
         )
         out = out.transpose(1, 2).reshape(batch, length, -1)
         out = self.c_proj.forward(packing.unpad(out) if packing is not None else out.view(batch * length, -1))
-        return dropout(out, self.resid_pdrop) if self.training else out
+        return dropout(out, self.resid_pdrop, self.training)
 
 
 class MLP(nn.Module):
@@ -110,7 +110,7 @@ class MLP(nn.Module):
 
     def forward(self, x):
         out = self.c_proj.forward(self.act(self.c_fc.forward(x)))
-        return dropout(out, self.resid_pdrop) if self.training else out
+        return dropout(out, self.resid_pdrop, self.training)
 
 
 class Block(nn.Module):

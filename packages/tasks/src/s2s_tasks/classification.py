@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from s2s.data import pad_batch
+from s2s.nn.dropout import Dropout
 from s2s.task import HFHead, Task, TinyRun
 
 from .common import (
@@ -73,7 +74,7 @@ class Classification(Task):
         self.multi_label = multi_label
         self.pooling = check_pooling(pooling)
         self.max_length = fit_max_length(backbone, max_length)
-        self.dropout = nn.Dropout(backbone.head_dropout if classifier_dropout is None else classifier_dropout)
+        self.dropout = Dropout(backbone.head_dropout if classifier_dropout is None else classifier_dropout)
         self.classifier = nn.Linear(backbone.hidden_size, len(self.labels))
         nn.init.normal_(self.classifier.weight, std=backbone.head_init_std)
         nn.init.zeros_(self.classifier.bias)

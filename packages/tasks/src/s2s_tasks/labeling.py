@@ -34,9 +34,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from s2s.data import pad_batch
+from s2s.nn.dropout import Dropout
 from s2s.task import HFHead, Task, TinyRun, read_text_lines
 
 from .common import MODEL_INPUTS, build_features, fit_max_length, model_inputs, text_mask
@@ -87,7 +87,7 @@ class SequenceLabeling(Task):
         self.head_name = head
         self.scheme = check_scheme(scheme)
         self.max_length = fit_max_length(backbone, max_length)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         spans_head = make_head(
             head, backbone.hidden_size, self.types, scheme=self.scheme, constrain=constrain, inner_dim=inner_dim
         )

@@ -28,9 +28,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import torch
-from torch import nn
 
 from s2s.data import pad_batch
+from s2s.nn.dropout import Dropout
 from s2s.task import Task, TinyRun, read_text_lines
 
 from .common import (
@@ -117,7 +117,7 @@ class RelationExtraction(Task):
             raise ValueError("give the predicates either as predicates=[...] or schema=path")
         self.predicates = list(predicates) if predicates is not None else read_schema(schema)
         self.max_length = fit_max_length(backbone, max_length)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         hidden, count = backbone.hidden_size, len(self.predicates)
         self.entities = PointerHead(hidden, (SUBJECT, OBJECT), inner_dim)
         links = range(count)
