@@ -47,7 +47,7 @@ def tests_importing(module: str, folder: str) -> list[str]:
 
 # suite -> (packages installed, test folders run)
 SUITES = {
-    "core": ([CORE], [f"{CORE}/tests"]),
+    "core": ([f"{CORE}[hub]"], [f"{CORE}/tests"]),
     "bert": ([CORE, BERT], [f"{BERT}/tests"]),
     "gpt2": ([CORE, GPT2], [f"{GPT2}/tests"]),
     # s2s-models-t5 brings jieba (s2s-core[jieba]): the word-level tokenizer tests run here.
@@ -56,8 +56,9 @@ SUITES = {
     "tasks": ([CORE, BERT, TASKS], [f"{TASKS}/tests"]),
     "template": ([CORE, TEMPLATE], [f"{TEMPLATE}/tests"]),
     # Together: the cross-package tests (the conformance suite: every task on every backbone, the
-    # template's third-party task included), and the task tests that skip without s2s-models-gpt2.
-    "all": ([CORE, BERT, GPT2, BART, T5, TASKS, TEMPLATE, *SERVE_DEPS],
+    # template's third-party task included), the task tests that skip without s2s-models-gpt2, and
+    # model ids on both hubs' caches (modelscope only here: importing it takes ~10 s of CPU).
+    "all": ([f"{CORE}[hub,modelscope]", BERT, GPT2, BART, T5, TASKS, TEMPLATE, *SERVE_DEPS],
             ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests"), f"{T5}/tests/test_t5_seq2seq.py"]),
 }
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .backbone import check_keep_tokens
 from .config import ConfigError, read_json
+from .hub import resolve_checkpoint
 from .plugins import get_backbone, get_plugins, get_task
 from .task import TASK_FILE, Recipe, read_recipe
 
@@ -30,16 +31,19 @@ def load_model(
     size: str | None = None,
     config: str | os.PathLike | Mapping[str, Any] | None = None,
     checkpoint: str | os.PathLike | None = None,
+    revision: str | None = None,
     keep_tokens: Sequence[int] | None = None,
     **task_options,
 ):
     """Build ``model_name`` (a registered backbone, e.g. ``"roberta"`` or ``"roberta-large"``;
-    default ``"bert"``) wrapped in the task ``task_name`` (``None``: the bare backbone).
+    default: the one the checkpoint's ``config.json`` describes, else ``"bert"``) wrapped in the task ``task_name`` (``None``: the bare backbone).
 
     ``vocab`` is a :class:`s2s.Tokenizer`, a ``vocab.txt`` path or a token→id mapping.
     The config is, in increasing priority: the backbone's size preset, the ``config.json``
     of ``checkpoint`` (when a directory), ``config`` (a path or a dict), and the vocab size.
-    With ``checkpoint`` the weights are loaded and the load report is logged.
+    With ``checkpoint`` the weights are loaded and the load report is logged. ``checkpoint`` is a
+    folder, a file, or a model id (``org/name`` on Hugging Face, ``modelscope:owner/name``) at
+    ``revision`` (see :mod:`s2s.hub`).
 
     ``keep_tokens`` (ids of the checkpoint's vocabulary) keeps only those rows of its word
     embeddings, in that order: row i of the model is row ``keep_tokens[i]`` of the checkpoint
@@ -52,6 +56,8 @@ def load_model(
     its tokenizer unless ``vocab`` is given, and every weight of backbone and head. To put a
     new head on its backbone instead, pass the folder's ``model.safetensors`` as checkpoint.
     """
+    if checkpoint is not None:
+        checkpoint = resolve_checkpoint(checkpoint, revision)
     recipe = None if checkpoint is None else read_recipe(checkpoint)
     if recipe is not None:
         model_name = model_name or recipe.backbone
@@ -59,7 +65,9 @@ def load_model(
         task_options = {**recipe.options, **task_options}
         if vocab is None and (Path(checkpoint) / "vocab.txt").is_file():
             vocab = checkpoint
-    model_name = model_name or "bert"
+    if model_name is None:
+        described = {} if checkpoint is None else _checkpoint_config(Path(checkpoint))
+        model_name = get_plugins().backbones.for_config(described, f"config.json of {checkpoint}") or "bert"
     tokenizer = _tokenizer(vocab)
     entry, parsed_size = get_backbone(model_name)
     values = entry.config_values(size or parsed_size)

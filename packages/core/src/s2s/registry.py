@@ -7,6 +7,7 @@ first-party names, which package provides it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,12 @@ FIRST_PARTY = {
         "s2s-tasks",
     ),
 }
+
+# Hugging Face model types (config.json's ``model_type``) that no first-party backbone of that
+# name reads, and the distribution that serves them, for hints.
+MODEL_TYPE_PROVIDERS = dict.fromkeys(("llama", "qwen2", "qwen3", "glm", "glm4", "mistral"), "s2s-models-llama")
+# transformers' class names: the model's name, then what the class does with it.
+ARCHITECTURE_SUFFIX = re.compile(r"(For[A-Z]\w*|LMHeadModel|PreTrainedModel|Model)$")
 
 
 class RegistryError(LookupError):
@@ -117,8 +124,45 @@ class Registry:
             return entry, size
         raise RegistryError(self._unknown_message(name))
 
+    def _known(self, name: str) -> bool:
+        return name in self._entries or name in self._aliases
+
     def get(self, name: str):
         return self.resolve(name)[0]
+
+    def for_config(self, config: Mapping[str, Any], source: str) -> str | None:
+        """The backbone name that reads the HF ``config`` (read from ``source``): the one whose
+        config class has its ``model_type``, or else the model of its ``architectures``
+        (``GPT2LMHeadModel``: ``gpt2``); a name equal to the type first (``bert``, not its
+        alias-like flavour ``roberta``). ``None`` when the config names neither."""
+        model_type = config.get("model_type")
+        architectures = [a for a in config.get("architectures") or [] if isinstance(a, str)]
+        wanted = [model_type] if isinstance(model_type, str) and model_type else [
+            ARCHITECTURE_SUFFIX.sub("", a) for a in architectures
+        ]
+        if not wanted:
+            return None
+        served: dict[str, list[str]] = {}  # normalised model type -> backbone names reading it
+        for entry in self.entries():
+            served.setdefault(_normalised(getattr(entry.cls.config_class, "model_type", "")), []).append(entry.name)
+        for kind in wanted:
+            names = served.get(_normalised(kind))
+            if names:
+                return next((n for n in names if _normalised(n) == _normalised(kind)), names[0])
+        said = f"model_type {model_type!r}" if model_type else "no model_type"
+        installed = ", ".join(
+            f"{e.name} ({getattr(e.cls.config_class, 'model_type', '') or '?'})" for e in self.entries()
+        )
+        message = (
+            f"{source} describes {said}, architectures {architectures or 'none listed'}: no installed "
+            f"backbone reads it. Installed backbones (model type): {installed or 'none'}"
+        )
+        providers = {_normalised(k): (k, d) for k, d in {**FIRST_PARTY["backbone"], **MODEL_TYPE_PROVIDERS}.items()}
+        hint = next((providers[_normalised(k)] for k in wanted  # a package not installed here
+                     if _normalised(k) in providers and not self._known(providers[_normalised(k)][0])), None)
+        if hint is not None:
+            message += f". {hint[0]!r} is served by {hint[1]}: pip install {hint[1]}"
+        raise RegistryError(message + "; or pass model_name= to choose a backbone")
 
     def _unknown_message(self, name: str) -> str:
         installed = ", ".join(self.names()) or "none"
@@ -129,3 +173,8 @@ class Registry:
         if dist is not None:
             message += f". {name!r} is provided by {dist}: pip install {dist}"
         return message
+
+
+def _normalised(model_type: str) -> str:
+    """``openai-gpt``, ``openai_gpt`` and ``OpenAIGPT`` alike."""
+    return re.sub(r"[-_]", "", model_type.lower())

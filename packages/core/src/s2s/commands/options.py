@@ -87,6 +87,14 @@ def parse_options(pairs: list[str] | None, where: str = "--option") -> dict[str,
     return options
 
 
+def model_folder(model: str, revision: str | None = None) -> Path:
+    """The fine-tuned model folder ``model`` names: a folder, or a model id (org/name on Hugging
+    Face, modelscope:owner/name; see :mod:`s2s.hub`) at ``revision``, checked."""
+    from ..hub import resolve_checkpoint
+
+    return check_model_folder(resolve_checkpoint(model, revision))
+
+
 def check_model_folder(folder: str | Path) -> Path:
     """``folder`` when it holds a fine-tuned s2s model; else an error saying what it lacks."""
     folder = Path(folder)

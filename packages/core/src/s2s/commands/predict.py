@@ -17,7 +17,7 @@ import sys
 from contextlib import nullcontext
 
 from ..io import atomic_write
-from .options import CommandError, check_model_folder, parse_options
+from .options import CommandError, check_model_folder, model_folder, parse_options
 
 GENERATION_FLAGS = ("beam_size", "max_new_tokens", "do_sample", "top_k", "top_p", "temperature", "seed")
 
@@ -27,7 +27,8 @@ def add_parser(subparsers) -> None:
         "predict", help="predict a file with a trained model folder, to JSON lines",
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", help="a model folder (runs/x/final)")
+    parser.add_argument("model", help="a model folder (runs/x/final) or model id (org/name, modelscope:owner/name)")
+    parser.add_argument("--revision", help="the model id's branch, tag or commit")
     parser.add_argument("--input", required=True, help="the task's data file, or one text per line")
     parser.add_argument("--output", help="JSON lines file (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -61,7 +62,7 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size {args.batch_size}: must be at least 1")
-    model = load_task(args.model, args.device)
+    model = load_task(model_folder(args.model, args.revision), args.device)
     options = {name: getattr(args, name) for name in GENERATION_FLAGS if getattr(args, name) is not None}
     options.update(parse_options(args.option))
     if args.stream and not model.generative:

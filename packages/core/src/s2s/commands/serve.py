@@ -17,7 +17,7 @@ import logging
 import signal
 import socket
 
-from .options import CommandError, check_model_folder
+from .options import CommandError, model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,8 @@ def add_parser(subparsers) -> None:
         "serve", help="serve a trained model folder over HTTP",
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", help="a model folder (runs/x/final)")
+    parser.add_argument("model", help="a model folder (runs/x/final) or model id (org/name, modelscope:owner/name)")
+    parser.add_argument("--revision", help="the model id's branch, tag or commit")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port, logged)")
     parser.add_argument("--max-batch", type=int, default=32, help="most inputs in one forward pass")
@@ -51,9 +52,9 @@ def run(args) -> int:
     from ..serving.batcher import Batcher
     from .predict import load_task
 
-    check_model_folder(args.model)
+    folder = model_folder(args.model, args.revision)
     sock = listen(args.host, args.port)  # a busy port fails before the model loads
-    model = load_task(args.model, args.device)
+    model = load_task(folder, args.device)
     batcher = Batcher(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     app = create_app(model, batcher, max_body=args.max_body)
     host, port = sock.getsockname()[:2]

@@ -33,8 +33,10 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--config", help="YAML or TOML file of these options (flags override it)")
     parser.add_argument("--task", help="registered task name (s2s plugins lists them)")
-    parser.add_argument("--model", default="bert", help="backbone name (default: bert)")
-    parser.add_argument("--checkpoint", help="pretrained weights to start from (a folder or file)")
+    parser.add_argument("--model", help="backbone name (default: the one the checkpoint's config.json describes, else bert)")
+    parser.add_argument("--checkpoint", help="pretrained weights to start from: a folder, a file, or a model id "
+                        "(org/name on Hugging Face, modelscope:owner/name)")
+    parser.add_argument("--revision", help="the model id's branch, tag or commit")
     parser.add_argument("--size", help=f"backbone size preset (default: the checkpoint's, {RANDOM_SIZE} without one)")
     parser.add_argument("--model-config", help="backbone config values: a JSON object or a config.json path")
     parser.add_argument("--vocab", help="vocab.txt (default: the checkpoint's, or built from --train)")
@@ -67,6 +69,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from .. import load_model, seed_everything
+    from ..hub import resolve_checkpoint
     from ..plugins import get_task
     from ..tokenizer import resolve_tokenizer
     from ..trainer import Trainer
@@ -78,11 +81,12 @@ def run(args) -> int:
     options = task_options(args)
     examples = task_cls.read_examples(args.train, options)
     options = {**task_cls.options_from_examples(examples, options), **options}
+    checkpoint = None if args.checkpoint is None else resolve_checkpoint(args.checkpoint, args.revision)
     seed_everything(args.seed)  # every process builds the same random model
-    tokenizer = resolve_tokenizer(args.vocab, args.checkpoint, task_cls.example_texts(examples), min_frequency=1)
+    tokenizer = resolve_tokenizer(args.vocab, checkpoint, task_cls.example_texts(examples), min_frequency=1)
     model = load_model(
         tokenizer, args.model, args.task, size=args.size or (None if args.checkpoint else RANDOM_SIZE),
-        config=model_config(args.model_config), checkpoint=args.checkpoint, **options,
+        config=model_config(args.model_config), checkpoint=checkpoint, **options,
     )
     train = model.build_dataset(examples, source=str(args.train))
     held_out = None
