@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..tokenizer import _is_cjk
+from ..tokenizer.chars import is_cjk
 
 
 def is_punctuation(char: str) -> bool:
@@ -25,7 +25,7 @@ def is_punctuation(char: str) -> bool:
 
 def character_ids(tokenizer) -> torch.Tensor:
     """Ids of the vocabulary's single CJK characters."""
-    ids = sorted(index for token, index in tokenizer.vocab.items() if len(token) == 1 and _is_cjk(token))
+    ids = sorted(index for token, index in tokenizer.vocab.items() if len(token) == 1 and is_cjk(token))
     if not ids:
         raise ValueError("the vocabulary has no single CJK characters: these rules need a character-level vocab")
     return torch.tensor(ids, dtype=torch.long)
