@@ -118,3 +118,27 @@ def test_failed_load_names_the_architecture_the_config_beside_it_describes(tmp_p
         with pytest.raises(CheckpointError) as caught:
             load_into(small_module(), read_state_dict(weights), source=str(weights), model_types=model_types)
         assert "describes" not in str(caught.value)
+
+
+def _two_shards(folder, first: dict, second: dict, weight_map: dict) -> None:
+    folder.mkdir()
+    save_file(first, folder / "a.safetensors")
+    save_file(second, folder / "b.safetensors")
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+
+def test_a_mismatched_shard_index_is_named_and_nothing_is_read(tmp_path):
+    w, b = torch.ones(2), torch.zeros(2)
+    _two_shards(tmp_path / "missing", {"w": w}, {"b": b}, {"w": "a.safetensors", "b": "c.safetensors"})
+    with pytest.raises(CheckpointError, match=r"names shard\(s\) c.safetensors, which do not exist"):
+        read_state_dict(tmp_path / "missing")
+    _two_shards(tmp_path / "twice", {"w": w}, {"w": w, "b": b}, {"w": "a.safetensors", "b": "b.safetensors"})
+    with pytest.raises(CheckpointError, match="w found in b.safetensors and in another shard"):
+        read_state_dict(tmp_path / "twice")
+    _two_shards(tmp_path / "absent", {"w": w}, {"b": b}, {"w": "a.safetensors", "b": "a.safetensors"})
+    with pytest.raises(CheckpointError, match="keys listed in a.safetensors but absent from it: b"):
+        read_state_dict(tmp_path / "absent")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "model.safetensors.index.json").write_text('{"weight_map": ')
+    with pytest.raises(CheckpointError, match=r"index.json, line 1, column \d+: not valid JSON"):
+        read_state_dict(tmp_path / "bad")

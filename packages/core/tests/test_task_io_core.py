@@ -12,8 +12,8 @@ from safetensors import safe_open
 import s2s
 from s2s.checkpoint import CheckpointError, read_state_dict, save_weights
 from s2s.config import ConfigError
+from s2s.folder import HEAD_FILE, TASK_FILE
 from s2s.models import load_model
-from s2s.task import HEAD_FILE, TASK_FILE
 
 PLUGIN = """
 from dataclasses import dataclass

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from s2s import Tokenizer, load_model, seed_everything
-from s2s.task import HEAD_FILE
+from s2s.folder import HEAD_FILE
 
 transformers = pytest.importorskip("transformers")
 

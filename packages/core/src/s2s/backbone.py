@@ -63,18 +63,15 @@ inference (:mod:`s2s.nn.prepacked`).
 
 from __future__ import annotations
 
-import json
 import operator
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, LoadReport, save_weights
-from .io import atomic_write
+from .checkpoint import CheckpointError, LoadReport, save_hf_folder
 from .nn import prepacked
 
 ENCODER = "encoder"
@@ -206,14 +203,7 @@ class Backbone(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike, tokenizer=None) -> None:
         """Write an HF folder: ``config.json``, ``model.safetensors`` and, given a tokenizer,
         its vocabulary. Each file is written atomically."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_weights(self.hf_state_dict(), directory / "model.safetensors")
-        with atomic_write(directory / "config.json", "w", encoding="utf-8") as handle:
-            json.dump(self.hf_config(), handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        if tokenizer is not None:
-            tokenizer.save(directory)
+        save_hf_folder(directory, self.hf_state_dict(), self.hf_config(), tokenizer)
 
     # --- generation ------------------------------------------------------------------------
 

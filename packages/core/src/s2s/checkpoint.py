@@ -7,7 +7,6 @@ fails with a :class:`LoadReport` naming missing and mis-shaped keys.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle
@@ -19,46 +18,17 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save as safetensors_bytes
 
+from . import folder
+from .folder import CheckpointError
 from .io import atomic_write
 
-# File names looked for in a checkpoint directory, in order of preference.
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the model."""
-
-
-def find_weights(path: str | os.PathLike) -> Path:
-    """The weights file (or shard index) for ``path``: a file, or a directory holding one."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if path.is_file():
-        return path
-    for name in WEIGHT_FILES:
-        if (path / name).is_file():
-            return path / name
-    candidates = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
-    if len(candidates) == 1:
-        return candidates[0]
-    found = ", ".join(p.name for p in candidates) or "no weight files"
-    raise CheckpointError(
-        f"checkpoint directory {path} has {found}; expected one of {', '.join(WEIGHT_FILES)}"
-    )
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint file, directory or shard index, on the CPU."""
-    file = find_weights(path)
-    if file.name.endswith(".index.json"):
+    file = folder.weights_file(path)
+    if folder.is_shard_index(file):
         return _read_sharded(file)
     if file.suffix == ".safetensors":
         return load_safetensors(str(file))
@@ -66,19 +36,23 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def _read_sharded(index_file: Path) -> dict[str, torch.Tensor]:
-    try:
-        weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{index_file}: not a shard index with a 'weight_map' ({exc})") from exc
+    """Every shard the index names, each holding exactly the keys the index gives it: a key
+    a shard lacks, or a key two shards hold, is named and nothing is returned."""
     state_dict: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
-        shard_path = index_file.parent / shard
-        if not shard_path.is_file():
-            raise CheckpointError(f"{index_file} names shard {shard}, which does not exist")
-        state_dict.update(read_state_dict(shard_path))
-    missing = sorted(set(weight_map) - set(state_dict))
-    if missing:
-        raise CheckpointError(f"{index_file}: keys listed but absent from the shards: {missing[:10]}")
+    for shard, keys in folder.read_shard_index(index_file).items():
+        tensors = read_state_dict(index_file.parent / shard)
+        twice = sorted(tensors.keys() & state_dict.keys())
+        if twice:
+            raise CheckpointError(
+                f"{index_file}: {', '.join(twice[:10])} found in {shard} and in another shard; "
+                f"the shards do not belong together: download the checkpoint again"
+            )
+        absent = sorted(set(keys) - tensors.keys())
+        if absent:
+            raise CheckpointError(
+                f"{index_file}: keys listed in {shard} but absent from it: {', '.join(absent[:10])}"
+            )
+        state_dict.update(tensors)
     return state_dict
 
 
@@ -208,11 +182,12 @@ def architecture_hint(path: str | os.PathLike, model_types: Iterable[str]) -> st
     """For a load error: a line naming the backbone the ``config.json`` beside checkpoint
     ``path`` describes, when its ``model_type`` is not one of ``model_types`` (the loading
     backbone's); else ``""`` (no such file, no ``model_type``, or no ``model_types`` given)."""
-    path = Path(path)
-    config_file = (path if path.is_dir() else path.parent) / "config.json"
+    config_file = folder.config_file(path)
+    if config_file is None:
+        return ""
     try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = folder.read_json(config_file)
+    except ValueError:
         return ""
     described = other_architecture(config, model_types, str(config_file))
     return f"\n{described}" if described else ""
@@ -233,6 +208,18 @@ def other_architecture(config: Mapping, model_types: Iterable[str], source: str)
     )
 
 
+def save_hf_folder(directory: str | os.PathLike, state_dict: Mapping[str, torch.Tensor],
+                   config: Mapping, tokenizer=None) -> None:
+    """An HF folder: ``model.safetensors`` (``state_dict``, tied copies left out),
+    ``config.json`` (``config``) and, given a tokenizer, its files; each written atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_weights(state_dict, directory / folder.WEIGHTS_FILE)
+    folder.write_config(directory, config)
+    if tokenizer is not None:
+        tokenizer.save(directory)
+
+
 def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Write tensors as safetensors, atomically. Callers leave out tied copies (as HF does)."""
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in state_dict.items()}
@@ -244,10 +231,10 @@ __all__ = [
     "CheckpointError",
     "architecture_hint",
     "LoadReport",
-    "find_weights",
     "load_into",
     "other_architecture",
     "read_state_dict",
+    "save_hf_folder",
     "save_weights",
     "strip_prefixes",
 ]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 C = TypeVar("C", bound="Config")
@@ -45,22 +42,3 @@ class Config:
             values["model_type"] = self.model_type
         return values
 
-
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """A JSON object from ``path``, with errors that name the file, line and column."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
-        ) from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(values).__name__}")
-    return values

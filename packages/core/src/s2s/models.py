@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from .backbone import check_keep_tokens
-from .config import ConfigError, read_json
+from .config import ConfigError
+from .folder import CONFIG_FILE, TASK_FILE, VOCAB_FILE, WEIGHTS_FILE, read_config, read_json
 from .hub import resolve_checkpoint
 from .plugins import get_backbone, get_plugins, get_task
-from .task import TASK_FILE, Recipe, read_recipe
+from .task import Recipe, read_recipe
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILES = ("config.json", "bert_config.json")
 
 
 class IncompatibleTaskError(ValueError):
@@ -63,17 +62,16 @@ def load_model(
         model_name = model_name or recipe.backbone
         task_name = _saved_task_name(task_name, recipe, Path(checkpoint))
         task_options = {**recipe.options, **task_options}
-        if vocab is None and (Path(checkpoint) / "vocab.txt").is_file():
+        if vocab is None and (Path(checkpoint) / VOCAB_FILE).is_file():
             vocab = checkpoint
+    described = {} if checkpoint is None else read_config(checkpoint)  # the checkpoint's config.json
     if model_name is None:
-        described = {} if checkpoint is None else _checkpoint_config(Path(checkpoint))
-        model_name = get_plugins().backbones.for_config(described, f"config.json of {checkpoint}") or "bert"
+        model_name = get_plugins().backbones.for_config(described, f"{CONFIG_FILE} of {checkpoint}") or "bert"
     tokenizer = _tokenizer(vocab)
     entry, parsed_size = get_backbone(model_name)
     values = entry.config_values(size or parsed_size)
     given: dict[str, Any] = {}
-    if checkpoint is not None:
-        given.update(_checkpoint_config(Path(checkpoint)))
+    given.update(described)
     if isinstance(config, Mapping):
         given.update(config)
     elif config is not None:
@@ -146,17 +144,9 @@ def _saved_task_name(task_name: str | None, recipe: Recipe, directory: Path) -> 
         raise ValueError(
             f"{directory} holds a fine-tuned {recipe.task!r} model ({directory / TASK_FILE}), "
             f"not a {task_name!r} one: load it with task_name={recipe.task!r} (or none), or put a "
-            f"new {task_name!r} head on its backbone with checkpoint={str(directory / 'model.safetensors')!r}"
+            f"new {task_name!r} head on its backbone with checkpoint={str(directory / WEIGHTS_FILE)!r}"
         )
     return recipe.task
-
-
-def _checkpoint_config(path: Path) -> dict[str, Any]:
-    directory = path if path.is_dir() else path.parent
-    for name in CONFIG_FILES:
-        if (directory / name).is_file():
-            return read_json(directory / name)
-    return {}
 
 
 def _wrap(backbone, model_name: str, task_name: str, tokenizer, options):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -34,14 +33,26 @@ import torch
 from torch import nn
 
 from .backbone import ENCODER, Backbone
-from .checkpoint import CheckpointError, LoadReport, load_into, read_state_dict, save_weights
-from .config import ConfigError, read_json
-from .io import atomic_write
+from .checkpoint import (
+    CheckpointError,
+    LoadReport,
+    load_into,
+    read_state_dict,
+    save_hf_folder,
+    save_weights,
+)
+from .config import ConfigError
+from .folder import (
+    HEAD_FILE,
+    TASK_FILE,
+    WEIGHTS_FILE,
+    is_trainer_checkpoint,
+    read_json,
+    write_config,
+    write_json,
+)
 
-TASK_FILE = "s2s_task.json"
-HEAD_FILE = "task_head.safetensors"
 BACKBONE_PREFIX = "backbone."
-TRAINER_STATE_FILE = "training_state.pt"  # marks a Trainer checkpoint: the whole task in model.safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +242,7 @@ class Task(nn.Module):
         checkpoint of a task built by ``load_model``: the backbone and this task's head, every
         key. From any other checkpoint: the backbone only; this task's head is reported as
         newly initialised, and weights of the checkpoint left unused at WARNING."""
-        if Path(path).is_dir() and (Path(path) / TRAINER_STATE_FILE).is_file():
+        if Path(path).is_dir() and is_trainer_checkpoint(path):
             return self._load_trainer_checkpoint(Path(path))
         if Path(path).is_dir() and (Path(path) / TASK_FILE).is_file():
             self._load_head(Path(path))
@@ -252,24 +263,21 @@ class Task(nn.Module):
                 f"{folder} is a Trainer checkpoint of a model not built by s2s.load_model, so it "
                 f"does not say which task rebuilds it ({TASK_FILE} is missing); load its weights "
                 f"into the model you trained: model.load_state_dict(s2s.checkpoint.read_state_dict("
-                f"{str(folder / 'model.safetensors')!r}))"
+                f"{str(folder / WEIGHTS_FILE)!r}))"
             )
-        return load_into(self, read_state_dict(folder / "model.safetensors"), source=str(folder))
-
-    # The original library's name for the same call.
-    load_pretrain_params = load_pretrained
+        return load_into(self, read_state_dict(folder / WEIGHTS_FILE), source=str(folder))
 
     def _load_head(self, folder: Path) -> None:
         """The head from ``task_head.safetensors``, or from ``model.safetensors`` (under the
         transformers class's names) for a task with :meth:`hf_head`."""
         file = folder / HEAD_FILE
         if not file.is_file() and self.hf_head() is not None:
-            file = folder / "model.safetensors"
+            file = folder / WEIGHTS_FILE
         elif not file.is_file():
             raise CheckpointError(
                 f"{file.parent} has {TASK_FILE} but no {HEAD_FILE}, so the task's head is missing; "
                 f"save the model again with save_pretrained, or pass the backbone's weights "
-                f"({file.parent / 'model.safetensors'}) as checkpoint to start a new head"
+                f"({file.parent / WEIGHTS_FILE}) as checkpoint to start a new head"
             )
         saved, own = read_state_dict(file), self.head_state_dict()
         if file.name != HEAD_FILE:  # the backbone's weights are beside the head
@@ -300,33 +308,24 @@ class Task(nn.Module):
                 f"with model.backbone.save_pretrained(directory, tokenizer=model.tokenizer)"
             )
         contents, directory = self._task_file(), Path(directory)  # an option JSON cannot hold fails first
-        self.backbone.save_pretrained(directory, tokenizer=self.tokenizer)
-        head = self.hf_head()
+        weights, config, head = self.backbone.hf_state_dict(), self.backbone.hf_config(), self.hf_head()
+        if head is not None:  # the head inside model.safetensors, config.json naming its class
+            weights.update(self.head_state_dict())
+            name = (config.get("architectures") or [type(self.backbone).__name__])[0]
+            config["architectures"] = [name.split("For")[0].removesuffix("Model") + head.architecture]
+            config.update(head.config)
+        save_hf_folder(directory, weights, config, self.tokenizer)
         if head is None:
             save_weights(self.head_state_dict(), directory / HEAD_FILE)
         else:
-            self._save_hf_head(directory, head)
+            (directory / HEAD_FILE).unlink(missing_ok=True)  # left by an earlier save, it would win
         self._write_task_file(directory, contents)
-
-    def _save_hf_head(self, directory: Path, head: HFHead) -> None:
-        """The head inside ``model.safetensors`` and ``config.json`` naming its class."""
-        config = self.backbone.hf_config()
-        name = (config.get("architectures") or [type(self.backbone).__name__])[0]
-        config["architectures"] = [name.split("For")[0].removesuffix("Model") + head.architecture]
-        config.update(head.config)
-        save_weights({**self.backbone.hf_state_dict(), **self.head_state_dict()}, directory / "model.safetensors")
-        with atomic_write(directory / "config.json", "w", encoding="utf-8") as handle:
-            json.dump(config, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        (directory / HEAD_FILE).unlink(missing_ok=True)  # left by an earlier save, it would win
 
     def save_recipe(self, directory: str | os.PathLike) -> None:
         """What rebuilds this task, without weights: ``config.json``, the vocabulary and
         ``s2s_task.json`` (the Trainer adds them to its checkpoints)."""
         contents, directory = self._task_file(), Path(directory)
-        with atomic_write(directory / "config.json", "w", encoding="utf-8") as handle:
-            json.dump(self.backbone.hf_config(), handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
+        write_config(directory, self.backbone.hf_config())
         if self.tokenizer is not None:
             self.tokenizer.save(directory)
         self._write_task_file(directory, contents)
@@ -336,9 +335,7 @@ class Task(nn.Module):
         return dataclasses.replace(self.recipe, options=options).to_json()
 
     def _write_task_file(self, directory: Path, contents: dict[str, Any]) -> None:
-        with atomic_write(directory / TASK_FILE, "w", encoding="utf-8") as handle:
-            json.dump(contents, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
+        write_json(directory / TASK_FILE, contents)
 
 
 def read_text_lines(path: str | os.PathLike) -> list[str]:

@@ -33,7 +33,8 @@ from s2s.backbone import (
     keep_token_rows,
 )
 from s2s.checkpoint import LoadReport, load_into, read_state_dict
-from s2s.config import ConfigError, read_json
+from s2s.config import ConfigError
+from s2s.folder import CONFIG_FILE, GENERATION_CONFIG_FILE, config_file, folder_of, read_json
 from s2s.generation import EncoderDecoderDecoder
 from s2s.nn import prepacked
 from s2s.nn.attention import attention, grouped_attention
@@ -326,11 +327,11 @@ class BartBackbone(Backbone):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **config_changes):
         """A model built from the ``config.json`` beside the weights, with them loaded."""
-        directory = Path(path) if Path(path).is_dir() else Path(path).parent
-        if not (directory / "config.json").is_file():
-            raise ConfigError(f"no config.json in {directory}")
-        values = read_json(directory / "config.json") | config_changes
-        model = cls(BartConfig.from_dict(values, source=str(directory / "config.json")))
+        found = config_file(path)
+        if found is None:
+            raise ConfigError(f"no {CONFIG_FILE} beside {path}")
+        values = read_json(found) | config_changes
+        model = cls(BartConfig.from_dict(values, source=str(found)))
         model.load_pretrained(path)
         return model
 
@@ -364,9 +365,9 @@ class BartBackbone(Backbone):
         return report
 
     def _read_generation_settings(self, path: Path) -> None:
-        directory = path if path.is_dir() else path.parent
+        directory = folder_of(path)
         found: dict = {}
-        for name in ("config.json", "generation_config.json"):
+        for name in (CONFIG_FILE, GENERATION_CONFIG_FILE):
             if (directory / name).is_file():
                 found.update(read_json(directory / name))
         for key in GENERATION_IDS:

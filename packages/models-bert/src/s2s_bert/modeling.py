@@ -16,7 +16,6 @@ import math
 import os
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +23,8 @@ from torch import nn
 
 from s2s.backbone import ENCODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport, load_into, read_state_dict
-from s2s.config import ConfigError, read_json
-from s2s.models import CONFIG_FILES
+from s2s.config import ConfigError
+from s2s.folder import CONFIG_FILES, config_file, read_json
 from s2s.nn import masks, prepacked
 from s2s.nn.attention import attention
 from s2s.nn.dropout import Dropout
@@ -372,13 +371,11 @@ class BertBackbone(Backbone):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **config_changes):
         """A model built from the ``config.json`` / ``bert_config.json`` beside the weights."""
-        path = Path(path)
-        directory = path if path.is_dir() else path.parent
-        found = [directory / name for name in CONFIG_FILES if (directory / name).is_file()]
-        if not found:
-            raise ConfigError(f"no {' or '.join(CONFIG_FILES)} in {directory}")
-        values = read_json(found[0]) | config_changes
-        model = cls(cls.config_class.from_dict(values, source=str(found[0])))
+        found = config_file(path)
+        if found is None:
+            raise ConfigError(f"no {' or '.join(CONFIG_FILES)} beside {path}")
+        values = read_json(found) | config_changes
+        model = cls(cls.config_class.from_dict(values, source=str(found)))
         model.load_pretrained(path)
         return model
 

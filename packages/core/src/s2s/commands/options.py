@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-# What every fine-tuned folder holds (s2s.task.TASK_FILE, not imported: s2s.task loads torch);
-# the head is in task_head.safetensors or, where transformers has a class for it, in model.safetensors.
-MODEL_FILES = ("s2s_task.json", "config.json", "model.safetensors", "vocab.txt")
+from ..folder import missing_fine_tuned_files
 
 
 class CommandError(ValueError):
@@ -100,7 +98,7 @@ def check_model_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     if not folder.is_dir():
         raise CommandError(f"{folder} is not a folder; give the final/ folder `s2s train` wrote")
-    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+    missing = missing_fine_tuned_files(folder)
     if missing:
         raise CommandError(
             f"{folder} is not an s2s model folder: it lacks {', '.join(missing)}. Give a folder "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tokenizers import normalizers, pre_tokenizers
 
+from ..folder import VOCAB_FILE
 from .chars import is_cjk
 from .checks import check_text
 from .segmentation import SEGMENTER_CLASSES, SEGMENTERS, make_segmenter
@@ -23,8 +24,6 @@ logger = logging.getLogger(__name__)
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 REQUIRED_TOKENS = (PAD, UNK, CLS, SEP)
-VOCAB_FILE = "vocab.txt"
-CONFIG_FILE = "tokenizer_config.json"
 MAX_CHARS_PER_WORD = 100  # BERT: a longer word becomes one [UNK]
 
 

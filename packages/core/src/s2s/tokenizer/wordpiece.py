@@ -33,13 +33,13 @@ import tokenizers
 from tokenizers import AddedToken, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
+from ..folder import TOKENIZER_CONFIG_FILE
 from ..io import atomic_write
 from .chars import is_word_char
 from .encoding import EngineTokenizer
 from .segmentation import WordFirst, make_segmenter
 from .vocab import (
     CLS,
-    CONFIG_FILE,
     MASK,
     MAX_CHARS_PER_WORD,
     PAD,
@@ -78,7 +78,7 @@ class Tokenizer(EngineTokenizer):
             self.vocab = check_mapping(vocab)
         else:
             if Path(vocab).is_dir():
-                config = read_config(Path(vocab) / CONFIG_FILE)
+                config = read_config(Path(vocab) / TOKENIZER_CONFIG_FILE)
             self.vocab = read_vocab(vocab)
         if do_lower_case is None:
             do_lower_case = config.get("do_lower_case", True)
@@ -249,7 +249,7 @@ class Tokenizer(EngineTokenizer):
         }
         if self.segmenter:
             config["segmenter"] = self.segmenter  # s2s's key: Tokenizer(directory) segments too
-        with atomic_write(directory / CONFIG_FILE, "w", encoding="utf-8") as handle:
+        with atomic_write(directory / TOKENIZER_CONFIG_FILE, "w", encoding="utf-8") as handle:
             json.dump(config, handle, ensure_ascii=False, indent=2)
         return path
 

@@ -19,7 +19,6 @@ newer one it skipped; it deletes none.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import pickle
@@ -34,6 +33,14 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, load_into, read_state_dict, save_weights
+from ..folder import (
+    BEST_FILE,
+    TRAINING_STATE_FILE,
+    WEIGHTS_FILE,
+    verify_manifest,
+    write_json,
+    write_manifest,
+)
 from ..io import atomic_write, fsync_dir
 from .launch import Processes, from_main, gather
 
@@ -41,10 +48,6 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "s2s-trainer-checkpoint"
 VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-STATE_FILE = "training_state.pt"
-MANIFEST_FILE = "manifest.json"
-BEST_FILE = "best.json"
 FINAL_FOLDER = "final"  # load_model(checkpoint=model_save_dir / "final") gives the trained task back
 _NAME = re.compile(r"^step-(\d+)$")
 
@@ -210,7 +213,7 @@ def complete_checkpoints(root: Path) -> list[Path]:
         return []
     found = [
         path for path in root.iterdir()
-        if _NAME.match(path.name) and (path / STATE_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+        if _NAME.match(path.name) and (path / TRAINING_STATE_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
     ]
     return sorted(found, key=lambda path: int(_NAME.match(path.name).group(1)))
 
@@ -221,40 +224,11 @@ def newest_verified(root: Path) -> Path | None:
     before manifests, succeeds), rather than training afresh over a run's checkpoints."""
     found = complete_checkpoints(root)
     for path in reversed(found):
-        problem = verify(path)
+        problem = verify_manifest(path)
         if problem is None:
             return path
         logger.warning("resume='auto' skips the damaged checkpoint %s: %s (left in place)", path, problem)
     return found[-1] if found else None
-
-
-def verify(path: Path) -> str | None:
-    """What is wrong with checkpoint ``path`` compared to its manifest, or ``None``."""
-    manifest = path / MANIFEST_FILE
-    if not manifest.is_file():
-        return (f"no {MANIFEST_FILE} (written by an s2s before manifests?); resume=<its path> "
-                f"takes it unverified")
-    try:
-        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"{MANIFEST_FILE} is unreadable ({exc})"
-    for name, expected in files.items():
-        file = path / name
-        if not file.is_file():
-            return f"{name} is missing"
-        if file.stat().st_size != expected["size"]:
-            return f"{name} has {file.stat().st_size} bytes, the manifest says {expected['size']}"
-        if _sha256(file) != expected["sha256"]:
-            return f"{name} does not match its checksum"
-    return None
-
-
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with file.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def remove_partial(root: Path) -> None:
@@ -280,12 +254,9 @@ def write_checkpoint(
     partial.mkdir(parents=True)
     save_weights(weights, partial / WEIGHTS_FILE)
     fill(partial, state)
-    with atomic_write(partial / STATE_FILE) as handle:
+    with atomic_write(partial / TRAINING_STATE_FILE) as handle:
         torch.save(state, handle)
-    files = sorted(p for p in partial.rglob("*") if p.is_file())
-    manifest = {str(p.relative_to(partial)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
-    with atomic_write(partial / MANIFEST_FILE, "w", encoding="utf-8") as handle:
-        json.dump({"format": FORMAT, "files": manifest}, handle, indent=1)
+    write_manifest(partial, FORMAT)
     if final.exists():
         shutil.rmtree(final)
     partial.rename(final)
@@ -296,10 +267,10 @@ def write_checkpoint(
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Weights and training state of the checkpoint directory ``path``."""
     path = Path(path)
-    state_file = path / STATE_FILE
+    state_file = path / TRAINING_STATE_FILE
     if not state_file.is_file():
         raise CheckpointError(
-            f"{path} is not an s2s Trainer checkpoint (no {STATE_FILE}); resume= takes a "
+            f"{path} is not an s2s Trainer checkpoint (no {TRAINING_STATE_FILE}); resume= takes a "
             f"directory written by the Trainer (model_save_dir/checkpoints/step-N) or 'auto'. "
             f"To start training from plain model weights, load them into the model first and "
             f"pass resume=None"
@@ -346,9 +317,7 @@ def rotate(root: Path, keep_last: int, protect: set[str]) -> None:
 
 
 def write_best(root: Path, name: str, metric: str, value: float, step: int) -> None:
-    record = {"checkpoint": name, "metric": metric, "value": value, "step": step}
-    with atomic_write(root / BEST_FILE, "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2)
+    write_json(root / BEST_FILE, {"checkpoint": name, "metric": metric, "value": value, "step": step})
 
 
 def read_best(root: Path) -> Path | None:
@@ -392,11 +361,7 @@ def _as_tuples(value):
 
 
 __all__ = [
-    "BEST_FILE",
     "FORMAT",
-    "MANIFEST_FILE",
-    "STATE_FILE",
-    "WEIGHTS_FILE",
     "Checkpointer",
     "Progress",
     "TrainState",
@@ -410,7 +375,6 @@ __all__ = [
     "remove_partial",
     "restore_rng",
     "rotate",
-    "verify",
     "write_best",
     "write_checkpoint",
     "write_final",
