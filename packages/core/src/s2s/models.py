@@ -10,6 +10,7 @@ from typing import Any
 
 from .backbone import check_keep_tokens
 from .config import ConfigError
+from .dtypes import building_in, resolve_dtype
 from .folder import CONFIG_FILE, TASK_FILE, VOCAB_FILE, WEIGHTS_FILE, read_config, read_json
 from .hub import resolve_checkpoint
 from .plugins import get_backbone, get_plugins, get_task
@@ -32,6 +33,7 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     revision: str | None = None,
     keep_tokens: Sequence[int] | None = None,
+    dtype=None,
     **task_options,
 ):
     """Build ``model_name`` (a registered backbone, e.g. ``"roberta"`` or ``"roberta-large"``;
@@ -49,6 +51,10 @@ def load_model(
     (a vocabulary trimmed to the characters a task needs). A vocab with special tokens added
     after the checkpoint's (``Tokenizer.add_special_tokens``) is larger than the checkpoint:
     its weights are loaded, then the embeddings grow, old rows kept and new rows initialised.
+
+    ``dtype``: ``None`` builds fp32 parameters; ``"auto"`` the dtype the checkpoint's
+    ``config.json`` states (a bf16 checkpoint stays bf16, with no fp32 copy); ``"bfloat16"``,
+    ``"float32"``, ``"float16"`` (or a ``torch.dtype``) that dtype (:mod:`s2s.dtypes`).
 
     A ``checkpoint`` folder written by :meth:`s2s.task.Task.save_pretrained` gives back that
     fine-tuned model: its task, backbone and task options (keyword options given here win),
@@ -100,7 +106,9 @@ def load_model(
         values["vocab_size"] = loaded_vocab if grow else len(tokenizer)
     elif keep_tokens is not None:
         values["vocab_size"] = loaded_vocab
-    backbone = entry.cls(entry.cls.config_class.from_dict(values, source=f"config of {model_name!r}"))
+    torch_dtype = resolve_dtype(dtype, described, f"{CONFIG_FILE} of {checkpoint}")
+    with building_in(torch_dtype):
+        backbone = entry.cls(entry.cls.config_class.from_dict(values, source=f"config of {model_name!r}"))
     report = None
     if keep_tokens is not None:  # a task loads no keep_tokens: its backbone loads them first
         report = backbone.load_pretrained(checkpoint, keep_tokens=keep_tokens)
@@ -108,7 +116,8 @@ def load_model(
     if task_name is None:
         model = backbone
     else:
-        model = _wrap(backbone, model_name, task_name, tokenizer, task_options)
+        with building_in(torch_dtype):
+            model = _wrap(backbone, model_name, task_name, tokenizer, task_options)
         model.recipe = Recipe(entry.name, get_task(task_name).name, dict(task_options), backbone.config)
         if report is not None:
             report.newly_initialized.extend(sorted(model.head_state_dict()))
