@@ -47,7 +47,7 @@ def tests_importing(module: str, folder: str) -> list[str]:
 
 # suite -> (packages installed, test folders run)
 SUITES = {
-    "core": ([f"{CORE}[hub]"], [f"{CORE}/tests"]),
+    "core": ([f"{CORE}[hub,chat]"], [f"{CORE}/tests"]),
     "bert": ([CORE, BERT], [f"{BERT}/tests"]),
     "gpt2": ([CORE, GPT2], [f"{GPT2}/tests"]),
     # s2s-models-t5 brings jieba (s2s-core[jieba]): the word-level tokenizer tests run here.

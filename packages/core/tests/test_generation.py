@@ -14,6 +14,7 @@ import torch
 
 from s2s.generation import Decoder, GenerationConfig, generate, stream
 from s2s.generation.processors import ban_repeated_ngrams, penalise_repetition, warp_for_sampling
+from s2s.tokenizer import DecodeStream
 
 
 class BigramDecoder:
@@ -159,8 +160,8 @@ def test_several_samples_per_input():
 
 def test_stream_pieces_join_to_the_generated_text():
     table = random_table(10, seed=6)
-    decode = lambda ids: "".join("abcdefghij"[i] for i in ids)  # noqa: E731
-    pieces = list(stream(BigramDecoder(table), [[3]], decode, max_new_tokens=7, eos_token_id=0))
+    decode = lambda ids, skip_special_tokens=True: "".join("abcdefghij"[i] for i in ids)  # noqa: E731
+    pieces = list(stream(BigramDecoder(table), [[3]], DecodeStream(decode, set()), max_new_tokens=7, eos_token_id=0))
     assert "".join(pieces) == decode(generate(BigramDecoder(table), [[3]], max_new_tokens=7, eos_token_id=0)[0])
 
 
@@ -266,9 +267,9 @@ def test_allowed_token_outside_the_vocabulary_is_a_clear_error():
 
 def test_constrained_stream_joins_to_the_constrained_output():
     table = random_table(10, seed=13)
-    decode = lambda ids: "".join("abcdefghij"[i] for i in ids)  # noqa: E731
+    decode = lambda ids, skip_special_tokens=True: "".join("abcdefghij"[i] for i in ids)  # noqa: E731
     options = dict(max_new_tokens=7, eos_token_id=0, allowed_tokens_fn=lambda row, generated: [2, 5, 0])
-    pieces = list(stream(BigramDecoder(table), [[3]], decode, **options))
+    pieces = list(stream(BigramDecoder(table), [[3]], DecodeStream(decode, set()), **options))
     assert "".join(pieces) == decode(generate(BigramDecoder(table), [[3]], **options)[0])
 
 

@@ -43,7 +43,7 @@ def test_the_checkpoint_vocab_and_its_settings(checkpoint, name):
 def test_a_checkpoint_without_vocab_is_an_error_not_a_new_vocab(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     for path in (tmp_path, tmp_path / "model.safetensors", tmp_path / "missing"):
-        with pytest.raises(VocabError, match=f"checkpoint {path} has no vocab.txt beside it"):
+        with pytest.raises(VocabError, match=f"checkpoint {path} has no vocab.txt or tokenizer.json beside it"):
             resolve_tokenizer(checkpoint=path, texts=TEXTS)
 
 

@@ -143,9 +143,13 @@ def _added_tokens_beyond(tokenizer, vocab_size: int) -> bool:
 def _tokenizer(vocab):
     if vocab is None:
         return None
-    from .tokenizer import Tokenizer
+    from .tokenizer import EngineTokenizer, Tokenizer
 
-    return vocab if isinstance(vocab, Tokenizer) else Tokenizer(vocab)
+    if isinstance(vocab, EngineTokenizer):
+        return vocab
+    if not isinstance(vocab, Mapping) and Path(vocab).is_dir():
+        return Tokenizer.from_pretrained(vocab)  # vocab.txt, else tokenizer.json
+    return Tokenizer(vocab)
 
 
 def _saved_task_name(task_name: str | None, recipe: Recipe, directory: Path) -> str:

@@ -145,7 +145,7 @@ class CausalLM(Task):
     def _stream(self, inputs: dict, max_new_tokens: int, options) -> Iterator[str]:
         options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
         pieces = stream(
-            self.decoder(max_new_tokens), inputs, self.tokenizer.decode, max_new_tokens=max_new_tokens,
+            self.decoder(max_new_tokens), inputs, self.tokenizer.decode_stream(), max_new_tokens=max_new_tokens,
             eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"], **options,
         )
         while True:  # eval mode and no gradients while a piece is made, not while the caller runs

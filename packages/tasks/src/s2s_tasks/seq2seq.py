@@ -277,7 +277,7 @@ class Seq2Seq(Task):
             logger.warning("the text is longer than the %d tokens left for the source: its end was cut", room)
         inputs, prompt = self._generation_inputs([cut_keeping_last(ids, room)])
         pieces = stream(
-            self.decoder(max_new_tokens), inputs, self.tokenizer.decode, max_new_tokens=max_new_tokens,
+            self.decoder(max_new_tokens), inputs, self.tokenizer.decode_stream(), max_new_tokens=max_new_tokens,
             eos_token_id=self.eos_id, **prompt, **options,
         )
         return self._made_in_inference(pieces)

@@ -8,11 +8,12 @@ hypotheses, length penalty, early stopping), so on the same logits it picks the 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
+from ..tokenizer.streaming import DecodeStream
 from .config import GenerationConfig
 from .processors import AllowedTokens, adjust_scores, warp_for_sampling
 from .protocol import Decoder
@@ -77,7 +78,7 @@ def generate(
 def stream(
     decoder: Decoder,
     inputs: Any,
-    decode: Callable[[list[int]], str],
+    text: DecodeStream,
     config: GenerationConfig | None = None,
     *,
     prompt_ids: torch.Tensor | None = None,
@@ -86,25 +87,22 @@ def stream(
 ) -> Iterator[str]:
     """Yield the text of one input as it is produced (greedy or sampling).
 
-    ``decode`` turns token ids into text (``tokenizer.decode``); each yielded piece is what the
-    text gained since the previous one, so joining the pieces gives the decoded output.
+    ``text`` turns the ids into text as they come (``tokenizer.decode_stream()``): each yielded
+    piece is what the text gained, at complete characters only, so joining the pieces gives
+    ``tokenizer.decode`` of the output.
     """
     config = make_config(config, **options)
     if config.num_beams > 1 or config.num_return_sequences > 1:
         raise ValueError("streaming yields one sequence: use num_beams=1 and num_return_sequences=1")
-    ids: list[int] = []
-    text = ""
     for _, tokens, finished in _token_steps(decoder, inputs, config, prompt_ids, prompt_mask, batch_limit=1):
         if finished[0]:
             break
-        ids.append(int(tokens[0]))
-        new_text = decode(ids)
-        if new_text.startswith(text) and len(new_text) > len(text):
-            yield new_text[len(text):]
-            text = new_text
-        elif not new_text.startswith(text):  # a merge changed earlier text; restart the line
-            yield new_text
-            text = new_text
+        piece = text.step(int(tokens[0]))
+        if piece is not None:
+            yield piece
+    rest = text.flush()  # an incomplete character at the end, as decode shows it
+    if rest is not None:
+        yield rest
 
 
 def _token_steps(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import tokenizers
 
+from .chat import ChatTemplate, ChatTemplateError
 from .checks import check_max_length, check_text
 from .streaming import DecodeStream
 
@@ -46,6 +47,7 @@ class EngineTokenizer:
     """
 
     padding_side = "right"
+    chat_template: ChatTemplate | None = None
     _skip_ids: set[int] = frozenset()
 
     def _new_engine(self) -> tokenizers.Tokenizer:
@@ -57,6 +59,11 @@ class EngineTokenizer:
 
     @property
     def pad_id(self) -> int | None:
+        raise NotImplementedError
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        """Role -> token: ``bos_token``, ``eos_token``, ``pad_token`` … (what chat templates see)."""
         raise NotImplementedError
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
@@ -182,3 +189,80 @@ class EngineTokenizer:
         emitting only complete characters; the pieces joined (then ``.flush()``) equal
         ``decode`` of all the ids."""
         return DecodeStream(self.decode, set(self._skip_ids), skip_special_tokens)
+
+    # ---------------------------------------------------------- chat template
+    def apply_chat_template(
+        self,
+        messages,
+        add_generation_prompt: bool = False,
+        tokenize: bool = True,
+        *,
+        tools=None,
+        documents=None,
+        return_assistant_tokens_mask: bool = False,
+        **extra,
+    ):
+        """Render ``messages`` (``[{"role": ..., "content": ...}, …]``) with the tokenizer's chat
+        template, as transformers' ``apply_chat_template`` does; ``extra`` keywords are template
+        variables. Returns the text (``tokenize=False``) or its ids, encoded without added
+        special tokens (the template writes them).
+
+        ``return_assistant_tokens_mask=True`` (with ``tokenize``) returns ``{"input_ids",
+        "attention_mask", "assistant_masks"}``, 1 for each token overlapping an assistant turn:
+        the template's ``{% generation %}`` blocks where it has them (as transformers), else
+        each assistant message's span found by rendering the chat up to it (from the end of the
+        generation prompt before it to the end of the turn, its end-of-turn tokens included).
+        """
+        if self.chat_template is None:
+            raise ValueError(
+                f"{self!r} has no chat template: load a folder whose tokenizer_config.json has "
+                "chat_template (or a chat_template.jinja), or set tokenizer.chat_template"
+            )
+        if return_assistant_tokens_mask and not tokenize:
+            raise ValueError("return_assistant_tokens_mask=True needs tokenize=True")
+        options = dict(tools=tools, documents=documents, special_tokens=self.special_tokens_map, **extra)
+        text, spans = self.chat_template.render(
+            messages, add_generation_prompt=add_generation_prompt, with_spans=return_assistant_tokens_mask, **options
+        )
+        if not tokenize:
+            return text
+        enc = self._engine.encode(text, add_special_tokens=False)
+        if not return_assistant_tokens_mask:
+            return enc.ids
+        if not self.chat_template.marks_generation:
+            spans = self._assistant_spans(messages, text, options)
+        return {
+            "input_ids": enc.ids,
+            "attention_mask": [1] * len(enc.ids),
+            "assistant_masks": _overlap_mask(enc.offsets, spans),
+        }
+
+    def _assistant_spans(self, messages, text: str, options: dict) -> list[tuple[int, int]]:
+        """Each assistant message's character span in ``text``, by rendering the chat up to it."""
+        spans = []
+        for index, message in enumerate(messages):
+            if message.get("role") != "assistant":
+                continue
+            before = self.chat_template.render(messages[:index], add_generation_prompt=True, **options)[0] if index else ""
+            through = self.chat_template.render(messages[: index + 1], **options)[0]
+            if not (through.startswith(before) and text.startswith(through)):
+                raise ChatTemplateError(
+                    f"chat template {self.chat_template.source} renders earlier turns differently "
+                    f"once messages[{index}] follows, so its span cannot be found by prefix: mark "
+                    "assistant text with {% generation %} … {% endgeneration %} in the template"
+                )
+            spans.append((len(before), len(through)))
+        return spans
+
+
+def _overlap_mask(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """1 for each token whose character range overlaps one of ``spans`` (both in order)."""
+    mask, span = [0] * len(offsets), 0
+    for index, (start, end) in enumerate(offsets):
+        while span < len(spans) and start >= spans[span][1]:
+            span += 1
+        if span == len(spans):
+            break
+        if end > spans[span][0]:
+            mask[index] = 1
+    return mask

@@ -33,10 +33,11 @@ import tokenizers
 from tokenizers import AddedToken, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from ..folder import TOKENIZER_CONFIG_FILE
+from ..folder import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 from ..io import atomic_write
 from .chars import is_word_char
 from .encoding import EngineTokenizer
+from .hf import HFTokenizer
 from .segmentation import WordFirst, make_segmenter
 from .vocab import (
     CLS,
@@ -115,6 +116,11 @@ class Tokenizer(EngineTokenizer):
     @property
     def pad_token(self) -> str:
         return PAD
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        roles = {"unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
+        return {role: token for role, token in roles.items() if token in self.vocab}
 
     @property
     def pad_id(self) -> int:
@@ -235,6 +241,21 @@ class Tokenizer(EngineTokenizer):
         return "".join(pieces)
 
     # --------------------------------------------------------- save / build
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike) -> EngineTokenizer:
+        """The tokenizer of a model folder: WordPiece from its ``vocab.txt`` (BERT folders, and
+        folders s2s saved), else a Hugging Face fast tokenizer from its ``tokenizer.json``
+        (Qwen2, Llama 3, GLM-4 …) as :class:`~s2s.tokenizer.hf.HFTokenizer`."""
+        folder = Path(folder)
+        if (folder / VOCAB_FILE).is_file():
+            return cls(folder)
+        if (folder / TOKENIZER_FILE).is_file():
+            return HFTokenizer(folder)
+        raise FileNotFoundError(
+            f"{folder} has neither {VOCAB_FILE} nor {TOKENIZER_FILE}: pass the model folder that "
+            "holds its tokenizer files"
+        )
+
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``vocab.txt`` (and ``tokenizer_config.json``) into ``directory``; returns the
         vocab path. ``Tokenizer(directory)`` loads it back with the same behaviour."""
