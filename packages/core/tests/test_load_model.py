@@ -18,6 +18,7 @@ from s2s import hookimpl
 from s2s.backbone import DECODER, ENCODER, MASK_3D, Backbone, BackboneOutput
 from s2s.checkpoint import load_into, read_state_dict
 from s2s.config import Config
+from s2s.data import pad_batch
 from s2s.task import Task
 
 
@@ -68,6 +69,18 @@ class Decoder(Encoder):
 
 class PrefixLM(Task):
     capabilities = frozenset({MASK_3D})
+
+    def forward(self, input_ids, attention_mask=None):
+        return {"hidden": self.backbone(input_ids, attention_mask).last_hidden_state}
+
+    def build_dataset(self, examples, source="dataset"):
+        return [{"input_ids": list(ids)} for ids in examples]
+
+    def collate(self, features):
+        return pad_batch(features)
+
+    def predict(self, texts):
+        return self(**self.collate_to_device(self.build_dataset(texts)))["hidden"].tolist()
 
 
 @hookimpl

@@ -25,6 +25,7 @@ from s2s import hookimpl
 from s2s.backbone import Backbone, BackboneOutput
 from s2s.checkpoint import load_into, read_state_dict, strip_prefixes
 from s2s.config import Config
+from s2s.data import pad_batch
 from s2s.task import Task
 
 
@@ -74,6 +75,16 @@ class Tagger(Task):
     def forward(self, input_ids):
         hidden = self.backbone(input_ids).last_hidden_state
         return {"logits": self.out(self.proj(hidden)) + self.transitions.sum()}
+
+    def build_dataset(self, examples, source="dataset"):
+        return [{"input_ids": list(ids)} for ids in examples]
+
+    def collate(self, features):
+        return pad_batch(features)
+
+    def predict(self, texts):
+        logits = self(**self.collate_to_device(self.build_dataset(texts)))["logits"]
+        return [[self.labels[i] for i in row] for row in logits.argmax(-1).tolist()]
 
 
 class Other(Tagger):

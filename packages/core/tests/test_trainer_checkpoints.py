@@ -138,6 +138,7 @@ from s2s import hookimpl
 from s2s.backbone import Backbone, BackboneOutput
 from s2s.checkpoint import load_into, read_state_dict, strip_prefixes
 from s2s.config import Config
+from s2s.data import pad_batch
 from s2s.task import Task
 
 
@@ -188,6 +189,15 @@ class Classify(Task):
         if label is not None:
             out["loss"] = F.cross_entropy(logits, label)
         return out
+
+    def build_dataset(self, examples, source="dataset"):
+        return list(examples)
+
+    def collate(self, features):
+        return pad_batch(features)
+
+    def predict(self, features):
+        return self(**self.collate_to_device(features))["logits"].argmax(-1).tolist()
 
 
 @hookimpl

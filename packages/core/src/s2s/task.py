@@ -20,6 +20,7 @@ names instead of ``task_head.safetensors``, and ``config.json`` names the class 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import logging
@@ -51,6 +52,7 @@ from .folder import (
     write_config,
     write_json,
 )
+from .task_files import TaskFiles
 
 BACKBONE_PREFIX = "backbone."
 
@@ -123,24 +125,37 @@ class TinyRun:
     name: str = ""
 
 
-class Task(nn.Module):
-    """Base class of tasks. Every task has the same shape:
-
-    - ``build_dataset(examples, source="dataset")``: encoded features from raw examples
-      (errors name ``source`` and the example);
-    - ``collate(features)``: a padded batch of tensors;
-    - ``forward(**batch)``: a dict with ``loss`` when the batch has labels;
-    - ``predict(texts, ...)``: results on raw texts, a list of texts at once.
-    """
+class Task(nn.Module, metaclass=abc.ABCMeta):
+    """Base class of tasks: a head on a backbone. Every task has the same shape, the four
+    abstract methods below; ``files`` reads its data files for the ``s2s`` commands."""
 
     kinds: ClassVar[frozenset[str]] = frozenset({ENCODER})
     capabilities: ClassVar[frozenset[str]] = frozenset()
     recipe: Recipe | None = None  # set by load_model
+    # Task options for a backbone with random weights (`s2s train` without --checkpoint), under
+    # the options given: a classifier pools by mean where a pretrained one uses the pooler.
+    random_backbone_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, backbone: Backbone, tokenizer):
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
+
+    @abc.abstractmethod
+    def build_dataset(self, examples, source: str = "dataset"):
+        """Encoded features of raw examples (errors name ``source`` and the example)."""
+
+    @abc.abstractmethod
+    def collate(self, features) -> dict[str, torch.Tensor]:
+        """A padded batch of tensors from a list of features."""
+
+    @abc.abstractmethod
+    def forward(self, **batch) -> dict[str, torch.Tensor]:
+        """A dict of outputs, with a scalar ``loss`` when the batch has labels."""
+
+    @abc.abstractmethod
+    def predict(self, texts, **options) -> list:
+        """Results on raw inputs, a list of them at once."""
 
     @classmethod
     def tiny_runs(cls) -> list[TinyRun]:
@@ -181,31 +196,7 @@ class Task(nn.Module):
     # --- files and JSON: what `s2s train / predict / serve` rely on ---------------------------
 
     generative: ClassVar[bool] = False  # predictions are generated text (streamed by the server)
-
-    @classmethod
-    def read_examples(cls, path: str | os.PathLike, options: dict[str, Any]) -> list:
-        """Training examples from a file in this task's standard format, for ``build_dataset``.
-        ``options`` are the task options given so far (labels, a schema, ``multi_label``)."""
-        raise NotImplementedError(
-            f"task {cls.__name__} has no file reader, so `s2s train` cannot read its data; "
-            f"train it from Python (build_dataset + Trainer)"
-        )
-
-    @classmethod
-    def options_from_examples(cls, examples: Sequence, options: dict[str, Any]) -> dict[str, Any]:
-        """Task options found in the training examples that ``options`` does not give (a
-        classifier's labels: the sorted label names of the file)."""
-        return {}
-
-    @classmethod
-    def example_texts(cls, examples: Sequence) -> list[str]:
-        """Every text of ``examples``, to build a vocab from."""
-        return [e["text"] for e in examples]
-
-    def read_inputs(self, path: str | os.PathLike) -> list:
-        """Inputs for :meth:`predict_json` from a file: the task's training format with the
-        labels ignored, or one text per line (this default)."""
-        return read_text_lines(path)
+    files: ClassVar[TaskFiles] = TaskFiles()  # the task's file formats and metrics (s2s.task_files)
 
     def check_input(self, item) -> None:
         """Raise :class:`TypeError` saying what is expected unless ``item`` is one input
@@ -336,19 +327,6 @@ class Task(nn.Module):
 
     def _write_task_file(self, directory: Path, contents: dict[str, Any]) -> None:
         write_json(directory / TASK_FILE, contents)
-
-
-def read_text_lines(path: str | os.PathLike) -> list[str]:
-    """The non-blank lines of a UTF-8 text file, stripped (a byte-order mark is dropped)."""
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8-sig") as handle:
-            texts = [line.strip() for line in handle if line.strip()]
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 (byte {exc.start}): save it as UTF-8") from None
-    if not texts:
-        raise ValueError(f"{path} has no text (expected one text per line)")
-    return texts
 
 
 def _check_json_value(value, where: str) -> None:

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from s2s.data import pad_batch
-from s2s.task import TinyRun, read_text_lines
+from s2s.task import TinyRun
+from s2s.task_files import TaskFiles, read_text_lines
 
 from .causal_lm import CausalLM
 from .common import build_features
@@ -56,6 +57,26 @@ def read_dialogues(path: str | os.PathLike, split: str = "train") -> list[list[s
         if not isinstance(dialogue, list) or not dialogue or not all(isinstance(t, str) and t.strip() for t in dialogue):
             raise ValueError(f"{path}: dialogue {number} must be a non-empty list of non-empty strings")
     return data
+
+
+class DialogueFiles(TaskFiles):
+    """LCCC JSON dialogues (:func:`read_dialogues`); as inputs, each dialogue but its last
+    turn, or one turn per line."""
+
+    def read_examples(self, path, options: dict) -> list[list[str]]:
+        return read_dialogues(path)
+
+    def example_texts(self, examples) -> list[str]:
+        return [turn for dialogue in examples for turn in dialogue]
+
+    def read_inputs(self, path) -> list[list[str]]:
+        """Histories: each LCCC dialogue but its last turn (the reply), or one turn per line."""
+        if Path(path).read_text(encoding="utf-8-sig").lstrip().startswith(("[", "{")):
+            return [dialogue[:-1] or dialogue for dialogue in read_dialogues(path)]
+        return [[line] for line in read_text_lines(path)]
+
+    def inputs(self, examples) -> list[list[str]]:
+        return [dialogue[:-1] or dialogue for dialogue in examples]
 
 
 class Chat(CausalLM):
@@ -162,19 +183,7 @@ class Chat(CausalLM):
 
     # --- files (s2s train / predict / serve) ---------------------------------------------
 
-    @classmethod
-    def read_examples(cls, path, options: dict) -> list[list[str]]:
-        return read_dialogues(path)
-
-    @classmethod
-    def example_texts(cls, examples) -> list[str]:
-        return [turn for dialogue in examples for turn in dialogue]
-
-    def read_inputs(self, path) -> list[list[str]]:
-        """Histories: each LCCC dialogue but its last turn (the reply), or one turn per line."""
-        if Path(path).read_text(encoding="utf-8-sig").lstrip().startswith(("[", "{")):
-            return [dialogue[:-1] or dialogue for dialogue in read_dialogues(path)]
-        return [[line] for line in read_text_lines(path)]
+    files = DialogueFiles()
 
     def check_input(self, item) -> None:
         if not (isinstance(item, list) and item and all(isinstance(t, str) and t.strip() for t in item)):

@@ -34,6 +34,7 @@ from torch import nn
 
 from s2s.data import pad_batch
 from s2s.task import Task, TinyRun
+from s2s.task_files import TaskFiles
 
 from .common import (
     DataError,
@@ -54,6 +55,31 @@ def cosent_loss(cosines: torch.Tensor, scores: torch.Tensor, scale: float = 20.0
     ranked = scores[:, None] > scores[None, :]  # pairs with y_i > y_j
     differences = differences.masked_fill(~ranked, float("-inf")).flatten()
     return torch.logsumexp(torch.cat([differences.new_zeros(1), differences]), dim=0)
+
+
+class ScoredPairFiles(TaskFiles):
+    """``text_a<TAB>text_b<TAB>score`` lines (:func:`read_scored_pairs`); as inputs, a pair
+    (``[text_a, text_b]``, its cosine predicted) or a text. Scored by the Spearman rank
+    correlation of the predicted cosines with the gold scores."""
+
+    def read_examples(self, path, options: dict) -> list[dict]:
+        return read_scored_pairs(path)
+
+    def example_texts(self, examples) -> list[str]:
+        return [text for e in examples for text in (e["text"], e["text_b"])]
+
+    def read_inputs(self, path) -> list:
+        """``[text_a, text_b]`` of ``text_a<TAB>text_b[<TAB>score]`` lines, a text otherwise."""
+        return [fields[0] if len(fields) == 1 else fields[:2] for _, _, fields in tab_separated_lines(path)]
+
+    def inputs(self, examples) -> list:
+        return [[e["text"], e["text_b"]] for e in examples]
+
+    def score(self, predictions, examples) -> dict[str, float]:
+        from scipy.stats import spearmanr  # scipy comes with scikit-learn; imported when scoring
+
+        correlation = spearmanr(predictions, [e["label"] for e in examples]).statistic
+        return {"spearman": float(correlation) if correlation == correlation else 0.0}  # NaN: a constant side
 
 
 class Embedding(Task):
@@ -146,19 +172,9 @@ class Embedding(Task):
         b = self.encode_texts(texts_b, batch_size)
         return (a * b).sum(-1).tolist()
 
-    # --- files (s2s train / predict / serve) ---------------------------------------------
+    # --- s2s train / predict / serve -----------------------------------------------------
 
-    @classmethod
-    def read_examples(cls, path, options: dict) -> list[dict]:
-        return read_scored_pairs(path)
-
-    @classmethod
-    def example_texts(cls, examples) -> list[str]:
-        return [text for e in examples for text in (e["text"], e["text_b"])]
-
-    def read_inputs(self, path) -> list:
-        """``[text_a, text_b]`` of ``text_a<TAB>text_b[<TAB>score]`` lines, a text otherwise."""
-        return [fields[0] if len(fields) == 1 else fields[:2] for _, _, fields in tab_separated_lines(path)]
+    files = ScoredPairFiles()
 
     def check_input(self, item) -> None:
         pair = isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(t, str) for t in item)

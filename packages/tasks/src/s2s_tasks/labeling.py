@@ -37,7 +37,8 @@ import torch
 
 from s2s.data import pad_batch
 from s2s.nn.dropout import Dropout
-from s2s.task import HFHead, Task, TinyRun, read_text_lines
+from s2s.task import HFHead, Task, TinyRun
+from s2s.task_files import TaskFiles, read_text_lines
 
 from .common import MODEL_INPUTS, build_features, fit_max_length, model_inputs, text_mask
 from .heads import HEADS, make_head
@@ -53,6 +54,31 @@ from .spans import (
 
 logger = logging.getLogger(__name__)
 
+
+class CharTagFiles(TaskFiles):
+    """``char TAG`` lines, a blank line between texts (:func:`read_char_tags`); scored by
+    entity-level precision, recall and F1 (exact spans)."""
+
+    def read_examples(self, path, options: dict) -> list[dict]:
+        return read_char_tags(path, options.get("labels"), options.get("scheme", "BIO"))
+
+    def options_from_examples(self, examples, options: dict) -> dict:
+        if options.get("labels") is not None:
+            return {}
+        return {"labels": sorted({span[2] for e in examples for span in e["spans"]})}
+
+    def read_inputs(self, path) -> list[str]:
+        """The texts of a ``char TAG`` file (tags ignored), or one text per line."""
+        lines = [line.split() for line in read_text_lines(path)]
+        if all(len(parts) == 2 and _looks_like_tag(parts[1]) for parts in lines):
+            return [e["text"] for e in read_char_tags(path)]
+        return read_text_lines(path)
+
+    def score(self, predictions, examples) -> dict[str, float]:
+        scores = span_scores([e["spans"] for e in examples], predictions)
+        return {f"entity_{name}": scores[name] for name in ("precision", "recall", "f1")}
+
+
 class SequenceLabeling(Task):
     """Character spans of a text from an encoder backbone (see the module docstring).
 
@@ -66,6 +92,7 @@ class SequenceLabeling(Task):
     """
 
     default_head = "softmax"
+    files = CharTagFiles()
 
     def __init__(
         self,
@@ -216,25 +243,6 @@ class SequenceLabeling(Task):
             "id2label": dict(enumerate(self.tags)),
             "label2id": {tag: i for i, tag in enumerate(self.tags)},
         })
-
-    # --- files (s2s train / predict / serve) ---------------------------------------------
-
-    @classmethod
-    def read_examples(cls, path, options: dict) -> list[dict]:
-        return read_char_tags(path, options.get("labels"), options.get("scheme", "BIO"))
-
-    @classmethod
-    def options_from_examples(cls, examples, options: dict) -> dict:
-        if options.get("labels") is not None:
-            return {}
-        return {"labels": sorted({span[2] for e in examples for span in e["spans"]})}
-
-    def read_inputs(self, path) -> list[str]:
-        """The texts of a ``char TAG`` file (tags ignored), or one text per line."""
-        lines = [line.split() for line in read_text_lines(path)]
-        if all(len(parts) == 2 and _looks_like_tag(parts[1]) for parts in lines):
-            return [e["text"] for e in read_char_tags(path)]
-        return read_text_lines(path)
 
 
 class CRFLabeling(SequenceLabeling):

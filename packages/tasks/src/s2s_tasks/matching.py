@@ -21,14 +21,14 @@ from collections.abc import Sequence
 
 from s2s.task import TinyRun
 
-from .classification import Classification
+from .classification import Classification, LabeledTextFiles
 from .common import read_labeled_texts
 
 DEFAULT_LABELS = ("0", "1")
 
 
 class Matching(Classification):
-    texts_per_line = 2
+    files = LabeledTextFiles(texts_per_line=2)
 
     def __init__(self, backbone, tokenizer, target_size: int | None = None, *, labels=None, **options):
         if labels is None and target_size is None:

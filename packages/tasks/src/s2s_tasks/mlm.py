@@ -31,11 +31,22 @@ import torch
 from s2s.backbone import LM_HEAD
 from s2s.data import LABEL_PAD, pad_batch
 from s2s.task import Task, TinyRun
+from s2s.task_files import TaskFiles
 
 from .common import DataError, build_features, fit_max_length
 from .lm_loss import lm_loss
 
 logger = logging.getLogger(__name__)
+
+
+class MaskedTextFiles(TaskFiles):
+    """One text per line to train on (:func:`read_texts`); as inputs, texts with ``[MASK]``."""
+
+    def read_examples(self, path, options: dict) -> list[str]:
+        return read_texts(path)
+
+    def example_texts(self, examples) -> list[str]:
+        return list(examples)
 
 
 class MaskedLM(Task):
@@ -174,16 +185,9 @@ class MaskedLM(Task):
                 results.append(guesses)
         return results
 
-    # --- files (s2s train / predict / serve) ---------------------------------------------
+    # --- s2s train / predict / serve -----------------------------------------------------
 
-    @classmethod
-    def read_examples(cls, path, options: dict) -> list[str]:
-        """One training text per line."""
-        return read_texts(path)
-
-    @classmethod
-    def example_texts(cls, examples) -> list[str]:
-        return list(examples)
+    files = MaskedTextFiles()
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:

@@ -31,7 +31,8 @@ import torch
 
 from s2s.data import pad_batch
 from s2s.nn.dropout import Dropout
-from s2s.task import Task, TinyRun, read_text_lines
+from s2s.task import Task, TinyRun
+from s2s.task_files import TaskFiles, read_text_lines
 
 from .common import (
     MODEL_INPUTS,
@@ -96,11 +97,41 @@ def read_duie(path: str | os.PathLike, predicates: Sequence[str] | None = None) 
     return examples
 
 
+class DuIEFiles(TaskFiles):
+    """DuIE JSON lines (:func:`read_duie`); scored by triple-level precision, recall and F1
+    (exact strings)."""
+
+    def read_examples(self, path, options: dict) -> list[dict]:
+        predicates = options.get("predicates")
+        if predicates is None and options.get("schema") is not None:
+            predicates = read_schema(options["schema"])
+        return read_duie(path, predicates)
+
+    def options_from_examples(self, examples, options: dict) -> dict:
+        if options.get("predicates") is not None or options.get("schema") is not None:
+            return {}
+        return {"predicates": sorted({p for e in examples for _, p, _ in e["spo_list"]})}
+
+    def read_inputs(self, path) -> list[str]:
+        """The ``text`` of DuIE JSON lines (triples ignored), or one text per line."""
+        lines = read_text_lines(path)
+        if all(line.startswith("{") for line in lines):
+            return [record.get("text") for _, record in json_lines(path)]
+        return lines
+
+    def score(self, predictions, examples) -> dict[str, float]:
+        gold = [[tuple(_value(v) for v in t) for t in e["spo_list"]] for e in examples]
+        scores = triple_scores(gold, predictions)
+        return {f"triple_{name}": scores[name] for name in ("precision", "recall", "f1")}
+
+
 class RelationExtraction(Task):
     """GPLinker on an encoder backbone (see the module docstring).
 
     Give the predicates as ``predicates=[...]`` or ``schema="schema.json"``.
     """
+
+    files = DuIEFiles()
 
     def __init__(
         self,
@@ -298,28 +329,6 @@ class RelationExtraction(Task):
         predicted = self.predict([e["text"] for e in examples], batch_size=batch_size)
         gold = [[tuple(_value(v) for v in t) for t in e["spo_list"]] for e in examples]
         return triple_scores(gold, predicted)
-
-
-    # ------------------------------------------- files (s2s train / predict / serve)
-    @classmethod
-    def read_examples(cls, path, options: dict) -> list[dict]:
-        predicates = options.get("predicates")
-        if predicates is None and options.get("schema") is not None:
-            predicates = read_schema(options["schema"])
-        return read_duie(path, predicates)
-
-    @classmethod
-    def options_from_examples(cls, examples, options: dict) -> dict:
-        if options.get("predicates") is not None or options.get("schema") is not None:
-            return {}
-        return {"predicates": sorted({p for e in examples for _, p, _ in e["spo_list"]})}
-
-    def read_inputs(self, path) -> list[str]:
-        """The ``text`` of DuIE JSON lines (triples ignored), or one text per line."""
-        lines = read_text_lines(path)
-        if all(line.startswith("{") for line in lines):
-            return [record.get("text") for _, record in json_lines(path)]
-        return lines
 
 
 def _value(value):

@@ -69,6 +69,7 @@ from s2s.data import LABEL_PAD, pad_batch
 from s2s.generation import generate, options_from_row, source_batch, stream
 from s2s.nn.masks import unilm_mask
 from s2s.task import Task, TinyRun
+from s2s.task_files import TaskFiles
 
 from .common import (
     build_features,
@@ -80,8 +81,37 @@ from .common import (
     tab_separated_lines,
 )
 from .lm_loss import lm_loss
+from .metrics.generation import generation_metrics
 
 logger = logging.getLogger(__name__)
+
+
+class PairFiles(TaskFiles):
+    """``source<TAB>target`` lines; scored by ROUGE-1/2/L and BLEU over characters."""
+
+    def read_examples(self, path, options: dict) -> list[tuple[str, str]]:
+        """``(source, target)`` pairs of ``source<TAB>target`` lines."""
+        pairs = []
+        for number, line, fields in tab_separated_lines(path):
+            if len(fields) != 2:
+                raise ValueError(f"{path}, line {number}: expected source<TAB>target, found {line[:60]!r}")
+            pairs.append((fields[0], fields[1]))
+        if not pairs:
+            raise ValueError(f"{path} has no pairs (expected source<TAB>target lines)")
+        return pairs
+
+    def example_texts(self, examples) -> list[str]:
+        return [text for pair in examples for text in pair]
+
+    def read_inputs(self, path) -> list[str]:
+        """The source of each ``source[<TAB>target]`` line."""
+        return [fields[0] for _, _, fields in tab_separated_lines(path)]
+
+    def inputs(self, examples) -> list[str]:
+        return [source for source, _ in examples]
+
+    def score(self, predictions, examples) -> dict[str, float]:
+        return generation_metrics(predictions, [target for _, target in examples])
 
 
 class Seq2Seq(Task):
@@ -325,29 +355,10 @@ class Seq2Seq(Task):
     def _encode_source(self, text: str) -> list[int]:
         return self.tokenizer.encode(check_text(text, "source")).ids  # [CLS] src [SEP]
 
-    # --- files (s2s train / predict / serve) ---------------------------------------------
+    # --- s2s train / predict / serve -----------------------------------------------------
 
     generative = True
-
-    @classmethod
-    def read_examples(cls, path, options: dict) -> list[tuple[str, str]]:
-        """``(source, target)`` pairs of ``source<TAB>target`` lines."""
-        pairs = []
-        for number, line, fields in tab_separated_lines(path):
-            if len(fields) != 2:
-                raise ValueError(f"{path}, line {number}: expected source<TAB>target, found {line[:60]!r}")
-            pairs.append((fields[0], fields[1]))
-        if not pairs:
-            raise ValueError(f"{path} has no pairs (expected source<TAB>target lines)")
-        return pairs
-
-    @classmethod
-    def example_texts(cls, examples) -> list[str]:
-        return [text for pair in examples for text in pair]
-
-    def read_inputs(self, path) -> list[str]:
-        """The source of each ``source[<TAB>target]`` line."""
-        return [fields[0] for _, _, fields in tab_separated_lines(path)]
+    files = PairFiles()
 
 
 @dataclass

@@ -67,7 +67,7 @@ def run(args) -> int:
     options.update(parse_options(args.option))
     if args.stream and not model.generative:
         raise CommandError(f"--stream: {type(model).__name__} does not generate text; leave --stream out")
-    inputs = model.read_inputs(args.input)
+    inputs = model.files.read_inputs(args.input)
     output = atomic_write(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout)
     with output as handle, tqdm(total=len(inputs), desc="predicting", unit="input", file=sys.stderr) as bar:
         for start in range(0, len(inputs), args.batch_size):

@@ -1,4 +1,5 @@
-"""Evaluation on ``eval_dataset``, sharded over the ranks, results all-reduced."""
+"""Evaluation at each validation: the loss on ``eval_dataset`` (sharded over the ranks, results
+all-reduced), and a task's own metrics on held-out examples (:class:`TaskMetrics`)."""
 
 from __future__ import annotations
 
@@ -61,4 +62,25 @@ class ShardedEvaluation:
         metrics.update({name: value / count for name, value in sums.items()})
 
 
-__all__ = ["ShardedEvaluation", "loss_of"]
+class TaskMetrics:
+    """Adds a task's own metrics on held-out ``examples`` to each validation: the task
+    predicts ``task.files.inputs(examples)`` with ``predict_json`` and ``task.files.score``
+    compares the predictions with the examples' answers (accuracy and macro-F1, entity F1,
+    triple F1, ROUGE-L and BLEU, Spearman), as it would score ``s2s predict``'s output.
+    Rank 0 predicts; the Trainer hands its metrics to the other ranks.
+
+        trainer.train(task, train, eval_dataset=task.build_dataset(dev), evaluator=TaskMetrics(task, dev))
+    """
+
+    def __init__(self, task, examples, **predict_options):
+        self.task, self.examples, self.predict_options = task, list(examples), predict_options
+        self.inputs = task.files.inputs(self.examples)
+
+    @hookimpl
+    def on_validation(self, trainer, metrics):
+        if trainer.is_main_process:
+            predictions = self.task.predict_json(self.inputs, **self.predict_options)
+            metrics.update(self.task.files.score(predictions, self.examples))
+
+
+__all__ = ["ShardedEvaluation", "TaskMetrics", "loss_of"]
