@@ -55,6 +55,19 @@ class TaskFiles:
         return {}
 
 
+class TextLineFiles(TaskFiles):
+    """One text per line: the training examples are the texts, and so are the inputs."""
+
+    def read_examples(self, path: str | os.PathLike, options: dict[str, Any]) -> list[str]:
+        return read_text_lines(path)
+
+    def example_texts(self, examples: Sequence) -> list[str]:
+        return list(examples)
+
+    def inputs(self, examples: Sequence) -> list:
+        return list(examples)
+
+
 def read_text_lines(path: str | os.PathLike) -> list[str]:
     """The non-blank lines of a UTF-8 text file, stripped (a byte-order mark is dropped)."""
     path = Path(path)
@@ -68,4 +81,4 @@ def read_text_lines(path: str | os.PathLike) -> list[str]:
     return texts
 
 
-__all__ = ["TaskFiles", "read_text_lines"]
+__all__ = ["TaskFiles", "TextLineFiles", "read_text_lines"]

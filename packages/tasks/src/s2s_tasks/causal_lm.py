@@ -25,22 +25,12 @@ from s2s.backbone import DECODER, KV_CACHE, LM_HEAD
 from s2s.data import pad_batch
 from s2s.generation import generate, stream
 from s2s.task import Task, TinyRun
-from s2s.task_files import TaskFiles, read_text_lines
+from s2s.task_files import TextLineFiles
 
 from .common import build_features, fit_max_length, left_padded
 from .lm_loss import lm_loss
 
 logger = logging.getLogger(__name__)
-
-
-class TextLineFiles(TaskFiles):
-    """One text per line, to train on and as prompts."""
-
-    def read_examples(self, path, options: dict) -> list[str]:
-        return read_text_lines(path)
-
-    def example_texts(self, examples) -> list[str]:
-        return list(examples)
 
 
 class CausalLM(Task):

@@ -33,7 +33,7 @@ from s2s.task import TinyRun
 from s2s.task_files import TaskFiles, read_text_lines
 
 from .causal_lm import CausalLM
-from .common import build_features
+from .common import build_features, warn_counts
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +119,8 @@ class Chat(CausalLM):
                 feature["token_type_ids"] = types[: self.max_length]
             return [feature]
 
-        def report(tally: Counter, count: int) -> None:
-            if tally["dropped"]:
-                logger.warning(
-                    "%s: %d oldest turns were dropped to fit max_length=%d", source, tally["dropped"], self.max_length
-                )
-
+        report = warn_counts("dropped", "{source}: {dropped} oldest turns were dropped to fit max_length={max_length}",
+                             source=source, max_length=self.max_length)
         return build_features(dialogues, encode, report, source, what="dialogues")
 
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:

@@ -36,6 +36,7 @@ from .common import (
     fit_max_length,
     read_labeled_texts,
     tab_separated_lines,
+    warn_counts,
 )
 from .metrics.classification import classification_metrics
 from .pooling import check_pooling, needs_hidden_states, pool
@@ -181,13 +182,8 @@ class Classification(Task):
                 feature["labels"] = self._label_target(example["label"], index)
             return [feature]
 
-        def report(tally: Counter, count: int) -> None:
-            if tally["truncated"]:
-                logger.warning(
-                    "%s: %d of %d inputs are longer than max_length=%d tokens and were truncated",
-                    source, tally["truncated"], count, self.max_length,
-                )
-
+        report = warn_counts("truncated", "{source}: {truncated} of {count} inputs are longer than max_length="
+                             "{max_length} tokens and were truncated", source=source, max_length=self.max_length)
         return build_features(examples, encode, report, source)
 
     def _label_target(self, label, index: dict[str, int]):

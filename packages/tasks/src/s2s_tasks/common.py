@@ -3,7 +3,8 @@
 - :class:`DataError` and the shared readers (:func:`tab_separated_lines`, :func:`json_lines`,
   :func:`read_labeled_texts`);
 - :func:`build_features`: encode examples from any iterable, a list for a list and lazily for
-  anything else (a generator, a file reader), with one error format and one report per pass;
+  anything else (a generator, a file reader), with one error format and one report per pass
+  (:func:`warn_counts`: one warning that counts what the pass changed);
 - :func:`fit_max_length`: a task's ``max_length`` within the backbone's positions;
 - encoding helpers: :func:`encode_truncated`, :func:`model_inputs`, :func:`text_mask`,
   :func:`cut_keeping_last`, :func:`check_text`;
@@ -113,6 +114,22 @@ def read_labeled_texts(
 Encode = Callable[[object, Counter], list[dict]]
 # report(tally, features) logs what one pass over the examples changed.
 Report = Callable[[Counter, int], None]
+
+
+def warn_counts(key: str, message: str, **values) -> Report:
+    """The ``report`` of :func:`build_features` most tasks give: after a pass whose tally counted
+    ``key``, one WARNING: ``message`` formatted with ``values``, the tally's counts and ``count``
+    (the features of the pass)::
+
+        warn_counts("truncated", "{source}: {truncated} of {count} texts are longer than "
+                    "max_length={max_length} tokens and were truncated", source=source, max_length=512)
+    """
+
+    def report(tally: Counter, count: int) -> None:
+        if tally[key]:
+            logger.warning(message.format(**values, **tally, count=count))
+
+    return report
 
 
 def build_features(examples: Iterable, encode: Encode, report: Report, source: str = "dataset", what: str = "examples"):

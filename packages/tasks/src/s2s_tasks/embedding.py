@@ -43,6 +43,7 @@ from .common import (
     encode_truncated,
     fit_max_length,
     tab_separated_lines,
+    warn_counts,
 )
 from .pooling import check_pooling, needs_hidden_states, pool
 
@@ -143,13 +144,8 @@ class Embedding(Task):
                 feature["labels"] = float(example["label"])
             return [feature]
 
-        def report(tally: Counter, count: int) -> None:
-            if tally["truncated"]:
-                logger.warning(
-                    "%s: %d of %d texts are longer than max_length=%d tokens and were truncated",
-                    source, tally["truncated"], 2 * count, self.max_length,
-                )
-
+        report = warn_counts("truncated", "{source}: {truncated} texts of {count} pairs are longer than "
+                             "max_length={max_length} tokens and were truncated", source=source, max_length=self.max_length)
         return build_features(examples, encode, report, source, what="pairs")
 
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:

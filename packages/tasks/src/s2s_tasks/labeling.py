@@ -35,14 +35,20 @@ from pathlib import Path
 
 import torch
 
-from s2s.data import pad_batch
 from s2s.nn.dropout import Dropout
 from s2s.task import HFHead, Task, TinyRun
 from s2s.task_files import TaskFiles, read_text_lines
 
-from .common import MODEL_INPUTS, build_features, fit_max_length, model_inputs, text_mask
+from .common import build_features, fit_max_length, text_mask, warn_counts
 from .heads import HEADS, make_head
 from .metrics.spans import span_scores
+from .span_tasks import (
+    collate_inputs,
+    encode_text,
+    encoder_states,
+    predict_examples,
+    predicted_batches,
+)
 from .spans import (
     Span,
     char_to_token_spans,
@@ -141,15 +147,12 @@ class SequenceLabeling(Task):
         spans ``token_spans`` and ``lost`` (the spans cut off by truncation).
         """
         text = example["text"]
-        encoding = self.tokenizer.encode(text, max_length=self.max_length)
-        features = model_inputs(encoding)
-        features["offsets"] = encoding.offsets
-        features["truncated"] = _is_truncated(text, encoding.offsets)
+        features = encode_text(self, text)
         if "spans" in example:
             spans = [tuple(span) for span in example["spans"]]
             for span in spans:
                 _check_span(span, text, self.types)
-            token_spans, lost = char_to_token_spans(spans, encoding.offsets)
+            token_spans, lost = char_to_token_spans(spans, features["offsets"])
             features["token_spans"] = token_spans
             features["lost"] = lost
         return features
@@ -165,23 +168,14 @@ class SequenceLabeling(Task):
             tally["lost"] += len(feature.get("lost", ()))
             return [feature]
 
-        def report(tally: Counter, count: int) -> None:
-            if tally["truncated"]:
-                logger.warning(
-                    "%d of %d texts are longer than max_length=%d tokens and were truncated; "
-                    "%d gold spans past the cut are lost for training",
-                    tally["truncated"], count, self.max_length, tally["lost"],
-                )  # fmt: skip
-
+        report = warn_counts("truncated", "{source}: {truncated} of {count} texts are longer than max_length="
+                             "{max_length} tokens and were truncated; {lost} gold spans past the cut are lost for "
+                             "training", source=source, max_length=self.max_length)
         return build_features(examples, encode, report, source)
 
     def collate(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         """A padded batch from examples (``{"text", "spans"}``) or :meth:`encode` features."""
-        features = [item if "input_ids" in item else self.encode(item) for item in items]
-        batch = pad_batch(
-            [{name: f[name] for name in MODEL_INPUTS} for f in features],
-            {"input_ids": self.tokenizer.pad_id},
-        )
+        features, batch = collate_inputs(self, items, self.encode)
         if all("token_spans" in f for f in features):
             lengths = [len(f["input_ids"]) for f in features]
             batch["labels"] = self.head.labels(
@@ -193,13 +187,8 @@ class SequenceLabeling(Task):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
         """``logits`` [B, L, tags] (softmax, CRF) or span ``scores`` [B, types, L, L]; ``loss``
         with ``labels``. Only the text's tokens count: not ``[CLS]``, ``[SEP]`` or padding."""
-        if attention_mask is None:
-            attention_mask = (input_ids != self.tokenizer.pad_id).long()
-        hidden = self.backbone(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state
-        text = text_mask(attention_mask)
-        output = self.head(self.dropout(hidden), text)
+        hidden, text = encoder_states(self, input_ids, attention_mask, token_type_ids)
+        output = self.head(hidden, text)
         if labels is not None:
             output["loss"] = self.head.loss(output, labels, text)
         return output
@@ -207,18 +196,13 @@ class SequenceLabeling(Task):
     # ------------------------------------------------------------ prediction
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[list[Span]]:
         """The ``(start, end, type)`` character spans of each text, sorted."""
-        if isinstance(texts, str):
-            raise TypeError("predict takes a list of texts")
         results, truncated, repairs = [], 0, 0
-        with self.inference():
-            for first in range(0, len(texts), batch_size):
-                chunk = [self.encode({"text": t}) for t in texts[first : first + batch_size]]
-                truncated += sum(f["truncated"] for f in chunk)
-                batch = self.collate_to_device(chunk)
-                token_spans, fixed = self.head.decode(self(**batch), text_mask(batch["attention_mask"]))
-                repairs += fixed
-                for f, spans in zip(chunk, token_spans):
-                    results.append(sorted(token_to_char_spans(spans, f["offsets"])))
+        for _, features, batch, output in predicted_batches(self, texts, batch_size):
+            truncated += sum(f["truncated"] for f in features)
+            token_spans, fixed = self.head.decode(output, text_mask(batch["attention_mask"]))
+            repairs += fixed
+            for f, spans in zip(features, token_spans):
+                results.append(sorted(token_to_char_spans(spans, f["offsets"])))
         if truncated:
             logger.warning(
                 "%d of %d texts are longer than max_length=%d tokens: only their beginning "
@@ -230,10 +214,7 @@ class SequenceLabeling(Task):
 
     def evaluate(self, examples: Sequence[dict], batch_size: int = 32) -> dict:
         """Entity-level P/R/F1 (exact spans) of :meth:`predict` against the examples' spans."""
-        if not examples:
-            raise ValueError("cannot evaluate on an empty dataset")
-        predicted = self.predict([e["text"] for e in examples], batch_size=batch_size)
-        return span_scores([e["spans"] for e in examples], predicted)
+        return span_scores([e["spans"] for e in examples], predict_examples(self, examples, batch_size))
 
     def hf_head(self) -> HFHead | None:
         """``*ForTokenClassification`` for the softmax head (a linear map to the tags)."""
@@ -283,11 +264,6 @@ def entity_types(labels: Sequence[str]) -> list[str]:
         if type_ is not None and type_ not in types:
             types.append(type_)
     return types
-
-
-def _is_truncated(text: str, offsets) -> bool:
-    covered = max((end for _, end in offsets), default=0)
-    return bool(text[covered:].strip())
 
 
 def _check_span(span, text: str, types: Sequence[str]) -> None:

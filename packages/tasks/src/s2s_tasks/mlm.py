@@ -31,22 +31,12 @@ import torch
 from s2s.backbone import LM_HEAD
 from s2s.data import LABEL_PAD, pad_batch
 from s2s.task import Task, TinyRun
-from s2s.task_files import TaskFiles
+from s2s.task_files import TextLineFiles
 
-from .common import DataError, build_features, fit_max_length
+from .common import DataError, build_features, fit_max_length, warn_counts
 from .lm_loss import lm_loss
 
 logger = logging.getLogger(__name__)
-
-
-class MaskedTextFiles(TaskFiles):
-    """One text per line to train on (:func:`read_texts`); as inputs, texts with ``[MASK]``."""
-
-    def read_examples(self, path, options: dict) -> list[str]:
-        return read_texts(path)
-
-    def example_texts(self, examples) -> list[str]:
-        return list(examples)
 
 
 class MaskedLM(Task):
@@ -103,13 +93,8 @@ class MaskedLM(Task):
             tally["truncated"] += cut
             return [feature]
 
-        def report(tally: Counter, count: int) -> None:
-            if tally["truncated"]:
-                logger.warning(
-                    "%s: %d of %d texts are longer than max_length=%d tokens and were truncated",
-                    source, tally["truncated"], count, self.max_length,
-                )
-
+        report = warn_counts("truncated", "{source}: {truncated} of {count} texts are longer than max_length="
+                             "{max_length} tokens and were truncated", source=source, max_length=self.max_length)
         return build_features(texts, encode, report, source, what="texts")
 
     def _encode(self, text: str | Sequence[str]) -> tuple[dict, bool]:
@@ -187,7 +172,7 @@ class MaskedLM(Task):
 
     # --- s2s train / predict / serve -----------------------------------------------------
 
-    files = MaskedTextFiles()
+    files = TextLineFiles()
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:

@@ -29,21 +29,26 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from s2s.data import pad_batch
 from s2s.nn.dropout import Dropout
 from s2s.task import Task, TinyRun
 from s2s.task_files import TaskFiles, read_text_lines
 
 from .common import (
-    MODEL_INPUTS,
     build_features,
     fit_max_length,
     json_lines,
-    model_inputs,
     text_mask,
+    warn_counts,
 )
 from .heads import PointerHead
 from .metrics.spans import triple_scores
+from .span_tasks import (
+    collate_inputs,
+    encode_text,
+    encoder_states,
+    predict_examples,
+    predicted_batches,
+)
 from .spans import char_to_token_spans
 
 logger = logging.getLogger(__name__)
@@ -177,9 +182,7 @@ class RelationExtraction(Task):
         """Token ids and, when ``example`` has ``spo_list``, the token positions of its triples
         (``links``: ``(subject_start, subject_end, predicate, object_start, object_end)``)."""
         text = example["text"]
-        encoding = self.tokenizer.encode(text, max_length=self.max_length)
-        features = model_inputs(encoding)
-        features["offsets"] = encoding.offsets
+        features = encode_text(self, text)
         if "spo_list" in example:
             index = {p: i for i, p in enumerate(self.predicates)}
             links, lost = [], []
@@ -194,7 +197,7 @@ class RelationExtraction(Task):
                 if None in spans:
                     lost.append(triple)
                     continue
-                tokens, cut = char_to_token_spans(spans, encoding.offsets)
+                tokens, cut = char_to_token_spans(spans, features["offsets"])
                 if cut:
                     lost.append(triple)
                     continue
@@ -214,14 +217,9 @@ class RelationExtraction(Task):
             tally["lost"] += len(feature.get("lost", ()))
             return [feature]
 
-        def report(tally: Counter, count: int) -> None:
-            if tally["lost"]:
-                logger.warning(
-                    "%d triples are not trained on: their subject or object is not in the text, "
-                    "or lies past max_length=%d tokens",
-                    tally["lost"], self.max_length,
-                )  # fmt: skip
-
+        report = warn_counts("lost", "{source}: {lost} triples are not trained on: their subject or object is not "
+                             "in the text, or lies past max_length={max_length} tokens", source=source,
+                             max_length=self.max_length)
         return build_features(examples, encode, report, source)
 
     def collate(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
@@ -231,11 +229,7 @@ class RelationExtraction(Task):
         flattened [L, L] score grid, padded with -1: ``entity_labels`` [B, 2, P],
         ``head_labels`` and ``tail_labels`` [B, predicates, P].
         """
-        features = [item if "input_ids" in item else self.encode(item) for item in items]
-        batch = pad_batch(
-            [{name: f[name] for name in MODEL_INPUTS} for f in features],
-            {"input_ids": self.tokenizer.pad_id},
-        )
+        features, batch = collate_inputs(self, items, self.encode)
         if all("links" in f for f in features):
             length = batch["input_ids"].shape[1]
             entity, head, tail = [], [], []
@@ -270,13 +264,7 @@ class RelationExtraction(Task):
     ):
         """Score grids ``entity_scores`` [B, 2, L, L], ``head_scores`` and ``tail_scores``
         [B, predicates, L, L]; ``loss`` with the labels of :meth:`collate`."""
-        if attention_mask is None:
-            attention_mask = (input_ids != self.tokenizer.pad_id).long()
-        hidden = self.backbone(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state
-        hidden = self.dropout(hidden)
-        text = text_mask(attention_mask)
+        hidden, text = encoder_states(self, input_ids, attention_mask, token_type_ids)
         parts = {"entity": self.entities, "head": self.heads, "tail": self.tails}
         scored = {name: head(hidden, text) for name, head in parts.items()}
         output = {f"{name}_scores": scored[name]["scores"] for name in parts}
@@ -289,24 +277,12 @@ class RelationExtraction(Task):
     # ------------------------------------------------------------ prediction
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[list[Triple]]:
         """The ``(subject, predicate, object)`` triples of each text, sorted."""
-        if isinstance(texts, str):
-            raise TypeError("predict takes a list of texts")
         results = []
-        with self.inference():
-            for first in range(0, len(texts), batch_size):
-                chunk_texts = texts[first : first + batch_size]
-                chunk = [self.encode({"text": t}) for t in chunk_texts]
-                batch = self.collate_to_device(chunk)
-                output = self(**batch)
-                entities, _ = self.entities.decode(
-                    {"scores": output["entity_scores"]}, text_mask(batch["attention_mask"])
-                )
-                heads = output["head_scores"] > 0
-                tails = output["tail_scores"] > 0
-                for row, (text, f) in enumerate(zip(chunk_texts, chunk)):
-                    results.append(
-                        self._triples(text, f["offsets"], entities[row], heads[row], tails[row])
-                    )
+        for chunk, features, batch, output in predicted_batches(self, texts, batch_size):
+            entities, _ = self.entities.decode({"scores": output["entity_scores"]}, text_mask(batch["attention_mask"]))
+            heads, tails = output["head_scores"] > 0, output["tail_scores"] > 0
+            for row, (text, f) in enumerate(zip(chunk, features)):
+                results.append(self._triples(text, f["offsets"], entities[row], heads[row], tails[row]))
         return results
 
     def _triples(self, text, offsets, entities, heads, tails) -> list[Triple]:
@@ -324,9 +300,7 @@ class RelationExtraction(Task):
 
     def evaluate(self, examples: Sequence[dict], batch_size: int = 32) -> dict:
         """Triple-level P/R/F1 (exact strings) of :meth:`predict` against ``spo_list``."""
-        if not examples:
-            raise ValueError("cannot evaluate on an empty dataset")
-        predicted = self.predict([e["text"] for e in examples], batch_size=batch_size)
+        predicted = predict_examples(self, examples, batch_size)
         gold = [[tuple(_value(v) for v in t) for t in e["spo_list"]] for e in examples]
         return triple_scores(gold, predicted)
 

@@ -79,6 +79,7 @@ from .common import (
     left_padded,
     right_padded,
     tab_separated_lines,
+    warn_counts,
 )
 from .lm_loss import lm_loss
 from .metrics.generation import generation_metrics
@@ -227,13 +228,9 @@ class Seq2Seq(Task):
             tally["truncated"] += cut
             return [feature]
 
-        def report(tally: Counter, count: int) -> None:
-            if tally["truncated"]:
-                logger.warning(
-                    "%s: %d of %d pairs are longer than max_length=%d tokens and were truncated "
-                    "(source end first)", source, tally["truncated"], count, self.max_length,
-                )
-
+        report = warn_counts("truncated", "{source}: {truncated} of {count} pairs are longer than max_length="
+                             "{max_length} tokens and were truncated (source end first)", source=source,
+                             max_length=self.max_length)
         return build_features(pairs, encode, report, source, what="(source, target) pairs")
 
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:

@@ -39,7 +39,7 @@ from s2s.backbone import ENCODER, KV_CACHE, LM_HEAD, MASK_3D
 from s2s.nn.masks import unilm_mask
 from s2s.task import Task, TinyRun
 
-from .common import build_features, check_text, encode_texts
+from .common import build_features, check_text, encode_texts, warn_counts
 from .lm_loss import lm_loss
 from .seq2seq import Seq2Seq
 
@@ -119,13 +119,8 @@ class SimBert(Seq2Seq):
             tally["truncated"] += cut_ab or cut_ba
             return [{**ab, "swapped": ba}]  # a b, with b a beside it (len(input_ids) groups by length)
 
-        def report(tally: Counter, count: int) -> None:
-            if tally["truncated"]:
-                logger.warning(
-                    "%s: %d of %d pairs are longer than max_length=%d tokens and were truncated",
-                    source, tally["truncated"], count, self.max_length,
-                )
-
+        report = warn_counts("truncated", "{source}: {truncated} of {count} pairs are longer than max_length="
+                             "{max_length} tokens and were truncated", source=source, max_length=self.max_length)
         return build_features(pairs, encode, report, source, what="similar pairs (a, b)")
 
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
