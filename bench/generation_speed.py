@@ -130,7 +130,7 @@ def bench_unilm(repeats: int, new_tokens: int = 32, source_len: int = 128, beams
     from s2s.generation import generate
     from s2s_bert.config import BertConfig
     from s2s_bert.modeling import BertBackbone
-    from s2s_tasks.seq2seq import UniLMDecoder
+    from s2s_tasks.seq2seq_variants import UniLMDecoder
 
     torch.manual_seed(0)
     model = BertBackbone(BertConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()

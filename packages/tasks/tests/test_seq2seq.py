@@ -10,7 +10,8 @@ import torch
 
 from s2s import Tokenizer, load_model
 from s2s.generation import generate
-from s2s_tasks.seq2seq import Seq2Seq, UniLMDecoder
+from s2s_tasks.seq2seq import Seq2Seq
+from s2s_tasks.seq2seq_variants import DecoderOnly, UniLM, UniLMDecoder
 
 PAIRS = [
     ("今天天气很好，我们去公园散步。", "公园散步"),
@@ -210,8 +211,8 @@ def test_gpt2_batch_equals_one_by_one(tokenizer):
 
 
 def test_task_is_registered_for_both_kinds(tokenizer):
-    assert isinstance(unilm(tokenizer), Seq2Seq) and unilm(tokenizer).unilm
-    assert not gpt2(tokenizer).unilm
+    assert isinstance(unilm(tokenizer), Seq2Seq) and type(unilm(tokenizer).variant) is UniLM
+    assert type(gpt2(tokenizer).variant) is DecoderOnly
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])

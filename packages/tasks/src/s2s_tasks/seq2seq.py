@@ -18,7 +18,7 @@ final ``[SEP]``, which teaches the model to stop) are predicted; the source ``[S
 predicts the first target token.
 
 Generation encodes the source once, keeps every layer's keys and values, and then costs one
-position per new token (:class:`UniLMDecoder`); batches of sources are padded on the right
+position per new token (:class:`~s2s_tasks.seq2seq_variants.UniLMDecoder`); batches of sources are padded on the right
 and each row's target positions continue from its own source length.
 
 **Decoders (GPT-2)** read ``[CLS] source [SEP]`` as a prompt and continue with ``target
@@ -51,10 +51,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from s2s.backbone import (
     DECODER,
@@ -63,11 +61,9 @@ from s2s.backbone import (
     KV_CACHE,
     LM_HEAD,
     MASK_3D,
-    reorder_cache,
 )
-from s2s.data import LABEL_PAD, pad_batch
-from s2s.generation import generate, options_from_row, source_batch, stream
-from s2s.nn.masks import unilm_mask
+from s2s.data import pad_batch
+from s2s.generation import generate, options_from_row, stream
 from s2s.task import Task, TinyRun
 from s2s.task_files import TaskFiles
 
@@ -76,13 +72,11 @@ from .common import (
     check_text,
     cut_keeping_last,
     fit_max_length,
-    left_padded,
-    right_padded,
     tab_separated_lines,
     warn_counts,
 )
-from .lm_loss import lm_loss
 from .metrics.generation import generation_metrics
+from .seq2seq_variants import VARIANTS
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +122,8 @@ class Seq2Seq(Task):
     def __init__(self, backbone, tokenizer, *, max_length: int | None = None):
         super().__init__(backbone, tokenizer)
         self.max_length = fit_max_length(backbone, max_length)
-        self.unilm = backbone.kind == ENCODER
-        self.encoder_decoder = backbone.kind == ENCODER_DECODER
-        self._warned_token_types = False
-        start, eos = backbone.decoder_start_token_id, backbone.eos_token_id
-        self.start_id = tokenizer.cls_id if start is None or not self.encoder_decoder else start
-        self.eos_id = tokenizer.sep_id if eos is None or not self.encoder_decoder else eos
+        self.variant = VARIANTS[backbone.kind](backbone, tokenizer)  # UniLM, decoder-only or encoder-decoder
+        self.start_id, self.eos_id = self.variant.start_id, self.variant.eos_id
         for name, token in (("decoder_start_token_id", self.start_id), ("eos_token_id", self.eos_id)):
             if not 0 <= token < len(tokenizer):
                 raise ValueError(
@@ -169,30 +159,8 @@ class Seq2Seq(Task):
         given to them are ignored, with one warning)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if self.encoder_decoder:
-            self._ignore_token_types(token_type_ids)
-            hidden = self.backbone(
-                input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids
-            ).last_hidden_state
-            return lm_loss(self.backbone, hidden, labels, labels != LABEL_PAD)
-        if self.unilm:
-            mask = unilm_mask(token_type_ids, attention_mask)
-            hidden = self.backbone(input_ids, attention_mask=mask, token_type_ids=token_type_ids).last_hidden_state
-        else:
-            hidden = self.backbone(input_ids, attention_mask=attention_mask).last_hidden_state
-        scored = (token_type_ids[:, 1:] * attention_mask[:, 1:]).bool()  # the target tokens
-        return lm_loss(self.backbone, hidden[:, :-1], input_ids[:, 1:], scored)  # t predicts t + 1
-
-    def _ignore_token_types(self, token_type_ids) -> None:
-        """An encoder-decoder reads the source and the target apart: ``token_type_ids`` (from a
-        collate function of BERT habits) mean nothing to it. Dropped, with one warning per model."""
-        if token_type_ids is not None and not self._warned_token_types:
-            self._warned_token_types = True
-            logger.warning(
-                "seq2seq on an encoder-decoder ignores the batch's token_type_ids: the encoder reads the "
-                "source and the decoder the target, so there is no segment to mark (a collate function "
-                "can stop producing them; Seq2Seq.collate does not)"
-            )
+        return self.variant.forward(self.backbone, input_ids, token_type_ids, attention_mask,
+                                    decoder_input_ids=decoder_input_ids, labels=labels)
 
     # --- data ----------------------------------------------------------------------------
 
@@ -201,21 +169,7 @@ class Seq2Seq(Task):
         beginning (down to half the room when the target is long), then the target is cut."""
         src = self._encode_source(source)
         tgt = self.tokenizer.encode(check_text(target, "target")).ids[1:]  # tgt [SEP]
-        if self.encoder_decoder:
-            return self._encoder_decoder_pair(src, tgt[:-1])
-        cut = len(src) + len(tgt) > self.max_length
-        if cut:
-            keep_src = max(self.max_length - len(tgt), self.max_length // 2)
-            src = cut_keeping_last(src, keep_src)
-            tgt = cut_keeping_last(tgt, self.max_length - len(src))
-        ids = src + tgt
-        return {"input_ids": ids, "token_type_ids": [0] * len(src) + [1] * len(tgt)}, cut
-
-    def _encoder_decoder_pair(self, src: list[int], tgt: list[int]) -> tuple[dict[str, list[int]], bool]:
-        cut = len(src) > self.max_length or len(tgt) + 1 > self.max_length
-        src, tgt = cut_keeping_last(src, self.max_length), tgt[: self.max_length - 1]
-        feature = {"input_ids": src, "decoder_input_ids": [self.start_id, *tgt], "labels": [*tgt, self.eos_id]}
-        return feature, cut
+        return self.variant.pair(src, tgt, self.max_length)
 
     def build_dataset(self, pairs: Iterable, source: str = "dataset"):
         """Features for :meth:`collate` from ``(source, target)`` pairs or ``{"src", "tgt"}``
@@ -246,11 +200,7 @@ class Seq2Seq(Task):
     def decoder(self, max_new_tokens: int):
         """The :class:`s2s.generation.Decoder` for this backbone: UniLM on an encoder, the
         backbone's own otherwise."""
-        if self.unilm:
-            return UniLMDecoder(self.backbone)
-        if self.encoder_decoder:
-            return self.backbone.decoder(max_new_tokens, decoder_start_token_id=self.start_id)
-        return self.backbone.decoder(max_new_tokens)
+        return self.variant.decoder(self.backbone, max_new_tokens)
 
     def predict(
         self,
@@ -324,10 +274,7 @@ class Seq2Seq(Task):
 
     def _source_room(self, max_new_tokens: int) -> int:
         """Tokens a source may have beside ``max_new_tokens`` new ones (an error if none)."""
-        if self.encoder_decoder:  # the source has its own positions
-            limit, room = self.max_length, self.max_length
-        else:
-            limit, room = self.max_length - 3, self.max_length - max_new_tokens
+        limit, room = self.variant.source_room(self.max_length, max_new_tokens)
         if not 0 < max_new_tokens <= limit:
             raise ValueError(f"max_new_tokens must be between 1 and {limit}, got {max_new_tokens}")
         return room
@@ -341,13 +288,7 @@ class Seq2Seq(Task):
 
     def _generation_inputs(self, sources: list[list[int]]) -> tuple[dict, dict]:
         """The decoder's inputs for encoded sources, and the prompt the engine's penalties see."""
-        prompt = {}
-        if self.unilm or self.encoder_decoder:  # right padding: UniLM targets continue each row's positions
-            inputs = right_padded(sources, self.tokenizer.pad_id, self.device)
-        else:  # left padding: the prompt ends where generation starts
-            inputs = left_padded(sources, self.tokenizer.pad_id, self.device)
-            prompt = {"prompt_ids": inputs["input_ids"], "prompt_mask": inputs["attention_mask"]}
-        return inputs, prompt
+        return self.variant.generation_inputs(sources, self.tokenizer.pad_id, self.device)
 
     def _encode_source(self, text: str) -> list[int]:
         return self.tokenizer.encode(check_text(text, "source")).ids  # [CLS] src [SEP]
@@ -356,47 +297,3 @@ class Seq2Seq(Task):
 
     generative = True
     files = PairFiles()
-
-
-@dataclass
-class UniLMState:
-    past: tuple  # per layer (key, value) [N, heads, T, head_dim]
-    key_mask: torch.Tensor  # [N, T] 1 = real token (source padding is 0)
-    next_position: torch.Tensor  # [N, 1]
-
-
-class UniLMDecoder:
-    """UniLM generation on an encoder with a KV cache: :class:`s2s.generation.Decoder`.
-
-    ``start`` encodes ``{"input_ids", "attention_mask"}`` (``[CLS] src [SEP]``, padded on the
-    right) once with the source's bidirectional attention; its ``[SEP]`` gives the first
-    target logits. Each ``step`` feeds one target token (type 1) at its row's next position,
-    attending to the real source tokens and the earlier target tokens, exactly the UniLM
-    mask's target rows. Only the backbone contract's forward arguments are used.
-    """
-
-    def __init__(self, backbone):
-        self.backbone = backbone
-
-    @torch.no_grad()
-    def start(self, inputs):
-        input_ids, mask = source_batch(inputs)
-        lengths = mask.sum(-1)  # [B]
-        out = self.backbone(
-            input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids), use_cache=True
-        )
-        last = out.last_hidden_state[torch.arange(len(lengths), device=lengths.device), lengths - 1]
-        return self.backbone.lm_logits(last), UniLMState(out.past_key_values, mask, lengths[:, None])
-
-    @torch.no_grad()
-    def step(self, tokens, state: UniLMState):
-        key_mask = F.pad(state.key_mask, (0, 1), value=1)
-        out = self.backbone(
-            tokens[:, None], attention_mask=key_mask, token_type_ids=torch.ones_like(tokens)[:, None],
-            position_ids=state.next_position, past_key_values=state.past, use_cache=True,
-        )
-        state = UniLMState(out.past_key_values, key_mask, state.next_position + 1)
-        return self.backbone.lm_logits(out.last_hidden_state[:, -1]), state
-
-    def reorder(self, state: UniLMState, index):
-        return UniLMState(reorder_cache(state.past, index), state.key_mask[index], state.next_position[index])
