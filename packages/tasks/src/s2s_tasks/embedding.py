@@ -79,8 +79,10 @@ class ScoredPairFiles(TaskFiles):
     def score(self, predictions, examples) -> dict[str, float]:
         from scipy.stats import spearmanr  # scipy comes with scikit-learn; imported when scoring
 
-        correlation = spearmanr(predictions, [e["label"] for e in examples]).statistic
-        return {"spearman": float(correlation) if correlation == correlation else 0.0}  # NaN: a constant side
+        gold = [e["label"] for e in examples]
+        if len(set(predictions)) < 2 or len(set(gold)) < 2:  # a constant side: no ranking to correlate
+            return {"spearman": 0.0}
+        return {"spearman": float(spearmanr(predictions, gold).statistic)}
 
 
 class Embedding(Task):
