@@ -208,6 +208,13 @@ class Task(nn.Module, metaclass=abc.ABCMeta):
         """One JSON value per input: what ``predict`` returns for it (tuples become lists)."""
         return self.predict(list(inputs), **options)
 
+    def generation_request(self, item, max_new_tokens: int):
+        """One input of a generative task as a :class:`s2s.generation.GenerationRequest` for the
+        continuous-batching scheduler (``s2s serve``), or a ``ValueError`` when it does not fit
+        the context with ``max_new_tokens`` (``predict`` would cut it). Its decoder is
+        ``self.decoder(max_new_tokens)``."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate token by token")
+
     def stream_prediction(self, item, **options) -> Iterator[str]:
         """The prediction of one input of a generative task, piece by piece; joined, the
         pieces are ``predict_json([item], **options)[0]`` (this default yields it whole)."""

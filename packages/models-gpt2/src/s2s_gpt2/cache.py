@@ -59,16 +59,35 @@ class KVCache:
     def advance(self, tokens: int) -> None:
         self.length += tokens
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep rows ``index`` (may repeat rows or drop them), in that order."""
+    def reorder(self, index: torch.Tensor, drop_front: int = 0) -> None:
+        """Keep rows ``index`` (may repeat rows or drop them), in that order, and positions
+        from ``drop_front`` on (the first ones are padding of every kept row)."""
         shape = (*self.data.shape[:2], index.numel(), *self.data.shape[3:])
         target = self._spare if self._spare is not None and self._spare.shape == shape else None
         if target is None:
             target = self.data.new_empty(shape)
-        filled = self.data[:, :, :, :, : self.length]
+        filled = self.data[:, :, :, :, drop_front : self.length]
+        self.length -= drop_front
         torch.index_select(filled, 2, index, out=target[:, :, :, :, : self.length])
         self._spare = self.data
         self.data = target
+
+    @classmethod
+    def right_aligned(cls, caches: list[tuple[KVCache, int]], capacity: int) -> KVCache:
+        """The rows of each ``(cache, start)`` one after the other, positions ``start:`` of each
+        ending at the same last position; the shorter ones' first positions are zeros
+        (padding for the caller to mask). ``capacity`` must hold the longest."""
+        length = max(cache.length - start for cache, start in caches)
+        first = caches[0][0].data
+        rows = sum(cache.data.shape[2] for cache, _ in caches)
+        merged = cls(first.new_empty((*first.shape[:2], rows, first.shape[3], capacity, first.shape[5])), length)
+        row = 0
+        for cache, start in caches:
+            count, size = cache.data.shape[2], cache.length - start
+            merged.data[:, :, row : row + count, :, : length - size] = 0  # masked, but 0 * NaN would not be 0
+            merged.data[:, :, row : row + count, :, length - size : length] = cache.data[:, :, :, :, start : cache.length]
+            row += count
+        return merged
 
     def to_tuples(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         filled = self.data[:, :, :, :, : self.length]

@@ -66,7 +66,7 @@ class GPT2Decoder:
 
     @torch.no_grad()
     def step(self, tokens, state: GPT2State):
-        if state.cache.length >= self.model.config.n_positions:
+        if int(state.next_position.max()) >= self.model.config.n_positions:
             raise ValueError(
                 f"generation reached n_positions={self.model.config.n_positions}: "
                 f"lower max_new_tokens or shorten the prompt"
@@ -82,10 +82,41 @@ class GPT2Decoder:
         return self.model.lm_logits(hidden[:, -1]), state
 
     def reorder(self, state: GPT2State, index):
-        state.cache.reorder(index)
+        """Rows ``index``; positions that are padding in every kept row are dropped."""
+        key_mask = state.key_mask[index] if state.key_mask is not None else None
+        front = _padding_front(key_mask, state.cache.length)
+        state.cache.reorder(index, front)
+        if key_mask is not None:
+            key_mask = key_mask[:, front:]
         return GPT2State(
-            state.cache,
-            state.key_mask[index] if state.key_mask is not None else None,
-            state.next_position[index],
+            state.cache, key_mask, state.next_position[index],
             state.token_type[index] if state.token_type is not None else None,
         )
+
+    def merge(self, state: GPT2State, other: GPT2State) -> GPT2State:
+        """The rows of ``state`` then those of ``other`` (continuous batching). Both caches
+        end at the same position: the shorter is padded on the left, masked; each row keeps
+        its own positions, so its logits are those it would have alone."""
+        if (state.token_type is None) != (other.token_type is None):
+            raise ValueError("cannot merge GPT-2 states with and without token types")
+        fronts = [_padding_front(s.key_mask, s.cache.length) for s in (state, other)]
+        length = max(s.cache.length - front for s, front in zip((state, other), fronts))
+        capacity = min(length + self.max_new_tokens, max(length + 1, self.model.config.n_positions))
+        cache = KVCache.right_aligned([(s.cache, front) for s, front in zip((state, other), fronts)], capacity)
+        masks = []
+        for s, front in zip((state, other), fronts):
+            size = s.cache.length - front
+            mask = torch.zeros((s.next_position.shape[0], capacity), dtype=torch.bool, device=s.next_position.device)
+            mask[:, length - size : length] = True if s.key_mask is None else s.key_mask[:, front : s.cache.length]
+            mask[:, length:] = True
+            masks.append(mask)
+        token_type = None if state.token_type is None else torch.cat([state.token_type, other.token_type])
+        return GPT2State(cache, torch.cat(masks), torch.cat([state.next_position, other.next_position]), token_type)
+
+
+def _padding_front(key_mask: torch.Tensor | None, length: int) -> int:
+    """How many first positions are padding in every row of ``key_mask`` [N, capacity]."""
+    if key_mask is None or length == 0:
+        return 0
+    real = key_mask[:, :length].any(0)
+    return int(real.int().argmax()) if bool(real.any()) else length

@@ -23,7 +23,7 @@ import torch
 
 from s2s.backbone import DECODER, KV_CACHE, LM_HEAD
 from s2s.data import pad_batch
-from s2s.generation import generate, stream
+from s2s.generation import GenerationRequest, generate, stream
 from s2s.task import Task, TinyRun
 from s2s.task_files import TextLineFiles
 
@@ -142,6 +142,20 @@ class CausalLM(Task):
         if max(options.get("beam_size", 1), options.get("num_beams", 1)) > 1:  # known at the end only
             return super().stream_prediction(item, **options)
         return self.stream(item, **options)
+
+    def generation_request(self, item, max_new_tokens: int) -> GenerationRequest:
+        self.check_input(item)
+        ids, cut = self.encode_prompt(item, max_new_tokens)
+        if cut:
+            raise ValueError(
+                f"the prompt has {len(self.tokenizer.encode(item).ids) - 1} tokens: with max_tokens={max_new_tokens} "
+                f"it is over the model's context of {self.max_length} tokens"
+            )
+        return self._request([ids])
+
+    def _request(self, prompts, token_types=None, next_types=None) -> GenerationRequest:
+        inputs = self.generation_inputs(prompts, token_types, next_types)
+        return GenerationRequest(inputs, prompts[0], [self.tokenizer.sep_id], [self.tokenizer.unk_id])
 
     def _stream(self, inputs: dict, max_new_tokens: int, options) -> Iterator[str]:
         options.setdefault("banned_token_ids", [self.tokenizer.unk_id])

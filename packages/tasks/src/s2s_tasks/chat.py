@@ -177,6 +177,18 @@ class Chat(CausalLM):
             return super(CausalLM, self).stream_prediction(item, **options)
         return self.stream_reply(item, **options)
 
+    def generation_request(self, item, max_new_tokens: int):
+        self.check_input(item)
+        ids, types, speaker = self.fit_history(item, max_new_tokens)
+        if self.speaker_ids:
+            return self._request([ids], [types], [self.speaker_ids[speaker]])
+        return self._request([ids])
+
+    def input_from_messages(self, messages: Sequence[dict]) -> list[str]:
+        """The history of OpenAI-style ``messages``: the user and assistant turns in order (a
+        system message has no place in the LCCC layout and is left out)."""
+        return [m["content"] for m in messages if m["role"] != "system"]
+
     # --- files (s2s train / predict / serve) ---------------------------------------------
 
     files = DialogueFiles()

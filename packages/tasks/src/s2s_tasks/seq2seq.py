@@ -63,7 +63,7 @@ from s2s.backbone import (
     MASK_3D,
 )
 from s2s.data import pad_batch
-from s2s.generation import generate, options_from_row, stream
+from s2s.generation import GenerationRequest, generate, options_from_row, stream
 from s2s.task import Task, TinyRun
 from s2s.task_files import TaskFiles
 
@@ -271,6 +271,17 @@ class Seq2Seq(Task):
         if max(options.get("beam_size", 1), options.get("num_beams", 1)) > 1:  # known at the end only
             return super().stream_prediction(item, **options)
         return self.stream(item, **options)
+
+    def generation_request(self, item, max_new_tokens: int) -> GenerationRequest:
+        room = self._source_room(max_new_tokens)
+        ids = self._encode_source(item)
+        if len(ids) > room:
+            raise ValueError(
+                f"the source has {len(ids)} tokens: with max_tokens={max_new_tokens} it is over the "
+                f"{room} tokens the model's context of {self.max_length} leaves it"
+            )
+        inputs, _ = self._generation_inputs([ids])
+        return GenerationRequest(inputs, ids, [self.eos_id], [self.tokenizer.unk_id])
 
     def _source_room(self, max_new_tokens: int) -> int:
         """Tokens a source may have beside ``max_new_tokens`` new ones (an error if none)."""

@@ -8,7 +8,11 @@ settings (``num_beams`` / ``beam_size``, ``max_new_tokens``, ``top_k``, ``top_p`
 
 from .config import GenerationConfig
 from .encoder_decoder import EncoderDecoderDecoder
-from .protocol import Decoder, source_batch
+from .protocol import Decoder, can_merge, source_batch
+from .scheduler import Event, GenerationRequest, QueueFull, SamplingParams, Scheduler
 from .search import beam_search, generate, make_config, options_from_row, stream
 
-__all__ = ["Decoder", "EncoderDecoderDecoder", "GenerationConfig", "beam_search", "generate", "make_config", "options_from_row", "source_batch", "stream"]
+__all__ = [
+    "Decoder", "EncoderDecoderDecoder", "Event", "GenerationConfig", "GenerationRequest", "QueueFull", "SamplingParams",
+    "Scheduler", "beam_search", "can_merge", "generate", "make_config", "options_from_row", "source_batch", "stream",
+]

@@ -42,6 +42,14 @@ class Decoder(Protocol):
         ...
 
 
+def can_merge(decoder) -> bool:
+    """Whether ``decoder`` also has the optional ``merge(state, other) -> state``: the rows of
+    ``state`` then those of ``other``, each row's logits unchanged, so sequences started at
+    different steps run in one batch (:mod:`.scheduler`). Without it the scheduler steps each
+    admitted group of sequences as its own batch."""
+    return callable(getattr(decoder, "merge", None))
+
+
 def source_batch(inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``input_ids`` [B, S] of a ``start`` batch of sources and their ``attention_mask``
     (all ones when absent); a batch with an empty source is refused."""

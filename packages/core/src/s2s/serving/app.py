@@ -1,4 +1,5 @@
-"""The HTTP app of ``s2s serve`` (FastAPI): ``POST /predict``, ``GET /health``, ``GET /``.
+"""The HTTP app of ``s2s serve`` (FastAPI): ``POST /predict``, ``GET /health``, ``GET /``, and
+the OpenAI routes under ``/v1`` (:mod:`.openai_api`).
 
 ``POST /predict`` takes ``{"inputs": [...], "options": {...}, "stream": false}`` and answers
 ``{"outputs": [...]}`` (one per input, what ``predict_json`` gives). With ``"stream": true``
@@ -7,21 +8,30 @@ the text is generated, then ``event: end`` with ``data: {"output": <the whole te
 
 Bad requests get ``{"detail": <message naming the field>}``: 400 for malformed JSON, 422 for a
 missing, unknown or mistyped field or option, 413 for a body over ``max_body`` bytes.
+
+With ``api_keys``, ``/predict`` and ``/v1`` need ``Authorization: Bearer <key>`` (compared in
+constant time; 401 in OpenAI's error shape otherwise); ``/health`` and the page stay open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import hmac
 import inspect
 import json
 import logging
+from collections.abc import Sequence
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
+from ..generation import Scheduler
 from ..task import Task
 from .batcher import Batcher
+from .openai_api import APIError, Limits, add_openai_routes, error_response
 from .page import render_page
 
 logger = logging.getLogger(__name__)
@@ -36,24 +46,55 @@ class BadRequest(Exception):
         self.status = status
 
 
-def create_app(model, batcher: Batcher, max_body: int = 1 << 20) -> FastAPI:
-    """The app serving ``model`` (a task) through ``batcher``."""
+def create_app(model, batcher: Batcher, max_body: int = 1 << 20, *, scheduler: Scheduler | None = None,
+               name: str = "model", limits: Limits | None = None, api_keys: Sequence[str] = ()) -> FastAPI:
+    """The app serving ``model`` (a task) through ``batcher`` (``/predict``, embeddings) and
+    ``scheduler`` (``/v1`` generation), as ``name`` on ``/v1``."""
+    limits = limits or Limits(max_body=max_body)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
         await asyncio.to_thread(batcher.close)  # after uvicorn answered the requests in flight
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.close)
 
     app = FastAPI(title=f"s2s {type(model).__name__}", docs_url=None, redoc_url=None, lifespan=lifespan)
     accepted = _accepted_options(model)
     kind = _input_kind(model)
+    keys = [key.encode() for key in api_keys]
+
+    def authorize(request: Request) -> None:
+        if not keys:
+            return
+        given = request.headers.get("authorization", "")
+        token = given[7:].strip().encode() if given[:7].lower() == "bearer " else b""
+        if not sum(hmac.compare_digest(token, key) for key in keys):  # every key compared
+            raise APIError(401, "missing or wrong API key: send the header Authorization: Bearer <key>",
+                           code="invalid_api_key", kind="authentication_error")
+
+    async def read_body(request: Request) -> bytes:
+        authorize(request)
+        return await _read_body(request, limits.max_body, APIError)
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest):
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError):
+        return error_response(exc)
+
     @app.get("/health")
-    async def health():
-        return {"status": "ok", "task": type(model).__name__, **batcher.stats()}
+    async def health(tensors: bool = False):
+        """Counters; ``?tensors=true`` adds the number of live tensors (a scan of the heap)."""
+        stats = batcher.stats()
+        if scheduler is not None:
+            stats["generation"] = scheduler.stats()
+        if tensors:
+            gc.collect()  # tensors only held by garbage cycles are not live
+            stats["live_tensors"] = sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
+        return {"status": "ok", "task": type(model).__name__, **stats}
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
@@ -61,7 +102,8 @@ def create_app(model, batcher: Batcher, max_body: int = 1 << 20) -> FastAPI:
 
     @app.post("/predict")
     async def predict(request: Request):
-        body = await _read_body(request, max_body)
+        authorize(request)
+        body = await _read_body(request, limits.max_body, BadRequest)
         inputs, options, stream = _parse(body, model, accepted)
         if stream:
             pieces = batcher.stream(inputs[0], options)
@@ -72,12 +114,13 @@ def create_app(model, batcher: Batcher, max_body: int = 1 << 20) -> FastAPI:
             raise BadRequest(422, f"options: {exc}") from None
         return {"outputs": outputs}
 
+    add_openai_routes(app, model, name, scheduler, batcher, limits, read_body, authorize)
     return app
 
 
-async def _read_body(request: Request, max_body: int) -> bytes:
-    """The body, or a 413 once it passes ``max_body`` bytes. The rest of an oversized body is
-    read and dropped (up to a bound), so the client, still sending, gets the answer."""
+async def _read_body(request: Request, max_body: int, error) -> bytes:
+    """The body, or ``error(413, message)`` once it passes ``max_body`` bytes. The rest of an
+    oversized body is read and dropped (up to a bound), so the client, still sending, gets the answer."""
     body, size = bytearray(), 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -86,7 +129,7 @@ async def _read_body(request: Request, max_body: int) -> bytes:
         elif size > DRAIN_LIMIT * max_body:
             break
     if size > max_body:
-        raise BadRequest(413, f"the body is over the server's limit of {max_body} bytes (--max-body); "
+        raise error(413, f"the body is over the server's limit of {max_body} bytes (--max-body); "
                               f"send fewer or shorter inputs per request")
     return bytes(body)
 
