@@ -14,7 +14,7 @@ from .dtypes import building_in, resolve_dtype
 from .folder import CONFIG_FILE, TASK_FILE, VOCAB_FILE, WEIGHTS_FILE, read_config, read_json
 from .hub import resolve_checkpoint
 from .plugins import get_backbone, get_plugins, get_task
-from .task import Recipe, read_recipe
+from .task_folder import Recipe, read_recipe
 
 logger = logging.getLogger(__name__)
 

@@ -42,6 +42,8 @@ from ..folder import (
     write_manifest,
 )
 from ..io import atomic_write, fsync_dir
+from ..task import Task
+from ..task_folder import save_recipe
 from .launch import Processes, from_main, gather
 
 logger = logging.getLogger(__name__)
@@ -105,8 +107,8 @@ class Checkpointer:
             def fill(directory, saved):
                 hooks.on_save(trainer=trainer, model=state.module, directory=directory,
                               state=saved["callbacks"])
-                if getattr(state.module, "recipe", None) is not None:  # a task built by load_model
-                    state.module.save_recipe(directory)
+                if isinstance(state.module, Task) and state.module.rebuildable:
+                    save_recipe(state.module, directory)
 
             path = write_checkpoint(self.root, progress.step, state.module.state_dict(), saved, fill)
             if progress.best_checkpoint == path.name:
@@ -203,7 +205,7 @@ def check_save_dir(directory: Path | None) -> None:
 def write_final(module: torch.nn.Module, directory: Path) -> None:
     """``directory/model.safetensors``, and for a task built by ``load_model`` ``final/``."""
     save_weights(module.state_dict(), directory / WEIGHTS_FILE)
-    if getattr(module, "recipe", None) is not None:
+    if isinstance(module, Task) and module.rebuildable:
         module.save_pretrained(directory / FINAL_FOLDER)
 
 
