@@ -17,7 +17,7 @@ from typing import Any
 FIRST_PARTY = {
     "backbone": {
         **dict.fromkeys(("bert", "roberta", "nezha", "roformer", "roformer-sim"), "s2s-models-bert"),
-        "gpt2": "s2s-models-gpt2",
+        **dict.fromkeys(("gpt2", "openai-gpt"), "s2s-models-gpt2"),
         **dict.fromkeys(("t5", "mt5", "t5-pegasus"), "s2s-models-t5"),
         "bart": "s2s-models-bart",
     },

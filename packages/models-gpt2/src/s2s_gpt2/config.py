@@ -14,6 +14,7 @@ class GPT2Config(Config):
 
     model_type: ClassVar[str] = "gpt2"
     architecture: ClassVar[str] = "GPT2LMHeadModel"
+    post_norm: ClassVar[bool] = False  # True: each sub-layer's residual sum normalised, no ln_f (OpenAI GPT)
     key_aliases: ClassVar[dict[str, str]] = {
         "hidden_size": "n_embd",
         "num_hidden_layers": "n_layer",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -116,6 +117,7 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, config: GPT2Config, layer: int):
         super().__init__()
+        self.post_norm = config.post_norm
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.attn = Attention(config, layer)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
@@ -123,6 +125,9 @@ class Block(nn.Module):
 
     def forward(self, x, batch: int, length: int, mask, cache, packing=None):
         """``x``: rows [B * Q, E], or the real tokens [T, E] of ``packing``."""
+        if self.post_norm:
+            x = layer_norm(self.attn.forward(x, batch, length, mask, cache, packing) + x, self.ln_1)
+            return layer_norm(x + self.mlp.forward(x), self.ln_2)
         x = self.attn.forward(layer_norm(x, self.ln_1), batch, length, mask, cache, packing) + x
         return x + self.mlp.forward(layer_norm(x, self.ln_2))
 
@@ -136,7 +141,7 @@ class Transformer(nn.Module):
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
         self.drop = Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.ln_f = None if config.post_norm else nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 
 
 class GPT2Backbone(Backbone):
@@ -158,6 +163,7 @@ class GPT2Backbone(Backbone):
     kind = DECODER
     capabilities = frozenset({LM_HEAD, KV_CACHE, MASK_3D})
     config_class = GPT2Config
+    hf_names: ClassVar[dict[str, str]] = {}  # a variant's checkpoint names that differ: {HF prefix: ours}
 
     def __init__(self, config: GPT2Config):
         super().__init__(config)
@@ -282,7 +288,7 @@ class GPT2Backbone(Backbone):
             x = block.forward(x, batch, length, mask, cache, packing)
         if cache is not None:
             cache.advance(length)
-        x = to_batch(layer_norm(x, t.ln_f))
+        x = to_batch(x if t.ln_f is None else layer_norm(x, t.ln_f))
         if hidden_states is not None:
             hidden_states.append(x)
         return x
@@ -305,7 +311,7 @@ class GPT2Backbone(Backbone):
         state_dict = strip_prefixes(read_state_dict(path), ("module.", "model."))
         if not any(k.startswith("transformer.") for k in state_dict):  # a bare GPT2Model
             state_dict = {f"transformer.{k}": v for k, v in state_dict.items()}
-        state_dict = {k: v for k, v in state_dict.items() if not _is_ignored(k)}
+        state_dict = renamed({k: v for k, v in state_dict.items() if not _is_ignored(k)}, self.hf_names)
         if keep_tokens is not None and WTE in state_dict:
             state_dict[WTE] = keep_token_rows(state_dict[WTE], keep_tokens, f"{source} ({WTE})")
         return load_into(
@@ -317,11 +323,20 @@ class GPT2Backbone(Backbone):
         return self.config.to_hf_dict()
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
-        """The ``transformer.*`` weights (HF's names already); the head is ``wte``, not saved."""
-        return dict(self.state_dict())
+        """The ``transformer.*`` weights in HF's names; the head is ``wte``, not saved."""
+        return renamed(self.state_dict(), {ours: theirs for theirs, ours in self.hf_names.items()})
 
 
 WTE = "transformer.wte.weight"
+
+
+def renamed(state_dict: Mapping[str, torch.Tensor], prefixes: Mapping[str, str]) -> dict[str, torch.Tensor]:
+    """``state_dict`` with each key that starts with a key of ``prefixes`` starting with its value."""
+    out = {}
+    for key, value in state_dict.items():
+        old = next((p for p in prefixes if key.startswith(p)), None)
+        out[key if old is None else prefixes[old] + key[len(old):]] = value
+    return out
 
 
 def _is_ignored(key: str) -> bool:
