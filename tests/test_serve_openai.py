@@ -277,3 +277,41 @@ def test_past_max_waiting_429_then_serving_and_sigterm_drains(folders):
     finally:
         if server.process.poll() is None:
             server.process.kill()
+
+
+def test_s2s_chat_streams_replies_in_a_terminal_and_keeps_the_conversation(folders):
+    import os
+    import pty
+    import select
+    import sys
+
+    reference = load_model(checkpoint=folders / "chat")
+    histories = [[TEXTS[i]] for i in range(7)]
+    first = next(h[0] for h in histories if reference.reply([h], 15)[0])
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: s2s chat on the terminal's other end
+        env = dict(os.environ, OMP_NUM_THREADS="1", S2S_LOAD_PLUGINS="gpt2,tasks")
+        os.execvpe(sys.executable, [sys.executable, "-m", "s2s", "chat", str(folders / "chat"), "--max-tokens", "15"], env)
+    output = b""
+
+    def until_prompt(count):
+        nonlocal output
+        deadline = time.monotonic() + 180
+        while output.count(b"> ") < count and time.monotonic() < deadline:
+            if select.select([fd], [], [], 1)[0]:
+                output += os.read(fd, 4096)
+        assert output.count(b"> ") >= count, output.decode(errors="replace")
+        return output.decode()
+
+    try:
+        until_prompt(1)
+        os.write(fd, first.encode() + b"\n")
+        reply = until_prompt(2).split(first, 1)[1].split("> ")[0].strip()
+        assert reply == reference.reply([[first]], 15)[0]
+        os.write(fd, "股市今天大涨\n".encode())
+        second = until_prompt(3).split("股市今天大涨", 1)[1].split("> ")[0].strip()
+        assert second == reference.reply([[first, reply, "股市今天大涨"]], 15)[0]  # the conversation was kept
+        os.write(fd, b"/exit\n")
+        assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        os.close(fd)
