@@ -29,9 +29,9 @@ def s2s(*args) -> subprocess.CompletedProcess:
     return result
 
 
-def printed(stdout: str) -> list[dict[str, float]]:
-    """The metrics of each ``step N, epoch E: name value, ...`` line."""
-    lines = [line.split(": ", 1)[1] for line in stdout.splitlines() if re.match(r"step \d+, epoch \d+: ", line)]
+def printed(stderr: str) -> list[dict[str, float]]:
+    """The metrics of each ``step N, epoch E: name value, ...`` line (on stderr, beside the log)."""
+    lines = [line.split(": ", 1)[1] for line in stderr.splitlines() if re.match(r"step \d+, epoch \d+: ", line)]
     return [{name: float(value) for name, value in (pair.split(" ") for pair in line.split(", "))} for line in lines]
 
 
@@ -56,7 +56,7 @@ def test_readme_classification_learns_and_prints_the_metrics_of_predict(tmp_path
     majority = Counter(gold).most_common(1)[0][1] / len(gold)
 
     assert accuracy > majority, f"accuracy {accuracy} does not beat the majority class ({majority})"
-    last = printed(run.stdout)[-1]
+    last = printed(run.stderr)[-1]
     assert abs(last["accuracy"] - accuracy) <= 0.005
     assert abs(last["macro_f1"] - sum(f1s) / len(f1s)) <= 0.005
     assert "eval_loss" in last
@@ -93,7 +93,7 @@ def test_ner_best_metric_keeps_the_best_evaluation_and_it_is_the_f1_of_predict(t
     n_gold, n_predicted = sum(map(len, gold)), sum(map(len, predicted))
     f1 = 2 * correct / (n_gold + n_predicted)
 
-    evaluations = printed(run.stdout)
+    evaluations = printed(run.stderr)
     assert len(evaluations) == 6 and all("entity_f1" in e for e in evaluations)
     best = max(e["entity_f1"] for e in evaluations)
     assert abs(best - f1) <= 0.005

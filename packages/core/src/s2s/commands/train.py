@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -134,14 +135,15 @@ def run(args) -> int:
 
 
 class ShowValidation:
-    """Prints each validation's metrics (``metrics.jsonl`` records them too)."""
+    """Prints each validation's metrics to stderr, beside the progress bar and the log (stdout
+    keeps the run's summary; ``metrics.jsonl`` records them too)."""
 
     @hookimpl(wrapper=True)
     def on_validation(self, trainer, step, metrics):
         result = yield
         if trainer.is_main_process and metrics:
             shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
-            tqdm.write(f"step {step}, epoch {trainer.epoch}: {shown}")
+            tqdm.write(f"step {step}, epoch {trainer.epoch}: {shown}", file=sys.stderr)
         return result
 
 
