@@ -13,6 +13,7 @@ from .config import ConfigError
 from .dtypes import building_in, resolve_dtype
 from .folder import CONFIG_FILE, TASK_FILE, VOCAB_FILE, WEIGHTS_FILE, read_config, read_json
 from .hub import resolve_checkpoint
+from .nn.quantize import quantize_backbone
 from .plugins import get_backbone, get_plugins, get_task
 from .task_folder import Recipe, read_recipe
 
@@ -34,6 +35,7 @@ def load_model(
     revision: str | None = None,
     keep_tokens: Sequence[int] | None = None,
     dtype=None,
+    quantize: str | None = None,
     **task_options,
 ):
     """Build ``model_name`` (a registered backbone, e.g. ``"roberta"`` or ``"roberta-large"``;
@@ -60,6 +62,9 @@ def load_model(
     fine-tuned model: its task, backbone and task options (keyword options given here win),
     its tokenizer unless ``vocab`` is given, and every weight of backbone and head. To put a
     new head on its backbone instead, pass the folder's ``model.safetensors`` as checkpoint.
+
+    ``quantize="int8"`` turns the backbone's linear maps into int8 weight-only ones for CPU
+    inference (:mod:`s2s.nn.quantize`); such a model predicts and generates, but does not train.
     """
     if checkpoint is not None:
         checkpoint = resolve_checkpoint(checkpoint, revision)
@@ -130,6 +135,8 @@ def load_model(
                 f"word embedding rows {loaded_vocab}..{len(tokenizer) - 1} (added tokens)"
             )
         logger.info("%s", report)
+    if quantize is not None:
+        quantize_backbone(model, quantize)
     return model
 
 

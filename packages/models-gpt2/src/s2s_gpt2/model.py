@@ -56,6 +56,8 @@ class Conv1D(nn.Module):
     """A linear layer on rows ``[N, in]`` with the weight stored ``[in, out]`` (GPT-2's
     checkpoint layout)."""
 
+    weight_is_in_out = True  # s2s.nn.quantize.TRANSPOSED: int8 quantization transposes it
+
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(in_features, out_features))

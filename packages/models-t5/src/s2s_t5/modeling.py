@@ -102,11 +102,15 @@ def relative_position_bucket(relative_position, bidirectional: bool, num_buckets
     return buckets + torch.where(is_small, relative_position, large)
 
 
-def stacked_weight(module: nn.Module, names: tuple[str, ...]) -> torch.Tensor:
+def stacked_weight(module: nn.Module, names: tuple[str, ...]) -> torch.Tensor | None:
     """The weights of ``module``'s linear maps ``names`` stacked, ``[sum of outputs, inputs]``:
-    one product instead of several where no gradient is needed. Kept on the module (not in
-    its state dict), made again when a weight changes, freed by :meth:`T5Backbone.train`."""
-    weights = [getattr(module, name).weight for name in names]
+    one product instead of several where no gradient is needed (``None`` while gradients are
+    on or a map is not a plain ``nn.Linear``, e.g. int8). Kept on the module (not in its state
+    dict), made again when a weight changes, freed by :meth:`T5Backbone.train`."""
+    maps = [getattr(module, name) for name in names]
+    if torch.is_grad_enabled() or not all(isinstance(m, nn.Linear) for m in maps):
+        return None
+    weights = [m.weight for m in maps]
     key = tuple((w.data_ptr(), 0 if w.is_inference() else w._version) for w in weights)
     held = module.__dict__.get("_stacked")
     if held is None or held[0] != key:
@@ -139,11 +143,11 @@ class Attention(nn.Module):
 
     def queries_keys_values(self, x, packing: Packing | None = None):
         """[B, L, H] (or with ``packing`` its real tokens [T, H]) -> queries, keys, values [B, N, L, D]."""
-        if torch.is_grad_enabled():
+        stacked = stacked_weight(self, ("q", "k", "v"))
+        if stacked is None:
             projected = self.q.forward(x), self.k.forward(x), self.v.forward(x)
         else:
-            qkv = prepacked.linear(x, stacked_weight(self, ("q", "k", "v")), None)
-            projected = qkv.split(self.num_heads * self.head_dim, -1)
+            projected = prepacked.linear(x, stacked, None).split(self.num_heads * self.head_dim, -1)
         if packing is not None:
             projected = (packing.pad(p) for p in projected)
         return tuple(self.split_heads(p) for p in projected)
@@ -192,10 +196,11 @@ class DenseGatedActDense(nn.Module):
         self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x):
-        if torch.is_grad_enabled():
+        stacked = stacked_weight(self, ("wi_0", "wi_1"))
+        if stacked is None:
             gate, up = self.wi_0.forward(x), self.wi_1.forward(x)
         else:
-            gate, up = prepacked.linear(x, stacked_weight(self, ("wi_0", "wi_1")), None).chunk(2, -1)
+            gate, up = prepacked.linear(x, stacked, None).chunk(2, -1)
         inner = self.act(gate) * up
         return self.wo.forward(self.dropout(inner) if self.training else inner)
 
