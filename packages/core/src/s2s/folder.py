@@ -56,6 +56,7 @@ TOKENIZER_FILES = (VOCAB_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TO
 # A fine-tuned task.
 HEAD_FILE = "task_head.safetensors"  # the task's own weights, where transformers has no class for its head
 TASK_FILE = "s2s_task.json"  # task and backbone names, task options
+ONNX_FILE = "model.onnx"  # an exported backbone (s2s.onnx), beside the head and the task file
 
 # PEFT adapters.
 ADAPTER_CONFIG_FILE = "adapter_config.json"

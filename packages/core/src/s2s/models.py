@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .backbone import check_keep_tokens
 from .config import ConfigError
@@ -14,6 +17,7 @@ from .dtypes import building_in, resolve_dtype
 from .folder import CONFIG_FILE, TASK_FILE, VOCAB_FILE, WEIGHTS_FILE, read_config, read_json
 from .hub import resolve_checkpoint
 from .nn.quantize import quantize_backbone
+from .onnx.runtime import attach, is_onnx_folder
 from .plugins import get_backbone, get_plugins, get_task
 from .task_folder import Recipe, read_recipe
 
@@ -112,7 +116,11 @@ def load_model(
     elif keep_tokens is not None:
         values["vocab_size"] = loaded_vocab
     torch_dtype = resolve_dtype(dtype, described, f"{CONFIG_FILE} of {checkpoint}")
-    with building_in(torch_dtype):
+    onnx = checkpoint is not None and is_onnx_folder(checkpoint)
+    if onnx and (quantize is not None or dtype is not None):
+        raise ValueError(f"{checkpoint} is an ONNX export: quantize it when exporting (s2s export --quantize int8)")
+    # an ONNX graph replaces the backbone: it is built without memory
+    with building_in(torch_dtype), torch.device("meta") if onnx else contextlib.nullcontext():
         backbone = entry.cls(entry.cls.config_class.from_dict(values, source=f"config of {model_name!r}"))
     report = None
     if keep_tokens is not None:  # a task loads no keep_tokens: its backbone loads them first
@@ -126,7 +134,9 @@ def load_model(
         model.recipe = Recipe(entry.name, get_task(task_name).name, dict(task_options), backbone.config)
         if report is not None:
             report.newly_initialized.extend(sorted(model.head_state_dict()))
-    if checkpoint is not None:
+    if onnx:
+        attach(model, Path(checkpoint))
+    elif checkpoint is not None:
         if report is None:
             report = model.load_pretrained(checkpoint)
         if grow:  # the checkpoint's rows are in: now the rows of the added tokens

@@ -108,8 +108,10 @@ class Task(nn.Module, metaclass=abc.ABCMeta):
 
     @property
     def device(self) -> torch.device:
-        """Where the parameters are; :meth:`collate_to_device` moves batches there."""
-        return next(self.parameters()).device
+        """Where the parameters are (the CPU for a task without any, e.g. an embedding model on
+        ONNX Runtime); :meth:`collate_to_device` moves batches there."""
+        parameter = next(self.parameters(), None)
+        return torch.device("cpu") if parameter is None else parameter.device
 
     def collate_to_device(self, features) -> dict[str, torch.Tensor]:
         """``collate(features)`` on the model's device, for inference."""
@@ -130,6 +132,7 @@ class Task(nn.Module, metaclass=abc.ABCMeta):
 
     generative: ClassVar[bool] = False  # predictions are generated text (streamed by the server)
     files: ClassVar[TaskFiles] = TaskFiles()  # the task's file formats and metrics (s2s.task_files)
+    onnx_export: ClassVar[bool] = False  # predicts through backbone(...) alone: its backbone exports (s2s.onnx)
 
     def check_input(self, item) -> None:
         """Raise :class:`TypeError` saying what is expected unless ``item`` is one input

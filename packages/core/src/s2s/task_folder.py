@@ -104,10 +104,11 @@ def save_task(task, directory: str | os.PathLike) -> None:
     write_json(directory / TASK_FILE, contents)
 
 
-def save_recipe(task, directory: str | os.PathLike) -> None:
+def save_recipe(task, directory: str | os.PathLike, **entries) -> None:
     """What rebuilds ``task``, without weights: ``config.json``, the vocabulary and
-    ``s2s_task.json`` (the Trainer adds them to its checkpoints)."""
-    contents, directory = task_file(task), Path(directory)
+    ``s2s_task.json`` (the Trainer adds them to its checkpoints; an ONNX export adds its
+    graph's description as one more entry of the task file)."""
+    contents, directory = {**task_file(task), **entries}, Path(directory)
     write_config(directory, task.backbone.hf_config())
     if task.tokenizer is not None:
         task.tokenizer.save(directory)

@@ -288,9 +288,9 @@ class BertBackbone(Backbone):
         position_ids, relative = self.positions(input_ids, position_ids, past_length, attention_mask)
         mask = masks.attention_mask(attention_mask, batch, length, past_length + length)  # None: nothing masked
         # Positions no query may attend to (padding) are left out: their outputs are 0. A cache
-        # keeps every position.
+        # keeps every position; an ONNX export (tracing) records the padded shapes.
         packing = None
-        if mask is not None and not (past_key_values or use_cache):
+        if mask is not None and not (past_key_values or use_cache or torch.jit.is_tracing()):
             attended = mask.any(dim=2).squeeze(1).expand(batch, length)  # [B, L]
             if not bool(attended.all()):
                 packing = Packing(attended)

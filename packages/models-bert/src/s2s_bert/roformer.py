@@ -64,13 +64,12 @@ class Rotary:
     def __init__(self, positions: torch.Tensor, depth: int, rotary_value: bool):
         sin, cos = sinusoid_table(positions, depth)
         # [B, 1, L, D]: each angle twice, for the pair of features it turns
-        self.sin = sin.repeat_interleave(2, dim=-1)[:, None]
-        self.cos = cos.repeat_interleave(2, dim=-1)[:, None]
+        self.sin = torch.stack((sin, sin), dim=-1).flatten(-2)[:, None]
+        self.cos = torch.stack((cos, cos), dim=-1).flatten(-2)[:, None]
         self.rotary_value = rotary_value
 
     def turn(self, x: torch.Tensor) -> torch.Tensor:  # [B, N, L, D]
-        pairs = x.unflatten(-1, (-1, 2))
-        swapped = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)  # -x1, x0, -x3, x2, ...
+        swapped = torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1).flatten(-2)  # -x1, x0, -x3, x2, ...
         return x * self.cos.to(x.dtype) + swapped * self.sin.to(x.dtype)
 
     def rotate(self, q, k, v):

@@ -107,6 +107,7 @@ class Classification(Task):
     # on which the classifier's logits move ~6x less per Adam step than on the layer-normed
     # mean; in 12 steps (`s2s train`'s 64-title sample) they stayed at ln 4.
     random_backbone_options = {"pooling": "mean"}
+    onnx_export = True
 
     def __init__(
         self,

@@ -86,6 +86,8 @@ class ScoredPairFiles(TaskFiles):
 
 
 class Embedding(Task):
+    onnx_export = True
+
     def __init__(
         self,
         backbone,

@@ -97,6 +97,8 @@ class SequenceLabeling(Task):
     backbone's positions). ``dropout``: on the encoder's output, before the head.
     """
 
+    onnx_export = True
+
     default_head = "softmax"
     files = CharTagFiles()
 

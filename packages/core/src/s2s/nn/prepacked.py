@@ -14,7 +14,7 @@ and made again whenever the weight changes (in place or replaced), so they are n
 Each costs as much memory as the weight; backbones free theirs when they go back to
 training (:func:`release`).
 
-Used only where that is safe: CPU fp32 tensors, gradients and autocast off, and a torch
+Used only where that is safe: CPU fp32 tensors, gradients, autocast and tracing off, and a torch
 whose oneDNN ops work. Anywhere else, or with ``s2s.nn.prepacked.enabled = False`` (no extra
 memory), :func:`linear` is the plain product.
 """
@@ -61,6 +61,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
         or x.dtype != torch.float32
         or weight.dtype != torch.float32
         or torch.is_grad_enabled()
+        or torch.jit.is_tracing()  # an ONNX export records the plain product
         or _cpu_autocast()
         or not available()
     ):
