@@ -4,7 +4,7 @@ Each of 8 threads encodes its share of the titles, one by one and in batches, ea
 with its own ``max_length`` and padding, all threads on one tokenizer; the reference is the
 same calls made one after another on a fresh tokenizer. 4,000 titles are generated here; a
 second test (skipped without ../shared/data) runs the 10,000 shared THUCNews titles with the
-21,128-token Chinese BERT vocab.
+21,128-token Chinese BERT vocab; a third uses a Qwen2-style byte-level BPE folder.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from s2s.testing.hf_tokenizers import byte_level_bpe_folder
 from s2s.tokenizer import Tokenizer
 
 DATA = Path(os.environ.get("S2S_SHARED_DATA", Path(__file__).parents[4] / "shared" / "data"))
@@ -95,3 +96,9 @@ def test_threads_give_the_serial_results_on_thucnews_titles():
     assert len(titles) == 10_000
     vocab = DATA / "vocab" / "chinese_bert_vocab.txt"
     assert_threads_equal_serial(lambda: Tokenizer(vocab), titles)
+
+
+def test_threads_give_the_serial_results_with_a_byte_level_bpe_folder(tmp_path):
+    titles = generated_titles(2_000)
+    folder = byte_level_bpe_folder(tmp_path, titles[:500], "qwen2", vocab_size=1500)
+    assert_threads_equal_serial(lambda: Tokenizer.from_pretrained(folder), titles)
