@@ -20,6 +20,7 @@ LOCAL_WHEELS = Path("/opt/wheels")  # where these machines keep the torch CPU wh
 TEST_DEPS = ("pytest>=7", "transformers>=4.40")
 SERVE_DEPS = ("fastapi>=0.100", "uvicorn>=0.29")  # s2s-core[serve], for the s2s serve tests
 OPENAI = "openai>=1.40"  # the official client, for the tests of s2s serve's /v1 routes
+PEFT = "peft>=0.13"  # LoRA parity (tests/test_lora_peft.py), a test-only dependency like transformers
 
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["lint", "tests", "nezha_transformers4", "browser"]
@@ -59,7 +60,7 @@ SUITES = {
     # Together: the cross-package tests (the conformance suite: every task on every backbone, the
     # template's third-party task included), the task tests that skip without s2s-models-gpt2, and
     # model ids on both hubs' caches (modelscope only here: importing it takes ~10 s of CPU).
-    "all": ([f"{CORE}[hub,modelscope]", BERT, GPT2, BART, T5, TASKS, TEMPLATE, *SERVE_DEPS, OPENAI],
+    "all": ([f"{CORE}[hub,modelscope]", BERT, GPT2, BART, T5, TASKS, TEMPLATE, *SERVE_DEPS, OPENAI, PEFT],
             ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests"), f"{T5}/tests/test_t5_seq2seq.py"]),
 }
 

@@ -1,5 +1,6 @@
 """Exact resume: runs killed with SIGKILL (mid-epoch, and while a checkpoint is written)
-and restarted with ``resume="auto"`` end with the weights of a run never interrupted."""
+and restarted with ``resume="auto"`` end with the weights of a run never interrupted; also
+with frozen parameters and a LoRA adapter, whose checkpoints hold only the trained weights."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from test_trainer_toy import TOY_DIR
 
@@ -25,7 +27,9 @@ SCRIPT = textwrap.dedent(
     import os, signal
     from test_trainer_toy import Toy, toy_items
     from s2s import Trainer, hookimpl
+    from s2s.nn import lora
     from s2s.trainer import EMA
+    from torch import nn
 
     class Killer:
         @hookimpl
@@ -44,7 +48,12 @@ SCRIPT = textwrap.dedent(
                       scheduler="cosine", warmup=2, device="cpu", seed=7, progress=False,
                       log_every_step=1,
                       callbacks=[EMA(0.8), Killer()])
-    trainer.train(Toy(dropout=0.3), toy_items(32), resume="auto")
+    model = Toy(dropout=0.3)
+    if os.environ.get("LORA"):  # all but the head's bias frozen, an adapter on the head
+        model.requires_grad_(False)
+        model.head.bias.requires_grad_(True)
+        model.adapters = nn.ModuleDict({"head": lora.attach(model.head, lora.LoraConfig(r=2, alpha=4, dropout=0.2))})
+    trainer.train(model, toy_items(32), resume="auto")
     """
 )
 
@@ -58,11 +67,13 @@ def run(tmp_path, out, **env):
                           text=True, timeout=120)
 
 
-def test_killed_runs_resume_to_bitwise_equal_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("lora", ["", "1"])
+def test_killed_runs_resume_to_bitwise_equal_weights(tmp_path, monkeypatch, lora):
     # the run never interrupted: the same script, in this process, with one thread as the others
     script = tmp_path / "straight.py"
     script.write_text(SCRIPT, encoding="utf-8")
     monkeypatch.setenv("TOY_OUT", str(tmp_path / "straight"))
+    monkeypatch.setenv("LORA", lora)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -73,22 +84,25 @@ def test_killed_runs_resume_to_bitwise_equal_weights(tmp_path, monkeypatch):
     out = tmp_path / "interrupted"
     root = out / "checkpoints"
     # 1. killed while writing the step-6 checkpoint: the previous ones stay loadable
-    first = run(tmp_path, out, KILL_WHILE_SAVING_STEP="6")
+    first = run(tmp_path, out, KILL_WHILE_SAVING_STEP="6", LORA=lora)
     assert first.returncode == -signal.SIGKILL
     assert (root / ".step-00000006.partial").is_dir()
     assert [p.name for p in checkpointing.complete_checkpoints(root)] == ["step-00000003", "step-00000004"]
     weights, state = checkpointing.read_checkpoint(root / "step-00000004")
     assert state["progress"]["step"] == 4 and weights
+    if lora:  # the trained weights only, and the optimizer state of those
+        assert sorted(weights) == ["adapters.head.A", "adapters.head.B", "head.bias"]
+        assert len(state["optimizer"]["state"]) == 3
 
     # 2. resumed from step 4, killed mid-epoch after step 7 (the step-6 checkpoint is complete)
-    second = run(tmp_path, out, KILL_AFTER_STEP="7")
+    second = run(tmp_path, out, KILL_AFTER_STEP="7", LORA=lora)
     assert second.returncode == -signal.SIGKILL
     assert not (root / ".step-00000006.partial").exists()
     _, state = checkpointing.read_checkpoint(root / "step-00000006")
     assert (state["progress"]["epoch"], state["progress"]["batch_in_epoch"]) == (1, 4)
 
     # 3. resumed from step 6 (epoch 1, batch 4 of 8) to the end
-    third = run(tmp_path, out)
+    third = run(tmp_path, out, LORA=lora)
     assert third.returncode == 0, third.stderr
 
     expected = read_state_dict(tmp_path / "straight" / "model.safetensors")

@@ -15,7 +15,11 @@ Every backbone
     ``pooler_dense()``: the pooler's linear map of the first token's state (before its
     activation), ``None`` where the backbone has no pooler; ``head_dropout`` and
     ``head_init_std``: the dropout and initial weight std of a task's head on its states
-    (defaults 0.1 and 0.02; a backbone whose config names its own returns those).
+    (defaults 0.1 and 0.02; a backbone whose config names its own returns those);
+    ``lora_targets``: a class attribute, the HF module names LoRA adapts by default
+    (``"default"``, PEFT's choice for the architecture) and for ``targets="attention"``
+    (every linear map of attention), e.g. ``{"default": ("query", "value"), ...}``
+    (:mod:`s2s.adapters`).
 
 With ``LM_HEAD``
     ``lm_logits(hidden)``: vocabulary logits ``[.., V]`` of hidden states ``[.., H]``.
@@ -106,6 +110,7 @@ class Backbone(nn.Module):
     kind: ClassVar[str] = ENCODER
     capabilities: ClassVar[frozenset[str]] = frozenset()
     group_cross_attention: ClassVar[bool] = True  # CROSS_CACHE: may be given cross_group > 1
+    lora_targets: ClassVar[dict[str, tuple[str, ...]]] = {}  # "default" / "attention" -> HF names
     config_class: ClassVar[type]
 
     def __init__(self, config):

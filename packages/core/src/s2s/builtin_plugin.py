@@ -1,8 +1,8 @@
-"""s2s-core's own plugin: the ``s2s plugins``, ``train``, ``predict``, ``serve`` and ``chat`` commands."""
+"""s2s-core's own plugin: the ``s2s plugins``, ``train``, ``predict``, ``serve``, ``chat`` and ``export`` commands."""
 
 from __future__ import annotations
 
-from .commands import chat, predict, serve, train
+from .commands import chat, export, predict, serve, train
 from .hookspecs import hookimpl
 from .plugins import get_plugins
 
@@ -11,7 +11,7 @@ from .plugins import get_plugins
 def register_commands(subparsers):
     parser = subparsers.add_parser("plugins", help="list installed plugins and what they register")
     parser.set_defaults(func=_list_plugins)
-    for command in (train, predict, serve, chat):
+    for command in (train, predict, serve, chat, export):
         command.add_parser(subparsers)
 
 

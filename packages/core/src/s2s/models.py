@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from . import adapters
 from .backbone import check_keep_tokens
 from .config import ConfigError
 from .dtypes import building_in, resolve_dtype
@@ -40,6 +41,8 @@ def load_model(
     keep_tokens: Sequence[int] | None = None,
     dtype=None,
     quantize: str | None = None,
+    lora: Mapping[str, Any] | str | None = None,
+    base: str | os.PathLike | None = None,
     **task_options,
 ):
     """Build ``model_name`` (a registered backbone, e.g. ``"roberta"`` or ``"roberta-large"``;
@@ -69,9 +72,25 @@ def load_model(
 
     ``quantize="int8"`` turns the backbone's linear maps into int8 weight-only ones for CPU
     inference (:mod:`s2s.nn.quantize`); such a model predicts and generates, but does not train.
+
+    ``lora`` (``dict(r=8, alpha=16, dropout=0.05, targets=["query", "value"], use_rslora=False)``
+    or ``"r=8,alpha=16"``) freezes the backbone of the task and trains low-rank adapters on its
+    target linear maps (:mod:`s2s.adapters`). A ``checkpoint`` that is a PEFT adapter folder
+    (``adapter_config.json``) loads its base model (the one it names, or ``base``) and applies it.
     """
     if checkpoint is not None:
         checkpoint = resolve_checkpoint(checkpoint, revision)
+    if checkpoint is not None and adapters.is_adapter_folder(checkpoint):
+        if lora is not None or keep_tokens is not None or size is not None or config is not None:
+            raise ValueError(
+                f"{checkpoint} is a LoRA adapter folder: its config and its base's decide the model; "
+                f"pass only vocab, model_name, task_name, base= and task options"
+            )
+        return adapters.load_adapter(checkpoint, recipe=read_recipe(checkpoint), load=load_model, base=base,
+                                     vocab=vocab, model_name=model_name, task_name=task_name, dtype=dtype,
+                                     **task_options)
+    if base is not None:
+        raise ValueError("base= names the base model of a LoRA adapter folder given as checkpoint=")
     recipe = None if checkpoint is None else read_recipe(checkpoint)
     if recipe is not None:
         model_name = model_name or recipe.backbone
@@ -145,6 +164,15 @@ def load_model(
                 f"word embedding rows {loaded_vocab}..{len(tokenizer) - 1} (added tokens)"
             )
         logger.info("%s", report)
+    if lora is not None:
+        if checkpoint is None:
+            raise ValueError(
+                "lora= adapts a pretrained model: pass its checkpoint= too (an adapter folder names "
+                "its base, so a model trained from scratch has none to name)"
+            )
+        if quantize is not None:
+            raise ValueError("lora= trains and quantize= is for inference: merge_lora() first, then quantize the merged model")
+        adapters.apply_lora(model, lora, base=checkpoint)
     if quantize is not None:
         quantize_backbone(model, quantize)
     return model

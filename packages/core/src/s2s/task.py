@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from . import adapters
 from .backbone import ENCODER, Backbone
 from .checkpoint import LoadReport
 from .task_files import TaskFiles
@@ -168,8 +169,14 @@ class Task(nn.Module, metaclass=abc.ABCMeta):
         return None
 
     def head_state_dict(self) -> dict[str, torch.Tensor]:
-        """This task's own weights: every entry of ``state_dict()`` outside the backbone."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(BACKBONE_PREFIX)}
+        """This task's own weights: every entry of ``state_dict()`` outside the backbone (and
+        outside its LoRA adapters, :mod:`s2s.adapters`)."""
+        own = (BACKBONE_PREFIX, adapters.ADAPTERS + ".")
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(own)}
+
+    def merge_lora(self) -> Task:
+        """Fold the LoRA adapters into the backbone's weights: a plain model from then on."""
+        return adapters.merge_lora(self)
 
     @property
     def rebuildable(self) -> bool:
@@ -187,11 +194,14 @@ class Task(nn.Module, metaclass=abc.ABCMeta):
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write a folder ``load_model(checkpoint=directory)`` rebuilds this model from: the
         backbone's (config.json, model.safetensors, vocab.txt), ``task_head.safetensors`` and
-        ``s2s_task.json`` (:func:`s2s.task_folder.save_task`)."""
+        ``s2s_task.json`` (:func:`s2s.task_folder.save_task`).
+        A model with LoRA adapters writes PEFT's adapter folder instead (:func:`s2s.adapters.save_adapter`)."""
         if not self.rebuildable:
             raise ValueError(
                 f"this {type(self).__name__} was not built by s2s.load_model, so its task name and "
                 f"options are unknown; build it with load_model(...), or save the backbone alone "
                 f"with model.backbone.save_pretrained(directory, tokenizer=model.tokenizer)"
             )
+        if adapters.has_lora(self):
+            return adapters.save_adapter(self, directory)
         save_task(self, directory)

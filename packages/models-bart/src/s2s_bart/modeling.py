@@ -188,6 +188,7 @@ class BartBackbone(Backbone):
     # search on real CSL sources (bench/bart_generation.py).
     group_cross_attention = False
     config_class = BartConfig
+    lora_targets = {"default": ("q_proj", "v_proj"), "attention": ("q_proj", "k_proj", "v_proj", "out_proj")}
 
     def __init__(self, config: BartConfig):
         super().__init__(config)

@@ -247,6 +247,7 @@ class BertBackbone(Backbone):
     kind = ENCODER
     capabilities = frozenset({MASK_3D, LM_HEAD, KV_CACHE})
     config_class = BertConfig
+    lora_targets = {"default": ("query", "value"), "attention": ("query", "key", "value", "attention.output.dense")}
     absolute_positions = True
     hf_prefix = "bert"  # of the backbone's names in transformers' *ForMaskedLM
 

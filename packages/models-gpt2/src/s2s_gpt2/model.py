@@ -56,7 +56,7 @@ class Conv1D(nn.Module):
     """A linear layer on rows ``[N, in]`` with the weight stored ``[in, out]`` (GPT-2's
     checkpoint layout)."""
 
-    weight_is_in_out = True  # s2s.nn.quantize.TRANSPOSED: int8 quantization transposes it
+    weight_is_in_out = True  # s2s.nn.quantize.TRANSPOSED (int8 transposes it), s2s.nn.lora (fan_in_fan_out)
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
@@ -166,6 +166,7 @@ class GPT2Backbone(Backbone):
     capabilities = frozenset({LM_HEAD, KV_CACHE, MASK_3D})
     config_class = GPT2Config
     hf_names: ClassVar[dict[str, str]] = {}  # a variant's checkpoint names that differ: {HF prefix: ours}
+    lora_targets = {"default": ("c_attn",), "attention": ("c_attn", "attn.c_proj")}
 
     def __init__(self, config: GPT2Config):
         super().__init__(config)

@@ -36,7 +36,7 @@ from torch import nn
 
 from s2s.backbone import CROSS_CACHE, ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport
-from s2s.nn import prepacked
+from s2s.nn import lora, prepacked
 from s2s.nn.attention import grouped_attention
 from s2s.nn.dropout import Dropout
 from s2s.nn.masks import attention_mask as key_mask
@@ -105,10 +105,10 @@ def relative_position_bucket(relative_position, bidirectional: bool, num_buckets
 def stacked_weight(module: nn.Module, names: tuple[str, ...]) -> torch.Tensor | None:
     """The weights of ``module``'s linear maps ``names`` stacked, ``[sum of outputs, inputs]``:
     one product instead of several where no gradient is needed (``None`` while gradients are
-    on or a map is not a plain ``nn.Linear``, e.g. int8). Kept on the module (not in its state
+    on, a map is not a plain ``nn.Linear`` (e.g. int8) or has an unmerged LoRA adapter). Kept on the module (not in its state
     dict), made again when a weight changes, freed by :meth:`T5Backbone.train`."""
     maps = [getattr(module, name) for name in names]
-    if torch.is_grad_enabled() or not all(isinstance(m, nn.Linear) for m in maps):
+    if torch.is_grad_enabled() or lora.adapted(*maps) or not all(isinstance(m, nn.Linear) for m in maps):
         return None
     weights = [m.weight for m in maps]
     key = tuple((w.data_ptr(), 0 if w.is_inference() else w._version) for w in weights)
@@ -325,6 +325,7 @@ class T5Backbone(Backbone):
     kind = ENCODER_DECODER
     capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE})
     config_class = T5Config
+    lora_targets = {"default": ("q", "v"), "attention": ("q", "k", "v", "o")}
 
     def __init__(self, config: T5Config):
         super().__init__(config)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..folder import missing_fine_tuned_files
+from ..folder import ADAPTER_CONFIG_FILE, missing_fine_tuned_files
 
 
 class CommandError(ValueError):
@@ -98,6 +98,8 @@ def check_model_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     if not folder.is_dir():
         raise CommandError(f"{folder} is not a folder; give the final/ folder `s2s train` wrote")
+    if (folder / ADAPTER_CONFIG_FILE).is_file():  # a LoRA adapter folder (s2s.adapters), its base elsewhere
+        return folder
     missing = missing_fine_tuned_files(folder)
     if missing:
         raise CommandError(

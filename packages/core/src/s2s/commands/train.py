@@ -66,6 +66,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--grad-accum-steps", type=int, default=1)
     parser.add_argument("--max-grad-norm", type=float)
     parser.add_argument("--amp", choices=["bf16", "fp16"])
+    parser.add_argument("--lora", help="train LoRA adapters on the frozen --checkpoint: "
+                        "r=8,alpha=16[,dropout=0.05,targets=q_proj+v_proj|attention|all-linear,use_rslora=true]")
     parser.add_argument("--num-procs", type=int, default=1, help="processes to train with (DDP)")
     parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
     parser.add_argument("--seed", type=int, default=42)
@@ -106,7 +108,7 @@ def run(args) -> int:
     tokenizer = resolve_tokenizer(args.vocab, checkpoint, files.example_texts(examples), min_frequency=1)
     model = load_model(
         tokenizer, args.model, args.task, size=args.size or (None if args.checkpoint else RANDOM_SIZE),
-        config=model_config(args.model_config), checkpoint=checkpoint, **options,
+        config=model_config(args.model_config), checkpoint=checkpoint, lora=args.lora, **options,
     )
     train = model.build_dataset(examples, source=str(args.train))
     epochs = args.epochs if args.epochs is not None else default_epochs(len(train), args)

@@ -2,12 +2,15 @@
 
 A checkpoint is a directory ``model_save_dir/checkpoints/step-00000120/`` holding
 
-- ``model.safetensors``: the model's weights (:func:`s2s.checkpoint.save_weights`);
+- ``model.safetensors``: the model's weights (:func:`s2s.checkpoint.save_weights`); with
+  frozen parameters (LoRA) only the trained ones (:func:`trained_weights`), the rest being
+  the base the model was built from;
 - ``training_state.pt``: optimizer, scheduler, grad scaler, the RNG states of every rank,
   the step and the data position, callbacks' entries (``torch.save`` of tensors and plain
   containers, read back with ``weights_only=True``);
 - for a task built by :func:`s2s.load_model`: ``s2s_task.json``, ``config.json`` and the
-  vocabulary, so ``load_model(checkpoint=folder)`` rebuilds the trained task from it;
+  vocabulary, so ``load_model(checkpoint=folder)`` rebuilds the trained task from it (with
+  LoRA: its PEFT adapter folder, :mod:`s2s.adapters`, which names the base);
 - ``manifest.json``, written last: every other file's name, size and SHA-256.
 
 It is written under a hidden name (``.step-00000120.partial``) and renamed into place
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from ..adapters import has_lora
 from ..checkpoint import CheckpointError, load_into, read_state_dict, save_weights
 from ..folder import (
     BEST_FILE,
@@ -107,10 +111,12 @@ class Checkpointer:
             def fill(directory, saved):
                 hooks.on_save(trainer=trainer, model=state.module, directory=directory,
                               state=saved["callbacks"])
-                if isinstance(state.module, Task) and state.module.rebuildable:
+                if has_lora(state.module):  # a LoRA adapter folder
+                    state.module.save_pretrained(directory)
+                elif isinstance(state.module, Task) and state.module.rebuildable:
                     save_recipe(state.module, directory)
 
-            path = write_checkpoint(self.root, progress.step, state.module.state_dict(), saved, fill)
+            path = write_checkpoint(self.root, progress.step, trained_weights(state.module), saved, fill)
             if progress.best_checkpoint == path.name:
                 write_best(self.root, path.name, best_metric, progress.best_value, progress.step)
             rotate(self.root, self.keep, protect={progress.best_checkpoint} - {None})
@@ -129,7 +135,7 @@ class Checkpointer:
                 f"batch_size={self.batch_size}: the data position would not match. Resume with "
                 f"batch_size={saved['batch_size']}, or start afresh with resume=None"
             )
-        load_into(state.module, weights, source=str(path))
+        load_trained(state.module, weights, str(path))
         try:
             state.optimizer.load_state_dict(saved["optimizer"])
             state.scheduler.load_state_dict(saved["scheduler"])
@@ -174,7 +180,7 @@ class Checkpointer:
         if directory:
             write_final(module, directory)
         if handback:
-            save_weights(module.state_dict(), handback)
+            save_weights(trained_weights(module), handback)
 
     def load_best(self, module: torch.nn.Module, name: str | None) -> Path | None:
         """Put the weights of checkpoint ``name`` (rank 0's best) into ``module`` on every rank."""
@@ -182,7 +188,7 @@ class Checkpointer:
         if name is None:
             return None
         path = self.root / name
-        load_into(module, read_state_dict(path / WEIGHTS_FILE), source=str(path))
+        load_trained(module, read_state_dict(path / WEIGHTS_FILE), str(path))
         if self.procs.is_main:
             logger.info("loaded the best checkpoint %s", path)
         return path
@@ -202,9 +208,29 @@ def check_save_dir(directory: Path | None) -> None:
         ) from None
 
 
+def trained_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s state dict, or with frozen parameters (LoRA) its trainable parameters only."""
+    state = module.state_dict()
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    if len(trainable) == len(list(module.parameters())):
+        return state
+    return {name: tensor for name, tensor in state.items() if name in trainable}
+
+
+def load_trained(module: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Weights :func:`trained_weights` saved into ``module``: with frozen parameters, every
+    trainable one must be there, the rest come from the base the model was built from."""
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    if len(trainable) == len(list(module.parameters())):
+        load_into(module, weights, source=source)
+    else:
+        load_into(module, weights, source=source, may_be_missing=lambda key: key not in trainable)
+
+
 def write_final(module: torch.nn.Module, directory: Path) -> None:
-    """``directory/model.safetensors``, and for a task built by ``load_model`` ``final/``."""
-    save_weights(module.state_dict(), directory / WEIGHTS_FILE)
+    """``directory/model.safetensors`` (:func:`trained_weights`), and for a task built by
+    ``load_model`` ``final/``."""
+    save_weights(trained_weights(module), directory / WEIGHTS_FILE)
     if isinstance(module, Task) and module.rebuildable:
         module.save_pretrained(directory / FINAL_FOLDER)
 
@@ -371,12 +397,14 @@ __all__ = [
     "check_save_dir",
     "checkpoint_name",
     "complete_checkpoints",
+    "load_trained",
     "newest_verified",
     "read_best",
     "read_checkpoint",
     "remove_partial",
     "restore_rng",
     "rotate",
+    "trained_weights",
     "write_best",
     "write_checkpoint",
     "write_final",

@@ -29,7 +29,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_into, read_state_dict
+from ..checkpoint import read_state_dict
 from ..data import DynamicPadding
 from ..seeding import seed_everything
 from . import compat, launch
@@ -40,6 +40,7 @@ from .checkpointing import (
     Progress,
     TrainState,
     check_save_dir,
+    load_trained,
     read_best,
 )
 from .evaluation import loss_of
@@ -170,7 +171,7 @@ class Trainer:
             launch.check_process_count(self.num_procs, device)
             self.launched_workers = True
             handed_back = launch.run_workers(self.num_procs, call)
-            load_into(model, read_state_dict(handed_back), source=str(handed_back))
+            load_trained(model, read_state_dict(handed_back), str(handed_back))
             self.best_checkpoint = self.model_save_dir and read_best(self.model_save_dir / "checkpoints")
             return model
         procs, created_group = launch.start_processes(device, self.num_procs)
@@ -267,7 +268,7 @@ class Trainer:
         loss = self._step_loss.item()
         self._step_loss = torch.zeros((), device=self.procs.device)
         check_finite(loss, self.progress_state, self.rank)
-        self.precision.step(self.optimizer, self.module.parameters())
+        self.precision.step(self.optimizer, self._trainable)  # frozen parameters (LoRA) have no gradient
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.progress_state.step += 1
@@ -325,6 +326,7 @@ class Trainer:
             self.module, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=self.find_unused_parameters)
         self.optimizer = optimizer or build_optimizer(self.module, self.lr, self.weight_decay)
+        self._trainable = [p for p in self.module.parameters() if p.requires_grad]
 
         self.data = TrainData(train_dataset, eval_dataset, collate_fn or DynamicPadding(),
                               batch_size=self.batch_size, procs=procs, group_by_length=self.group_by_length,
