@@ -17,7 +17,7 @@ import time
 
 import pytest
 import torch
-from test_trainer_toy import TOY_DIR, Toy, params, toy_items
+from test_trainer_toy import TOY_DIR, Toy, params, toy_items, with_lora
 
 from s2s import Trainer
 
@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, os
     import torch
-    from test_trainer_toy import Toy, params, toy_items
+    from test_trainer_toy import Toy, params, toy_items, with_lora
     from s2s import Trainer, hookimpl
 
     out = os.environ["TOY_OUT"]
@@ -48,7 +48,8 @@ SCRIPT = textwrap.dedent(
     else:
         options = dict(epochs=2, num_procs=2)
     trainer = Trainer(batch_size=8, lr=0.05, device="cpu", progress=False, callbacks=callbacks, **options)
-    model = trainer.train(Toy(), toy_items(32), eval_dataset=toy_items(11, seed=5), metric_fn=accuracy)
+    toy = with_lora(Toy()) if os.environ.get("TOY_LORA") else Toy()
+    model = trainer.train(toy, toy_items(32), eval_dataset=toy_items(11, seed=5), metric_fn=accuracy)
     torch.save(params(model), os.path.join(out, f"params-{role}.pt"))
     with open(os.path.join(out, f"metrics-{role}.json"), "w") as f:
         json.dump(trainer.metrics, f)
@@ -71,9 +72,25 @@ def reference() -> dict:
     return params(model) | {"metrics": trainer.metrics}
 
 
-def run(tmp_path, *command, env=None, timeout=120):
-    script = tmp_path / "train.py"
-    script.write_text(SCRIPT, encoding="utf-8")
+def test_lora_with_two_workers_equals_one_process(tmp_path):
+    """Frozen parameters and an adapter: only those reach DDP's all-reduce, the clipping and
+    the optimizer; 2 workers x 4 items equal 1 process x 8 items, the launcher gets them back."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    trainer = Trainer(epochs=2, batch_size=8, lr=0.05, device="cpu", progress=False, max_grad_norm=0.5)
+    expected = params(trainer.train(with_lora(Toy()), toy_items(32)))
+    torch.set_num_threads(threads)
+    script = SCRIPT.replace("progress=False,", "progress=False, max_grad_norm=0.5,")
+    result, _, out = run(tmp_path, "train.py", env={"TOY_LORA": "1"}, script=script)
+    assert result.returncode == 0, result.stderr
+    start = params(with_lora(Toy()))
+    assert not torch.equal(expected["adapters.head.A"], start["adapters.head.A"])
+    for role in ("rank0", "launcher"):
+        assert_close(torch.load(out / f"params-{role}.pt", weights_only=True), expected)
+
+
+def run(tmp_path, *command, env=None, timeout=120, script=SCRIPT):
+    (tmp_path / "train.py").write_text(script, encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     environment = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}

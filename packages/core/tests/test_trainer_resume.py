@@ -25,11 +25,9 @@ from s2s.trainer import checkpointing
 SCRIPT = textwrap.dedent(
     """
     import os, signal
-    from test_trainer_toy import Toy, toy_items
+    from test_trainer_toy import Toy, toy_items, with_lora
     from s2s import Trainer, hookimpl
-    from s2s.nn import lora
     from s2s.trainer import EMA
-    from torch import nn
 
     class Killer:
         @hookimpl
@@ -48,11 +46,7 @@ SCRIPT = textwrap.dedent(
                       scheduler="cosine", warmup=2, device="cpu", seed=7, progress=False,
                       log_every_step=1,
                       callbacks=[EMA(0.8), Killer()])
-    model = Toy(dropout=0.3)
-    if os.environ.get("LORA"):  # all but the head's bias frozen, an adapter on the head
-        model.requires_grad_(False)
-        model.head.bias.requires_grad_(True)
-        model.adapters = nn.ModuleDict({"head": lora.attach(model.head, lora.LoraConfig(r=2, alpha=4, dropout=0.2))})
+    model = with_lora(Toy(dropout=0.3), dropout=0.2) if os.environ.get("LORA") else Toy(dropout=0.3)
     trainer.train(model, toy_items(32), resume="auto")
     """
 )

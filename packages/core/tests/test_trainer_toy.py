@@ -35,6 +35,18 @@ class Toy(nn.Module):
         return {"loss": F.cross_entropy(logits.float(), label), "logits": logits}
 
 
+def with_lora(model: Toy, dropout: float = 0.0) -> Toy:
+    """``model`` with all but the head's bias frozen and a LoRA adapter on the head."""
+    from s2s.nn import lora
+
+    model.requires_grad_(False)
+    model.head.bias.requires_grad_(True)
+    model.adapters = nn.ModuleDict({"head": lora.attach(model.head, lora.LoraConfig(r=2, alpha=4, dropout=dropout))})
+    with torch.no_grad():  # B starts at zero; a non-zero B lets A's gradient through from step 1
+        model.adapters["head"].B.normal_(generator=torch.Generator().manual_seed(3))
+    return model
+
+
 def toy_items(count: int = 32, seed: int = 1) -> list[dict]:
     rng = random.Random(seed)
     items = []

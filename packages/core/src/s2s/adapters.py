@@ -129,6 +129,8 @@ def apply_lora(model: nn.Module, config, base: str | os.PathLike | None = None) 
     for path in targets:
         adapters[path.replace(".", "/")] = lora.attach(modules[path], config)
     model.add_module(ADAPTERS, adapters)
+    if base is not None and Path(base).exists():  # a local folder: named from anywhere
+        base = str(Path(base).resolve())
     model.lora_config, model.lora_base, model.lora_hf_names = config, base, targets
     logger.info("LoRA r=%d on %d linear maps: %d trainable parameters of %d", config.r, len(targets),
                 sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -280,7 +282,8 @@ def load_adapter(folder, *, recipe, load, base=None, vocab=None, model_name=None
     model = load(vocab, model_name, task_name, checkpoint=base_path, **options)
     state = _adapter_state(folder)
     adapted = sorted({k.removeprefix(PEFT_PREFIX).rsplit(".lora_", 1)[0] for k in state if ".lora_" in k})
-    _apply_adapter_state(model, folder, values, state, adapted, base_path)
+    named = base if base is not None else values.get("base_model_name_or_path")  # what a re-save names
+    _apply_adapter_state(model, folder, values, state, adapted, base_path, named)
     return model
 
 
@@ -294,7 +297,8 @@ def _adapter_state(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _apply_adapter_state(model, folder: Path, values: dict, state: dict, adapted: list[str], base_path: Path) -> None:
+def _apply_adapter_state(model, folder: Path, values: dict, state: dict, adapted: list[str], base_path: Path,
+                         named) -> None:
     """Attach adapters to the HF modules ``adapted`` and load ``state`` into them and the
     head, after checking every key and shape (nothing is attached when one does not fit)."""
     names = hf_module_names(model.backbone)
@@ -337,7 +341,7 @@ def _apply_adapter_state(model, folder: Path, values: dict, state: dict, adapted
     if missing_head:
         logger.info("adapter %s holds no %s: the head keeps the base's (or a new one's) weights",
                     folder, ", ".join(missing_head))
-    apply_lora(model, config, base=values.get("base_model_name_or_path") or str(base_path))
+    apply_lora(model, config, base=named)
     with torch.no_grad():
         for hf in adapted:
             adapter = lora.adapter_of(modules[by_hf[hf]])
