@@ -112,6 +112,10 @@ def side(name: str, base: Path, steps: int, warmup: int) -> dict:
     return {"side": name, "steps": len(ends), "step_ms": 1000 * statistics.median(intervals), "peak_rss_mb": peak_mb}
 
 
+def load_average() -> list[str]:
+    return Path("/proc/loadavg").read_text().split()[:3]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=24)
@@ -126,7 +130,7 @@ def main() -> int:
     if args.side:
         print(json.dumps(side(args.side, Path(args.base), args.steps, args.warmup)))
         return 0
-    print(f"load average before: {open('/proc/loadavg').read().split()[:3]}", flush=True)
+    print(f"load average before: {load_average()}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         make_base(Path(folder))
@@ -146,7 +150,7 @@ def main() -> int:
         print(f"{kind}: s2s {ours['step_ms']:.1f} ms/step, transformers {theirs['step_ms']:.1f} ms/step: "
               f"{theirs['step_ms'] / ours['step_ms']:.2f}x; peak RSS {ours['peak_rss_mb']:.0f} MB vs "
               f"{theirs['peak_rss_mb']:.0f} MB")
-    print(f"load average after: {open('/proc/loadavg').read().split()[:3]}")
+    print(f"load average after: {load_average()}")
     return 0
 
 
