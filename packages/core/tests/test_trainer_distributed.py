@@ -81,7 +81,7 @@ def test_lora_with_two_workers_equals_one_process(tmp_path):
     expected = params(trainer.train(with_lora(Toy()), toy_items(32)))
     torch.set_num_threads(threads)
     script = SCRIPT.replace("progress=False,", "progress=False, max_grad_norm=0.5,")
-    result, _, out = run(tmp_path, "train.py", env={"TOY_LORA": "1"}, script=script)
+    result, _, out = run(tmp_path, "train.py", env={"TOY_LORA": "1"}, script=script, timeout=300)
     assert result.returncode == 0, result.stderr
     start = params(with_lora(Toy()))
     assert not torch.equal(expected["adapters.head.A"], start["adapters.head.A"])

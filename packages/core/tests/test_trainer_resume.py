@@ -58,7 +58,7 @@ def run(tmp_path, out, **env):
     environment = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     environment |= {"TOY_OUT": str(out), "PYTHONPATH": str(TOY_DIR), "OMP_NUM_THREADS": "1", **env}
     return subprocess.run([sys.executable, str(script)], env=environment, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=300)
 
 
 @pytest.mark.parametrize("lora", ["", "1"])
