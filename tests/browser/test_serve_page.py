@@ -91,3 +91,41 @@ def test_type_submit_and_see_the_prediction(server, browser):
     shown = page.inner_text("#outputs")
     assert shown.startswith("国足晋级世界杯") and f'"{expected}"' in shown
 
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("page") / "chat"
+    seed_everything(0)
+    tokenizer = Tokenizer.build_vocab(["国足晋级世界杯", "今天天气很好", "股市今天大涨"], min_frequency=1)
+    model = load_model(tokenizer, "gpt2", "chat", size="tiny")
+    import torch
+
+    with torch.no_grad():  # wider than the init, so the random model's greedy replies vary
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    command = [sys.executable, "-m", "s2s", "serve", str(folder), "--port", "0"]
+    process, log = start(command, "Application startup complete")
+    url = re.search(r"http://127\.0\.0\.1:\d+", log).group(0)
+    yield url, load_model(checkpoint=folder)
+    process.terminate()
+    process.wait(timeout=15)
+
+
+def test_chat_page_streams_replies_and_keeps_the_conversation(chat_server, browser):
+    url, model = chat_server
+    page = browser.contexts[0].new_page() if browser.contexts else browser.new_page()
+    page.goto(url + "/")
+    history = []
+    for turn, text in enumerate(["今天天气很好", "股市今天大涨"]):
+        page.fill("#message", text)
+        page.click("#send")
+        page.wait_for_selector(f".assistant >> nth={turn}", timeout=30_000)
+        page.wait_for_function(f"document.querySelectorAll('.assistant')[{turn}].dataset.done === 'true'",
+                               timeout=60_000)
+        history.append(text)
+        shown = page.locator(".assistant").nth(turn).inner_text()
+        assert shown == model.reply([history], 64)[0]  # the page's history: every turn so far
+        history.append(shown)

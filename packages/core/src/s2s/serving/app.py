@@ -31,8 +31,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from ..generation import Scheduler
 from ..task import Task
 from .batcher import Batcher
-from .openai_api import APIError, Limits, add_openai_routes, error_response
-from .page import render_page
+from .openai_api import APIError, Limits, add_openai_routes, error_response, served_routes
+from .page import render_chat_page, render_page
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ def create_app(model, batcher: Batcher, max_body: int = 1 << 20, *, scheduler: S
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
+        if "/v1/chat/completions" in served_routes(model):
+            return render_chat_page(name, bool(keys))
         return render_page(type(model).__name__, kind)
 
     @app.post("/predict")
