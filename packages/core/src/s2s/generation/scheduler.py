@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..tokenizer.streaming import REPLACEMENT
 from .config import GenerationConfig
 from .processors import NEG_INF, warp_for_sampling
 from .protocol import Decoder, can_merge
@@ -122,10 +123,16 @@ class Generation:
                 self.text, self.finish_reason = self.text[:cut], "stop"
             elif len(self.generated) >= self.params.max_new_tokens:
                 self.finish_reason = "length"
-        held = 0 if self.finish_reason else _held_back(self.text, self.params.stop)
+        held = 0 if self.finish_reason else max(_held_back(self.text, self.params.stop), _incomplete(self.text))
         piece = self.text[self.sent : len(self.text) - held]
         self.sent += len(piece)
         self.sink(Event(piece, self.finish_reason))
+
+
+def _incomplete(text: str) -> int:
+    """Characters at the end of ``text`` still incomplete: a character split over byte-level
+    tokens decodes as U+FFFD until its last byte comes (as DecodeStream holds them back)."""
+    return len(text) - len(text.rstrip(REPLACEMENT))
 
 
 def _longest(stops: tuple[str, ...]) -> int:
