@@ -27,15 +27,14 @@ from torch import nn
 from s2s.data import pad_batch
 from s2s.nn.dropout import Dropout
 from s2s.task import HFHead, Task, TinyRun
-from s2s.task_files import TaskFiles
 
 from .common import (
     DataError,
+    LabeledTextFiles,
     build_features,
     encode_truncated,
     fit_max_length,
     read_labeled_texts,
-    tab_separated_lines,
     warn_counts,
 )
 from .metrics.classification import classification_metrics
@@ -45,55 +44,6 @@ logger = logging.getLogger(__name__)
 
 # DataError and read_labeled_texts live in .common; scripts import them from here too.
 __all__ = ["Classification", "DataError", "read_labeled_texts", "resolve_labels"]
-
-
-class LabeledTextFiles(TaskFiles):
-    """``text<TAB>label`` lines (``label1,label2`` when multi-label); with ``texts_per_line=2``
-    (matching) ``text_a<TAB>text_b<TAB>label``. Scored by accuracy and macro-F1 over the labels
-    of the gold answers and the predictions (exact match of the label set when multi-label)."""
-
-    def __init__(self, texts_per_line: int):
-        self.texts_per_line = texts_per_line
-
-    def read_examples(self, path, options: dict) -> list[dict]:
-        return read_labeled_texts(path, options.get("labels"), texts_per_line=self.texts_per_line,
-                                  multi_label=options.get("multi_label", False))
-
-    def options_from_examples(self, examples, options: dict) -> dict:
-        if options.get("labels") is not None or options.get("target_size") is not None:
-            return {}
-        names = [e["label"] for e in examples]
-        found = {n for label in names for n in label} if options.get("multi_label") else set(names)
-        return {"labels": sorted(found)}
-
-    def example_texts(self, examples) -> list[str]:
-        return [text for e in examples for text in (e["text"], e.get("text_b")) if text]
-
-    def read_inputs(self, path) -> list:
-        """``text`` (or ``[text_a, text_b]``) of each line; a label field after them is ignored."""
-        inputs = []
-        for number, line, fields in tab_separated_lines(path):
-            if len(fields) not in (self.texts_per_line, self.texts_per_line + 1):
-                layout = "<TAB>".join(["text", "text_b"][: self.texts_per_line])
-                raise DataError(f"{path}, line {number}: expected {layout}[<TAB>label], found {line[:60]!r}")
-            inputs.append(fields[0] if self.texts_per_line == 1 else fields[:2])
-        if not inputs:
-            raise DataError(f"{path} has no text to predict on")
-        return inputs
-
-    def inputs(self, examples) -> list:
-        return [e["text"] if self.texts_per_line == 1 else [e["text"], e["text_b"]] for e in examples]
-
-    def score(self, predictions, examples) -> dict[str, float]:
-        gold = [e["label"] for e in examples]
-        if gold and isinstance(gold[0], list):  # multi-label: one 0/1 row per text
-            names = sorted({n for row in (*gold, *predictions) for n in row})
-            gold, predictions = ([[int(n in row) for n in names] for row in rows] for rows in (gold, predictions))
-        else:
-            names = sorted({str(n) for n in (*gold, *predictions)})
-            gold, predictions = ([names.index(str(n)) for n in rows] for rows in (gold, predictions))
-        metrics = classification_metrics(gold, predictions, names)
-        return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
 
 class Classification(Task):

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from s2s.task import TinyRun
 
-from .classification import Classification, LabeledTextFiles
-from .common import read_labeled_texts
+from .classification import Classification
+from .common import LabeledTextFiles, read_labeled_texts
 
 DEFAULT_LABELS = ("0", "1")
 
