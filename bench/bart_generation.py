@@ -85,9 +85,9 @@ def peer_generate(peer, ids, mask, beams, eos=SEP):
 
 
 def our_generate(ours, ids, mask, beams, eos=SEP):
-    from s2s.generation import generate
+    from s2s.generation import decoder_for, generate
 
-    return generate(ours.decoder(NEW_TOKENS, forced_eos_token_id=eos), {"input_ids": ids, "attention_mask": mask},
+    return generate(decoder_for(ours, NEW_TOKENS, forced_eos_token_id=eos), {"input_ids": ids, "attention_mask": mask},
                     num_beams=beams, max_new_tokens=NEW_TOKENS, eos_token_id=eos)
 
 

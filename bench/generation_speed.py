@@ -1,7 +1,7 @@
 """Generation speed: s2s's cached decoders against their peers, same process, same weights.
 
 1. GPT-2 (small = 6 layers, base = 12 layers, 768 wide, 21128-token BERT vocab), greedy and
-   beam 4, batch 1 and 8: s2s ``generate`` with ``GPT2Decoder`` vs ``transformers``
+   beam 4, batch 1 and 8: s2s ``generate`` with core's decoder-only decoder vs ``transformers``
    ``GPT2LMHeadModel.generate``; the token ids must be identical.
 2. UniLM on a BERT-base shape, beam 3, 32 new tokens, 128-token source: the cached decoder
    vs re-running the full sequence every step (the original library's approach).
@@ -53,8 +53,8 @@ def bench_gpt2(repeats: int, sizes, new_tokens: int = 32, prompt_len: int = 24) 
     from transformers import GPT2Config as HFGPT2Config
     from transformers import GPT2LMHeadModel
 
-    from s2s.generation import generate
-    from s2s_gpt2 import GPT2Backbone, GPT2Config, GPT2Decoder
+    from s2s.generation import decoder_for, generate
+    from s2s_gpt2 import GPT2Backbone, GPT2Config
 
     lines = []
     for size, layers in sizes:
@@ -81,7 +81,7 @@ def bench_gpt2(repeats: int, sizes, new_tokens: int = 32, prompt_len: int = 24) 
 
                 def run_ours(ours=ours, ids=ids, mask=mask, beams=beams):
                     return generate(
-                        GPT2Decoder(ours, new_tokens), {"input_ids": ids, "attention_mask": mask},
+                        decoder_for(ours, new_tokens), {"input_ids": ids, "attention_mask": mask},
                         prompt_ids=ids, prompt_mask=mask, num_beams=beams, max_new_tokens=new_tokens, eos_token_id=EOS,
                     )
 

@@ -95,10 +95,10 @@ def peer_generate(peer, ids, mask, **options):
 
 
 def our_generate(ours, ids, mask, **options):
-    from s2s.generation import generate
+    from s2s.generation import decoder_for, generate
 
     start = torch.full((len(ids), 1), CLS)  # transformers' n-gram ban and penalty see the start token
-    return generate(ours.decoder(NEW_TOKENS), {"input_ids": ids, "attention_mask": mask}, prompt_ids=start,
+    return generate(decoder_for(ours, NEW_TOKENS), {"input_ids": ids, "attention_mask": mask}, prompt_ids=start,
                     max_new_tokens=NEW_TOKENS, eos_token_id=SEP, **options)
 
 

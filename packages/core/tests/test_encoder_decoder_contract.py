@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from s2s.backbone import CROSS_CACHE, contract_violations, reorder_cache
-from s2s.generation import EncoderDecoderDecoder, generate
+from s2s.generation import EncoderDecoderDecoder, decoder_for, generate
 from s2s.testing.toy_encoder_decoder import ToyConfig, ToyEncoderDecoder
 
 START, EOS = 1, 2
@@ -122,8 +122,8 @@ def test_cross_keys_held_apart_until_a_reorder_moves_rows(model, index, grouped)
         torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_backbone_decoder_defaults_to_the_generic_decoder(model):
-    assert isinstance(model.decoder(8), EncoderDecoderDecoder)
+def test_an_encoder_decoder_backbone_gets_the_generic_decoder(model):
+    assert isinstance(decoder_for(model, 8), EncoderDecoderDecoder)
 
 
 def test_missing_start_token_is_a_clear_error():

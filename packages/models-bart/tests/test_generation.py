@@ -6,7 +6,7 @@ import pytest
 import torch
 from bart_helpers import PAD, SEP, TINY, hf_bart, ours_like, random_batch
 
-from s2s.generation import generate
+from s2s.generation import decoder_for, generate
 from s2s.tokenizer import Tokenizer
 from s2s_bart import BartBackbone
 
@@ -43,7 +43,7 @@ def test_one_by_one_identical_to_transformers(models, num_beams):
     peer, ours = models
     for seed, length in enumerate(SOURCES):
         ids, mask = random_batch(TINY["vocab_size"], length, seed=seed)
-        got = generate(ours.decoder(NEW), {"input_ids": ids, "attention_mask": mask},
+        got = generate(decoder_for(ours, NEW), {"input_ids": ids, "attention_mask": mask},
                        max_new_tokens=NEW, num_beams=num_beams, eos_token_id=ours.eos_token_id)
         assert got == peer_generate(peer, ids, mask, num_beams), f"source {ids.tolist()}"
 
@@ -52,7 +52,7 @@ def test_one_by_one_identical_to_transformers(models, num_beams):
 def test_padded_batch_identical_to_transformers(models, num_beams):
     peer, ours = models
     ids, mask = random_batch(TINY["vocab_size"], [n for (n,) in SOURCES], seed=9)
-    got = generate(ours.decoder(NEW), {"input_ids": ids, "attention_mask": mask},
+    got = generate(decoder_for(ours, NEW), {"input_ids": ids, "attention_mask": mask},
                    max_new_tokens=NEW, num_beams=num_beams, eos_token_id=SEP)
     assert got == peer_generate(peer, ids, mask, num_beams)
 
@@ -60,12 +60,12 @@ def test_padded_batch_identical_to_transformers(models, num_beams):
 def test_forced_eos_ends_every_generation_at_the_limit(models):
     _, ours = models
     ids, mask = random_batch(TINY["vocab_size"], (6, 3))
-    decoder = ours.decoder(3)
+    decoder = decoder_for(ours, 3)
     logits, state = decoder.start({"input_ids": ids, "attention_mask": mask})
     logits, state = decoder.step(logits.argmax(-1), state)
     logits, _ = decoder.step(logits.argmax(-1), state)  # the third and last token: [SEP] only
     assert (logits.argmax(-1) == SEP).all() and torch.isinf(logits).sum() == logits.numel() - len(logits)
-    free = ours.decoder(3, forced_eos_token_id=None)
+    free = decoder_for(ours, 3, forced_eos_token_id=None)
     assert torch.isfinite(free.start({"input_ids": ids, "attention_mask": mask})[0]).all()
 
 
@@ -85,7 +85,7 @@ def test_encoder_runs_once_and_each_step_feeds_one_position(models, monkeypatch)
     monkeypatch.setattr(ours, "encode", counting_encode)
     monkeypatch.setattr(ours, "decode", recording_decode)
     ids, mask = random_batch(TINY["vocab_size"], (7, 4))
-    generate(ours.decoder(NEW), {"input_ids": ids, "attention_mask": mask}, max_new_tokens=NEW, num_beams=4, eos_token_id=SEP)
+    generate(decoder_for(ours, NEW), {"input_ids": ids, "attention_mask": mask}, max_new_tokens=NEW, num_beams=4, eos_token_id=SEP)
     assert calls["encode"] == 1 and set(calls["lengths"]) == {1}
 
 
@@ -110,7 +110,7 @@ def test_reorder_equals_the_per_row_path(models, index):
     per_row.eval()
     ids, mask = random_batch(TINY["vocab_size"], (6, 3))
     inputs = {"input_ids": ids, "attention_mask": mask}
-    ours_decoder, generic = ours.decoder(NEW, forced_eos_token_id=None), EncoderDecoderDecoder(per_row)
+    ours_decoder, generic = decoder_for(ours, NEW, forced_eos_token_id=None), EncoderDecoderDecoder(per_row)
     (_, state), (_, generic_state) = ours_decoder.start(inputs), generic.start(inputs)
     for step_index in ([0, 0, 1, 1], index):  # beams of each source, then the case
         tokens = torch.arange(110, 110 + len(step_index))

@@ -1,4 +1,4 @@
-"""GPT2Decoder.merge and the continuous-batching scheduler over it.
+"""Core's decoder-only decoder: merge on GPT-2, and the continuous-batching scheduler over it.
 
 The reference is transformers' GPT2LMHeadModel on the same weights, each sequence alone and
 whole; the scheduler's timing is measured against its own decoding steps.
@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from s2s.generation import GenerationRequest, SamplingParams, Scheduler
+from s2s.generation import GenerationRequest, SamplingParams, Scheduler, decoder_for
 from s2s_gpt2 import GPT2Backbone, GPT2Config
 
 transformers = pytest.importorskip("transformers")
@@ -43,7 +43,7 @@ def peer_logits(peer, ids: list[int]) -> torch.Tensor:
 
 def test_merged_rows_give_each_sequence_its_own_logits(models):
     peer, ours = models
-    decoder = ours.decoder(16)
+    decoder = decoder_for(ours, 16)
     a, b, c = [5, 9, 11, 40, 7, 8, 60], [17, 4, 90], [33, 34]
     logits_a, state = decoder.start({"input_ids": torch.tensor([a])})
     for token in (12, 13, 14):  # A runs three steps before B joins
@@ -105,7 +105,7 @@ def test_scheduler_greedy_equals_transformers_and_shares_steps(models):
     peer, ours = models
     generator = torch.Generator().manual_seed(3)
     jobs = [(torch.randint(4, VOCAB, (2 + i % 7,), generator=generator).tolist(), 2 + (5 * i) % 20) for i in range(24)]
-    scheduler = Scheduler(ours.decoder(32), decode, max_running=8)
+    scheduler = Scheduler(decoder_for(ours, 32), decode, max_running=8)
     try:
         texts = collect(scheduler, [(ids, SamplingParams(max_new_tokens=n, temperature=0)) for ids, n in jobs])
         assert texts == [decode(peer_greedy(peer, ids, n)) for ids, n in jobs]
@@ -128,7 +128,7 @@ def test_penalties_and_stop_strings(models):
             break
         expected.append(token)
         counts[token] += 1
-    scheduler = Scheduler(ours.decoder(32), decode)
+    scheduler = Scheduler(decoder_for(ours, 32), decode)
     try:
         params = SamplingParams(max_new_tokens=6, temperature=0, presence_penalty=1.5, frequency_penalty=0.7)
         assert collect(scheduler, [(ids, params)]) == [decode(expected)]
@@ -142,7 +142,7 @@ def test_penalties_and_stop_strings(models):
 
 def test_a_later_short_request_finishes_first_within_three_steps():
     _, ours = pair(width=256, layers=4, positions=512)
-    scheduler = Scheduler(ours.decoder(400), decode)
+    scheduler = Scheduler(decoder_for(ours, 400), decode)
     events = queue.Queue()
     try:
         long = request([5, 6, 7], eos=())

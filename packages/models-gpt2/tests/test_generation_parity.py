@@ -1,12 +1,12 @@
-"""s2s generate with GPT2Decoder against transformers' generate: 20 prompts, identical token ids."""
+"""s2s generate with core's decoder-only decoder on GPT-2 against transformers' generate: 20 prompts, identical token ids."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from s2s.generation import generate
-from s2s_gpt2 import GPT2Backbone, GPT2Config, GPT2Decoder
+from s2s.generation import decoder_for, generate
+from s2s_gpt2 import GPT2Backbone, GPT2Config
 
 transformers = pytest.importorskip("transformers")
 
@@ -70,7 +70,7 @@ def test_one_by_one_identical_to_transformers(models, options):
     for prompt in prompts():
         ids = prompt[None]
         expected = peer_generate(peer, ids, None, **options)
-        got = generate(GPT2Decoder(ours, NEW), {"input_ids": ids}, prompt_ids=ids, max_new_tokens=NEW, eos_token_id=EOS, **options)
+        got = generate(decoder_for(ours, NEW), {"input_ids": ids}, prompt_ids=ids, max_new_tokens=NEW, eos_token_id=EOS, **options)
         assert got == expected, f"prompt {prompt.tolist()}"
 
 
@@ -80,7 +80,7 @@ def test_left_padded_batch_identical_to_transformers(models, options):
     ids, mask = left_pad(prompts())
     expected = peer_generate(peer, ids, mask, **options)
     got = generate(
-        GPT2Decoder(ours, NEW), {"input_ids": ids, "attention_mask": mask}, prompt_ids=ids, prompt_mask=mask,
+        decoder_for(ours, NEW), {"input_ids": ids, "attention_mask": mask}, prompt_ids=ids, prompt_mask=mask,
         max_new_tokens=NEW, eos_token_id=EOS, **options,
     )
     assert got == expected
@@ -89,7 +89,7 @@ def test_left_padded_batch_identical_to_transformers(models, options):
 def test_empty_prompt_is_a_clear_error(models):
     _, ours = models
     with pytest.raises(ValueError, match="empty prompt"):
-        generate(GPT2Decoder(ours), {"input_ids": torch.zeros(1, 0, dtype=torch.long)})
+        generate(decoder_for(ours), {"input_ids": torch.zeros(1, 0, dtype=torch.long)})
 
 
 def allowed_tokens(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> set[int]:
@@ -110,7 +110,7 @@ def test_sampling_picks_only_allowed_tokens_of_transformers_logits_and_follows_t
     options = dict(do_sample=True, temperature=0.9, top_k=8, top_p=0.7, max_new_tokens=NEW, eos_token_id=EOS)
     ids, mask = left_pad(prompts())
     run = lambda seed: generate(  # noqa: E731
-        GPT2Decoder(ours, NEW), {"input_ids": ids, "attention_mask": mask}, seed=seed, **options
+        decoder_for(ours, NEW), {"input_ids": ids, "attention_mask": mask}, seed=seed, **options
     )
     first = run(0)
     assert first == run(0) and first != run(1)
@@ -141,7 +141,7 @@ def test_allowed_tokens_fn_identical_to_transformers_prefix_allowed_tokens_fn(mo
     peer_fn = lambda row, sent: allowed_rule(row, sent[ids.shape[1]:].tolist())  # noqa: E731
     expected = peer_generate(peer, ids, mask, prefix_allowed_tokens_fn=peer_fn, **options)
     got = generate(
-        GPT2Decoder(ours, NEW), {"input_ids": ids, "attention_mask": mask}, prompt_ids=ids, prompt_mask=mask,
+        decoder_for(ours, NEW), {"input_ids": ids, "attention_mask": mask}, prompt_ids=ids, prompt_mask=mask,
         max_new_tokens=NEW, eos_token_id=EOS, allowed_tokens_fn=allowed_rule, **options,
     )
     assert got == expected
@@ -155,7 +155,7 @@ def test_sampling_with_allowed_tokens_fn_stays_in_the_allowed_set(models):
     _, ours = models
     ids, mask = left_pad(prompts())
     got = generate(
-        GPT2Decoder(ours, NEW), {"input_ids": ids, "attention_mask": mask}, max_new_tokens=NEW, eos_token_id=EOS,
+        decoder_for(ours, NEW), {"input_ids": ids, "attention_mask": mask}, max_new_tokens=NEW, eos_token_id=EOS,
         do_sample=True, top_p=0.9, seed=5, allowed_tokens_fn=allowed_rule,
     )
     for index, row in enumerate(got):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from s2s.checkpoint import CheckpointError
-from s2s_gpt2 import GPT2Backbone, GPT2Config, KVCache
+from s2s.nn.kv_cache import KVCache
+from s2s_gpt2 import GPT2Backbone, GPT2Config
 
 transformers = pytest.importorskip("transformers")
 

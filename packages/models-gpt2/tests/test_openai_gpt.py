@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from s2s import load_model
-from s2s.generation import generate
+from s2s.generation import decoder_for, generate
 from s2s_gpt2 import OpenAIGPTBackbone
 
 transformers = pytest.importorskip("transformers")
@@ -99,7 +99,7 @@ def test_generation_identical_to_transformers(models, options):
                                 max_new_tokens=NEW, **options)
         expected = out[0, ids.shape[1]:].tolist()
         expected = expected[: expected.index(EOS)] if EOS in expected else expected
-        got = generate(ours.decoder(NEW), {"input_ids": ids}, prompt_ids=ids, max_new_tokens=NEW,
+        got = generate(decoder_for(ours, NEW), {"input_ids": ids}, prompt_ids=ids, max_new_tokens=NEW,
                        eos_token_id=EOS, **options)
         assert got == [expected], f"prompt {ids.tolist()}"
 

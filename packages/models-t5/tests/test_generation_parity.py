@@ -7,7 +7,7 @@ import pytest
 import torch
 from t5_helpers import EOS, PAD, START, peer_and_ours
 
-from s2s.generation import generate
+from s2s.generation import decoder_for, generate
 
 transformers = pytest.importorskip("transformers")
 
@@ -59,7 +59,7 @@ def ours_generate(ours, ids, mask, **options):
     # transformers' repetition penalty and n-gram ban see the decoder start token in the history
     start = torch.full((len(ids), 1), START)
     inputs = {"input_ids": ids, "attention_mask": mask}
-    return generate(ours.decoder(NEW), inputs, prompt_ids=start, max_new_tokens=NEW, eos_token_id=EOS, **options)
+    return generate(decoder_for(ours, NEW), inputs, prompt_ids=start, max_new_tokens=NEW, eos_token_id=EOS, **options)
 
 
 @pytest.mark.parametrize("options", [SETTINGS[1], SETTINGS[3]], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
@@ -92,6 +92,6 @@ def test_cross_keys_held_once_per_source_equal_the_per_row_path(models, options)
     per_row.load_state_dict(ours.state_dict())
     ids, mask = right_pad(texts())
     inputs = {"input_ids": ids, "attention_mask": mask}
-    assert isinstance(ours.decoder(NEW), EncoderDecoderDecoder) and ours.decoder(NEW).holds_cross
+    assert isinstance(decoder_for(ours, NEW), EncoderDecoderDecoder) and decoder_for(ours, NEW).holds_cross
     expected = generate(EncoderDecoderDecoder(per_row), inputs, max_new_tokens=NEW, eos_token_id=EOS, **options)
-    assert generate(ours.decoder(NEW), inputs, max_new_tokens=NEW, eos_token_id=EOS, **options) == expected
+    assert generate(decoder_for(ours, NEW), inputs, max_new_tokens=NEW, eos_token_id=EOS, **options) == expected

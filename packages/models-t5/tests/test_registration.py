@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from s2s.generation import decoder_for
 from s2s.models import load_model
 from s2s.plugins import get_backbone, reset_plugins
 from s2s.tokenizer import Tokenizer
@@ -62,5 +63,5 @@ def test_load_model_with_a_checkpoint_folder_and_its_config(tmp_path):
 def test_missing_start_token_names_the_option():
     model = load_model(vocab(), "t5-pegasus-tiny")  # T5-PEGASUS states no start id: the task's [CLS]
     with pytest.raises(ValueError, match="decoder_start_token_id="):
-        model.decoder(8)
-    assert model.decoder(8, decoder_start_token_id=2).decoder_start_token_id == 2
+        decoder_for(model, 8)
+    assert decoder_for(model, 8, decoder_start_token_id=2).decoder_start_token_id == 2

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from s2s import Tokenizer, load_model
-from s2s.generation import generate
+from s2s.generation import decoder_for, generate
 from s2s.plugins import reset_plugins
 from s2s.testing.conformance import register_toy
 
@@ -69,7 +69,7 @@ def test_start_and_eos_come_from_the_config_when_it_states_them(tokenizer):
     model = seq2seq(tokenizer, decoder_start_token_id=7, eos_token_id=9)
     feature = model.build_dataset(PAIRS[:1])[0]
     assert feature["decoder_input_ids"][0] == 7 and feature["labels"][-1] == 9
-    assert model.decoder(4).decoder_start_token_id == 7
+    assert decoder_for(model, 4).decoder_start_token_id == 7
 
 
 class FullRecomputeDecoder:
@@ -105,7 +105,7 @@ def test_cached_generation_equals_full_recomputation(tokenizer, options):
     settings = dict(max_new_tokens=6, eos_token_id=tokenizer.sep_id, **options)
     with torch.no_grad():
         expected = generate(FullRecomputeDecoder(model.backbone, tokenizer.cls_id), inputs, **settings)
-        got = generate(model.decoder(6), inputs, **settings)
+        got = generate(decoder_for(model, 6), inputs, **settings)
     assert got == expected
     assert any(len(row) > 1 for row in got)
 

@@ -25,9 +25,9 @@ With ``LM_HEAD``
     ``lm_logits(hidden)``: vocabulary logits ``[.., V]`` of hidden states ``[.., H]``.
 
 Kind ``decoder``
-    ``forward(input_ids, attention_mask=None, ...) -> BackboneOutput`` (causal), and
-    ``decoder(max_new_tokens, **how)``: an :class:`s2s.generation.Decoder` for its native
-    generation.
+    ``forward(input_ids, attention_mask=None, ...) -> BackboneOutput`` (causal); for
+    generation, ``kv_cache_spec()`` and ``run(input_ids, position_ids, mask, cache, **extra) ->
+    hidden``, as :mod:`s2s.generation.decoder_only` states them.
 
 Kind ``encoder-decoder``
     - ``encode(input_ids, attention_mask=None) -> encoder_states [B, S, H]``, run once per source;
@@ -40,9 +40,8 @@ Kind ``encoder-decoder``
     - ``forward(input_ids, attention_mask=None, decoder_input_ids=...) -> BackboneOutput``:
       ``decode(decoder_input_ids, encode(input_ids, attention_mask), attention_mask)``, for
       training (targets padded on the right need no decoder mask: the loss skips them);
-    - ``decoder_start_token_id`` and ``eos_token_id``: from the checkpoint's config (``None``
-      when it states none);
-    - ``decoder(max_new_tokens, **how)`` defaults to :class:`s2s.generation.EncoderDecoderDecoder`.
+    - ``decoder_start_token_id``, ``eos_token_id`` and ``forced_eos_token_id``: from the
+      checkpoint's config (``None`` when it states none).
 
 With ``CROSS_CACHE`` (encoder-decoders: the cross-attention keys/values apart from the cache,
 so generation holds them once per source however many beams decode it)
@@ -62,7 +61,7 @@ at registration, naming the members.
 Building blocks shared by backbones live in :mod:`s2s.nn`: the attention mask from what a task
 passes (:func:`s2s.nn.masks.attention_mask`, with the one policy for a query that may see no
 key), padding left out of the work (:mod:`s2s.nn.packing`), prepacked linear maps for CPU
-inference (:mod:`s2s.nn.prepacked`).
+inference (:mod:`s2s.nn.prepacked`), the decoder's KV cache (:mod:`s2s.nn.kv_cache`).
 """
 
 from __future__ import annotations
@@ -210,15 +209,7 @@ class Backbone(nn.Module):
         its vocabulary. Each file is written atomically."""
         save_hf_folder(directory, self.hf_state_dict(), self.hf_config(), tokenizer)
 
-    # --- generation ------------------------------------------------------------------------
-
-    def decoder(self, max_new_tokens: int, **how):
-        """This backbone's native generation as an :class:`s2s.generation.Decoder`."""
-        if self.kind == ENCODER_DECODER:
-            from .generation.encoder_decoder import EncoderDecoderDecoder
-
-            return EncoderDecoderDecoder(self, **how)
-        raise NotImplementedError(f"{type(self).__name__} has no native generation")
+    # --- generation (s2s.generation.decoder_for picks the decoder from ``kind``) -------------
 
     @property
     def decoder_start_token_id(self) -> int | None:
@@ -229,6 +220,12 @@ class Backbone(nn.Module):
     def eos_token_id(self) -> int | None:
         """Generative backbones: the token that ends a generation, from the checkpoint's config."""
         return getattr(self.config, "eos_token_id", None)
+
+    @property
+    def forced_eos_token_id(self) -> int | None:
+        """Encoder-decoders: the token forced as the last of ``max_new_tokens`` (BART's
+        checkpoints state one), from the checkpoint's config."""
+        return getattr(self.config, "forced_eos_token_id", None)
 
 
 # Config fields that name special token ids; a resize must keep them.
@@ -243,7 +240,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         "forward", "max_positions", "input_embeddings", "resize_token_embeddings",
         "load_pretrained", "hf_config", "hf_state_dict",
     ),
-    DECODER: ("decoder",),
+    DECODER: ("run", "kv_cache_spec"),
     ENCODER_DECODER: ("encode", "decode"),
     LM_HEAD: ("lm_logits",),
     CROSS_CACHE: ("cross_key_values",),

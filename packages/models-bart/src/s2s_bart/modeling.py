@@ -35,7 +35,6 @@ from s2s.backbone import (
 from s2s.checkpoint import LoadReport, load_into, read_state_dict
 from s2s.config import ConfigError
 from s2s.folder import CONFIG_FILE, GENERATION_CONFIG_FILE, config_file, folder_of, read_json
-from s2s.generation import EncoderDecoderDecoder
 from s2s.nn import prepacked
 from s2s.nn.attention import attention, grouped_attention
 from s2s.nn.dropout import dropout
@@ -319,10 +318,6 @@ class BartBackbone(Backbone):
         states = self.encode(input_ids, attention_mask, token_type_ids)
         return self.decode(decoder_input_ids, states, attention_mask)
 
-    def decoder(self, max_new_tokens: int, **how):
-        """A :class:`BartDecoder`: generic encoder-decoder decoding plus the checkpoint's forced EOS."""
-        return BartDecoder(self, max_new_tokens, **how)
-
     # --- checkpoints -----------------------------------------------------------------------
 
     @classmethod
@@ -393,38 +388,6 @@ class BartBackbone(Backbone):
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
         """``BartForConditionalGeneration`` names; the tied copies of ``shared`` are left out."""
         return weights.to_hf_names(self.state_dict())
-
-
-class BartDecoder(EncoderDecoderDecoder):
-    """:class:`s2s.generation.EncoderDecoderDecoder` (the encoder once, one decoder position per
-    step, the cross-attention keys/values once per source) plus the checkpoint's
-    ``forced_eos_token_id``, forced as the last of ``max_new_tokens`` tokens as transformers'
-    ``generate`` does (``None``: no forcing)."""
-
-    _UNSET = object()
-
-    def __init__(self, backbone: BartBackbone, max_new_tokens: int, decoder_start_token_id=None,
-                 forced_eos_token_id=_UNSET):
-        super().__init__(backbone, decoder_start_token_id)
-        self.max_new_tokens = max_new_tokens
-        if forced_eos_token_id is BartDecoder._UNSET:
-            forced_eos_token_id = backbone.config.forced_eos_token_id
-        self.forced_eos_token_id = forced_eos_token_id
-        self._produced = 0
-
-    def start(self, inputs):
-        self._produced = 0
-        return self._force_eos(*super().start(inputs))
-
-    def step(self, tokens, state):
-        self._produced += 1
-        return self._force_eos(*super().step(tokens, state))
-
-    def _force_eos(self, logits, state):
-        if self.forced_eos_token_id is not None and self._produced == self.max_new_tokens - 1:
-            logits = torch.full_like(logits, float("-inf"))
-            logits[:, self.forced_eos_token_id] = 0.0
-        return logits, state
 
 
 def _keep_rows(state_dict, keep_tokens, source: str):

@@ -26,9 +26,9 @@ from s2s.checkpoint import LoadReport, load_into, read_state_dict, strip_prefixe
 from s2s.nn import masks, prepacked
 from s2s.nn.attention import attention
 from s2s.nn.dropout import Dropout, dropout
+from s2s.nn.kv_cache import KVCache, KVCacheSpec
 from s2s.nn.packing import Packing
 
-from .cache import KVCache
 from .config import GPT2Config
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,10 @@ class GPT2Backbone(Backbone):
     - ``token_type_ids`` are embedded with ``wte`` and added, as in HF GPT-2 (CDial-GPT's
       speaker tokens).
     - ``past_key_values``: per-layer ``(key, value)`` [B, heads, T, head_dim] or a
-      :class:`~s2s_gpt2.cache.KVCache` (updated in place).
+      :class:`~s2s.nn.kv_cache.KVCache` (updated in place).
+
+    Generation: :class:`s2s.generation.DecoderOnlyDecoder` through :meth:`run` and
+    :meth:`kv_cache_spec`; ``token_type_ids`` is its per-token extra input.
     """
 
     kind = DECODER
@@ -216,11 +219,9 @@ class GPT2Backbone(Backbone):
         self.transformer.wte = new
         self.config.vocab_size = vocab_size
 
-    def decoder(self, max_new_tokens: int = 64, **how):
-        """This model as a :class:`s2s.generation.Decoder` (KV cache, left-padded batches)."""
-        from .decoder import GPT2Decoder
-
-        return GPT2Decoder(self, max_new_tokens, **how)
+    def kv_cache_spec(self) -> KVCacheSpec:
+        weight = self.transformer.wte.weight
+        return KVCacheSpec(self.config.n_layer, self.config.n_head, self.config.head_dim, weight.dtype, weight.device)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``[..., vocab]``: the hidden states times the word embeddings
@@ -242,10 +243,7 @@ class GPT2Backbone(Backbone):
         if isinstance(cache, (tuple, list)):
             cache = KVCache.from_tuples(cache, extra=length)
         elif cache is None and use_cache:
-            cache = KVCache.empty(
-                self.config.n_layer, batch, self.config.n_head, length, self.config.head_dim,
-                like=self.transformer.wte.weight,
-            )
+            cache = KVCache.allocate(self.kv_cache_spec(), batch, length)
         past = cache.length if cache is not None else 0
         if past + length > self.config.n_positions:
             raise ValueError(
@@ -253,14 +251,18 @@ class GPT2Backbone(Backbone):
                 f"truncate the input"
             )
         if position_ids is None:
-            position_ids = positions_from_mask(attention_mask, past, length, input_ids.device)
-        mask = causal_attention_mask(attention_mask, batch, past, length, input_ids.device)
+            position_ids = masks.positions_from_mask(attention_mask, past, length, input_ids.device)
+        mask = masks.decoder_attention_mask(attention_mask, batch, past, length, input_ids.device)
         # Without a cache, padded positions are left out (their outputs are 0).
         packing = None
         if cache is None and mask is not None and attention_mask.dim() == 2:
             packing = Packing(attention_mask)
         hidden_states = [] if output_hidden_states else None
-        hidden = self.run(input_ids, position_ids, token_type_ids, mask, cache, hidden_states, packing)
+        if cache is not None:
+            cache.reserve(length)
+        hidden = self.run(input_ids, position_ids, mask, cache, token_type_ids, hidden_states, packing)
+        if cache is not None:
+            cache.advance(length)
         if isinstance(past_key_values, (tuple, list)) or (past_key_values is None and use_cache):
             cache = cache.to_tuples()
         return BackboneOutput(
@@ -269,14 +271,12 @@ class GPT2Backbone(Backbone):
             past_key_values=cache if use_cache else None,
         )
 
-    def run(self, input_ids, position_ids, token_type_ids, mask, cache, hidden_states=None, packing=None):
+    def run(self, input_ids, position_ids, mask, cache, token_type_ids=None, hidden_states=None, packing=None):
         """The transformer on ``input_ids`` [B, Q] with a ready bool ``mask`` [B, 1, Q, K] (or
-        ``None``: causal); writes into ``cache`` and advances it; runs on the real tokens only
-        given a ``packing``. Returns ``ln_f`` output [B, Q, E]."""
+        ``None``: causal); writes into ``cache`` (room reserved, advanced by the caller); runs on
+        the real tokens only given a ``packing``. Returns ``ln_f`` output [B, Q, E]."""
         t = self.transformer
         batch, length = input_ids.shape
-        if cache is not None:
-            cache.reserve(length)
         if packing is not None:
             input_ids, position_ids = packing.unpad(input_ids), packing.unpad(position_ids.expand(batch, length))
             token_type_ids = packing.unpad(token_type_ids) if token_type_ids is not None else None
@@ -289,8 +289,6 @@ class GPT2Backbone(Backbone):
             if hidden_states is not None:
                 hidden_states.append(to_batch(x))
             x = block.forward(x, batch, length, mask, cache, packing)
-        if cache is not None:
-            cache.advance(length)
         x = to_batch(x if t.ln_f is None else layer_norm(x, t.ln_f))
         if hidden_states is not None:
             hidden_states.append(x)
@@ -344,21 +342,3 @@ def renamed(state_dict: Mapping[str, torch.Tensor], prefixes: Mapping[str, str])
 
 def _is_ignored(key: str) -> bool:
     return key == "lm_head.weight" or key.endswith((".attn.bias", ".attn.masked_bias"))
-
-
-def positions_from_mask(attention_mask, past: int, length: int, device) -> torch.Tensor:
-    """Position ids [B or 1, Q]: ``cumsum(mask) - 1`` over a padding mask, else ``past + arange``."""
-    if attention_mask is not None and attention_mask.dim() == 2:
-        positions = attention_mask.long().cumsum(-1) - 1
-        return positions.clamp(min=0)[:, -length:]
-    return torch.arange(past, past + length, device=device)[None]
-
-
-def causal_attention_mask(attention_mask, batch: int, past: int, length: int, device) -> torch.Tensor | None:
-    """The bool mask [B, 1, Q, K] for :meth:`GPT2Backbone.run` (:func:`s2s.nn.masks.attention_mask`:
-    a padding mask [B, K] combined with the causal order, a full mask [B, Q, K] as given), or
-    ``None`` for plain causal attention, which needs no mask without a cache."""
-    padding = attention_mask is None or attention_mask.dim() == 2
-    if past == 0 and padding and (attention_mask is None or bool(attention_mask.all())):
-        return None
-    return masks.attention_mask(attention_mask, batch, length, past + length, causal=padding, device=device)

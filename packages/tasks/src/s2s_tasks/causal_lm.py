@@ -23,7 +23,7 @@ import torch
 
 from s2s.backbone import DECODER, KV_CACHE, LM_HEAD
 from s2s.data import pad_batch
-from s2s.generation import GenerationRequest, generate, stream
+from s2s.generation import GenerationRequest, decoder_for, generate, stream
 from s2s.task import Task, TinyRun
 from s2s.task_files import TextLineFiles
 
@@ -102,8 +102,8 @@ class CausalLM(Task):
         return inputs
 
     def decoder(self, max_new_tokens: int):
-        """The backbone's own :class:`s2s.generation.Decoder`."""
-        return self.backbone.decoder(max_new_tokens)
+        """The :class:`s2s.generation.Decoder` for the backbone's kind."""
+        return decoder_for(self.backbone, max_new_tokens)
 
     def continue_text(self, prompts: Sequence[str], max_new_tokens: int = 64, **options) -> list[str]:
         """The continuation of each prompt (without the prompt). ``options`` go to

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from s2s.backbone import DECODER, ENCODER, ENCODER_DECODER, reorder_cache
 from s2s.data import LABEL_PAD
-from s2s.generation import source_batch
+from s2s.generation import decoder_for, source_batch
 from s2s.nn.masks import unilm_mask
 
 from .common import cut_keeping_last, left_padded, right_padded
@@ -49,7 +49,7 @@ class DecoderOnly:
         return lm_loss(backbone, hidden[:, :-1], input_ids[:, 1:], scored)  # t predicts t + 1
 
     def decoder(self, backbone, max_new_tokens: int):
-        return backbone.decoder(max_new_tokens)
+        return decoder_for(backbone, max_new_tokens)
 
     def source_room(self, max_length: int, max_new_tokens: int) -> tuple[int, int]:
         """``(most new tokens, source tokens beside max_new_tokens)``: one sequence holds both."""
@@ -111,7 +111,7 @@ class EncoderDecoder:
             )
 
     def decoder(self, backbone, max_new_tokens: int):
-        return backbone.decoder(max_new_tokens, decoder_start_token_id=self.start_id)
+        return decoder_for(backbone, max_new_tokens, decoder_start_token_id=self.start_id)
 
     def source_room(self, max_length: int, max_new_tokens: int) -> tuple[int, int]:
         return max_length, max_length  # the source has its own positions

@@ -13,11 +13,14 @@ computed once, on the first step:
   another source (greedy search dropping finished rows) gathers them, one row per row;
 - any other backbone keeps them in its cache, one row per decoding row, and every reorder
   copies them with the rest (:func:`s2s.backbone.reorder_cache`).
+
+The backbone's ``forced_eos_token_id`` (BART's checkpoints state one) is forced as the last of
+``max_new_tokens`` tokens, as transformers' ``generate`` does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -34,6 +37,7 @@ class EncoderDecoderState:
     cross_sources: torch.Tensor | None = None  # [M] the source of each row of ``cross``
     reads: torch.Tensor | None = None  # [N] the row of ``cross`` each decoding row reads
     group: int = 1  # reads == arange(M).repeat_interleave(group)
+    produced: int = 0  # tokens generated so far (the start token not counted)
 
 
 class EncoderDecoderDecoder:
@@ -41,9 +45,14 @@ class EncoderDecoderDecoder:
 
     ``start`` takes ``{"input_ids": [B, S], "attention_mask": [B, S] (optional, 1 = real token)}``,
     encodes the sources and feeds ``decoder_start_token_id`` (default: the backbone's).
+    ``forced_eos_token_id`` (default: the backbone's; ``None``: no forcing) is the only token
+    allowed as the ``max_new_tokens``-th (no forcing when ``max_new_tokens`` is ``None``).
     """
 
-    def __init__(self, backbone, decoder_start_token_id: int | None = None):
+    _BACKBONES = object()
+
+    def __init__(self, backbone, max_new_tokens: int | None = None, decoder_start_token_id: int | None = None,
+                 forced_eos_token_id=_BACKBONES):
         self.backbone = backbone
         start = backbone.decoder_start_token_id if decoder_start_token_id is None else decoder_start_token_id
         if start is None:
@@ -52,6 +61,11 @@ class EncoderDecoderDecoder:
                 f"decoder_start_token_id= (for a BERT-style vocab, the [CLS] id)"
             )
         self.decoder_start_token_id = start
+        if forced_eos_token_id is EncoderDecoderDecoder._BACKBONES:
+            forced_eos_token_id = backbone.forced_eos_token_id
+        self.forced_eos_token_id = forced_eos_token_id
+        forcing = forced_eos_token_id is not None and max_new_tokens is not None
+        self._forced_at = max_new_tokens - 1 if forcing else None  # ``produced`` when EOS is forced
         self.holds_cross = CROSS_CACHE in backbone.capabilities
         self.groups = self.holds_cross and backbone.group_cross_attention
 
@@ -68,7 +82,7 @@ class EncoderDecoderDecoder:
 
     @torch.no_grad()
     def step(self, tokens, state: EncoderDecoderState):
-        return self._decode(tokens, None, state)
+        return self._decode(tokens, None, replace(state, produced=state.produced + 1))
 
     def _decode(self, tokens, encoder_states, state: EncoderDecoderState):
         if state.cross is None:
@@ -81,26 +95,26 @@ class EncoderDecoderDecoder:
                 cross_key_values=state.cross, cross_group=state.group,
             )
         logits = self.backbone.lm_logits(out.last_hidden_state[:, -1])
-        state = EncoderDecoderState(
-            state.encoder_mask, out.past_key_values, state.cross, state.cross_sources, state.reads, state.group
-        )
-        return logits, state
+        if state.produced == self._forced_at:
+            logits = torch.full_like(logits, float("-inf"))
+            logits[:, self.forced_eos_token_id] = 0.0
+        return logits, replace(state, past=out.past_key_values)
 
     def reorder(self, state: EncoderDecoderState, index):
         past = reorder_cache(state.past, index)
         if state.cross is None:
-            return EncoderDecoderState(state.encoder_mask.index_select(0, index), past)
+            return replace(state, encoder_mask=state.encoder_mask.index_select(0, index), past=past)
         reads = state.reads.index_select(0, index)
         held = state.cross_sources.shape[0]
         group = _group(reads, held) if self.groups else None
         if group is not None:  # runs of rows per row of ``cross``, in order
-            return EncoderDecoderState(state.encoder_mask, past, state.cross, state.cross_sources, reads, group)
+            return replace(state, past=past, reads=reads, group=group)
         sources = state.cross_sources.index_select(0, reads)
         rows = torch.arange(len(reads), device=reads.device)
         if len(reads) == held and torch.equal(sources, state.cross_sources):  # row i's source unchanged
-            return EncoderDecoderState(state.encoder_mask, past, state.cross, state.cross_sources, rows)
+            return replace(state, past=past, reads=rows, group=1)
         cross, mask = reorder_cache(state.cross, reads), state.encoder_mask.index_select(0, reads)
-        return EncoderDecoderState(mask, past, cross, sources, rows)
+        return replace(state, encoder_mask=mask, past=past, cross=cross, cross_sources=sources, reads=rows, group=1)
 
 
 def _group(reads: torch.Tensor, count: int) -> int | None:

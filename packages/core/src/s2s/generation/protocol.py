@@ -19,9 +19,11 @@ import torch
 class Decoder(Protocol):
     """A model as the generation engine sees it.
 
-    Implementations: ``s2s_gpt2.GPT2Decoder`` (decoder-only, KV cache, left-padded batches),
-    the UniLM decoder of ``s2s_tasks.seq2seq`` (the source is encoded once, each step costs one
-    position).
+    Implementations: :class:`~s2s.generation.DecoderOnlyDecoder` (any backbone of kind
+    ``decoder``: KV cache, left-padded batches), :class:`~s2s.generation.EncoderDecoderDecoder`
+    (kind ``encoder-decoder``: the source encoded once), both chosen by
+    :func:`~s2s.generation.decoder_for`; the UniLM decoder of ``s2s_tasks.seq2seq`` (an encoder,
+    the source encoded once, each step costs one position).
     """
 
     def start(self, inputs: Any) -> tuple[torch.Tensor, Any]:

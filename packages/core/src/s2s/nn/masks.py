@@ -111,6 +111,27 @@ def attention_mask(
     return mask[:, None]
 
 
+def positions_from_mask(attention_mask: torch.Tensor | None, past: int, length: int, device) -> torch.Tensor:
+    """Position ids ``[B or 1, Q]`` of a decoder's ``length`` new tokens after ``past`` cached
+    ones: ``cumsum(mask) - 1`` over a padding mask ``[B, past + Q]`` (left-padded rows start at
+    0), else ``past .. past + Q - 1``."""
+    if attention_mask is not None and attention_mask.dim() == 2:
+        positions = attention_mask.long().cumsum(-1) - 1
+        return positions.clamp(min=0)[:, -length:]
+    return torch.arange(past, past + length, device=device)[None]
+
+
+def decoder_attention_mask(mask: torch.Tensor | None, batch: int, past: int, length: int, device) -> torch.Tensor | None:
+    """A decoder's bool mask ``[B, 1, Q, K]`` for ``length`` new tokens after ``past`` cached
+    ones (:func:`attention_mask`: a padding ``mask`` [B, K] combined with the causal order, a full
+    mask [B, Q, K] as given), or ``None`` for plain causal attention, which needs no mask without
+    a cache."""
+    padding = mask is None or mask.dim() == 2
+    if past == 0 and padding and (mask is None or bool(mask.all())):
+        return None
+    return attention_mask(mask, batch, length, past + length, causal=padding, device=device)
+
+
 def _check_shape(mask: torch.Tensor, batch: int, queries: int, keys: int) -> None:
     if mask.dim() not in (2, 3):
         raise ValueError(
@@ -125,4 +146,4 @@ def _check_shape(mask: torch.Tensor, batch: int, queries: int, keys: int) -> Non
         )
 
 
-__all__ = ["attention_mask", "causal_mask", "unilm_mask"]
+__all__ = ["attention_mask", "causal_mask", "decoder_attention_mask", "positions_from_mask", "unilm_mask"]

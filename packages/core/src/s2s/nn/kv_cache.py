@@ -1,16 +1,32 @@
 """A preallocated key/value cache: one tensor for every layer, written in place each step.
 
 Appending a token writes into the tensor instead of concatenating (no per-step copy of the
-whole cache), and reordering rows for beam search is one indexed copy for all layers.
+whole cache), and reordering rows for beam search is one indexed copy for all layers. The cache
+holds the **key/value heads** of :class:`KVCacheSpec` (grouped-query attention keeps fewer of
+them than query heads: the memory is ``kv_heads / heads`` of a full-head cache).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
+@dataclass(frozen=True)
+class KVCacheSpec:
+    """What a decoder-only backbone's cache holds: ``layers`` x (keys, values) of ``kv_heads``
+    heads of ``head_dim``, in ``dtype`` on ``device``."""
+
+    layers: int
+    kv_heads: int
+    head_dim: int
+    dtype: torch.dtype
+    device: torch.device
+
+
 class KVCache:
-    """Keys and values ``[layers, 2, batch, heads, capacity, head_dim]``; the first ``length``
+    """Keys and values ``[layers, 2, batch, kv_heads, capacity, head_dim]``; the first ``length``
     positions are filled. The capacity grows (doubling) when a write would overflow it."""
 
     def __init__(self, data: torch.Tensor, length: int = 0):
@@ -19,16 +35,19 @@ class KVCache:
         self._spare: torch.Tensor | None = None  # reused by reorder, so beams cost no allocation
 
     @classmethod
-    def empty(cls, layers: int, batch: int, heads: int, capacity: int, head_dim: int, *, like: torch.Tensor):
-        data = like.new_empty((layers, 2, batch, heads, capacity, head_dim))
-        return cls(data)
+    def allocate(cls, spec: KVCacheSpec, batch: int, capacity: int) -> KVCache:
+        """An empty cache for ``batch`` rows of up to ``capacity`` positions."""
+        shape = (spec.layers, 2, batch, spec.kv_heads, capacity, spec.head_dim)
+        return cls(torch.empty(shape, dtype=spec.dtype, device=spec.device))
 
     @classmethod
     def from_tuples(cls, past: tuple[tuple[torch.Tensor, torch.Tensor], ...], extra: int) -> KVCache:
-        """A cache holding ``past`` (per layer ``(key, value)`` [B, heads, T, head_dim]) with room for ``extra``."""
+        """A cache holding ``past`` (per layer ``(key, value)`` [B, kv_heads, T, head_dim]) with
+        room for ``extra`` more positions."""
         key = past[0][0]
-        batch, heads, length, head_dim = key.shape
-        cache = cls.empty(len(past), batch, heads, length + extra, head_dim, like=key)
+        batch, kv_heads, length, head_dim = key.shape
+        spec = KVCacheSpec(len(past), kv_heads, head_dim, key.dtype, key.device)
+        cache = cls.allocate(spec, batch, length + extra)
         for layer, (k, v) in enumerate(past):
             cache.data[layer, 0, :, :, :length] = k
             cache.data[layer, 1, :, :, :length] = v
@@ -39,6 +58,11 @@ class KVCache:
     def capacity(self) -> int:
         return self.data.shape[4]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the keys and values (the whole capacity)."""
+        return self.data.numel() * self.data.element_size()
+
     def reserve(self, new_tokens: int) -> None:
         """Make room for ``new_tokens`` more positions."""
         needed = self.length + new_tokens
@@ -48,8 +72,8 @@ class KVCache:
             self.data = grown
 
     def write(self, layer: int, key_value: torch.Tensor) -> torch.Tensor:
-        """Store this step's keys and values ``[2, B, heads, q, head_dim]`` of ``layer`` after
-        the filled positions (one copy); return the keys and values so far, ``[2, B, heads,
+        """Store this step's keys and values ``[2, B, kv_heads, q, head_dim]`` of ``layer`` after
+        the filled positions (one copy); return the keys and values so far, ``[2, B, kv_heads,
         length + q, head_dim]`` (a view). Call :meth:`advance` once every layer has written."""
         end = self.length + key_value.shape[3]
         data = self.data[layer]

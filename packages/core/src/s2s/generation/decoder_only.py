@@ -1,0 +1,167 @@
+"""Generation with any decoder-only backbone (kind ``decoder``), built from the backbone contract.
+
+A decoder-only backbone takes part by implementing, besides ``lm_logits`` (``LM_HEAD``) and
+``max_positions`` (``None``: unbounded):
+
+- ``kv_cache_spec() -> s2s.nn.kv_cache.KVCacheSpec``: its layers, **key/value** heads (fewer
+  than the query heads under grouped-query attention), ``head_dim``, dtype and device;
+- ``run(input_ids, position_ids, mask, cache, **extra) -> hidden``: ``input_ids`` long
+  ``[B, Q]``; ``position_ids`` long ``[B or 1, Q]``; ``mask`` bool ``[B, 1, Q, K]`` (True = may
+  attend, ``K = cache.length + Q``) or ``None`` for plain causal attention; ``cache`` a
+  :class:`~s2s.nn.kv_cache.KVCache` into which each layer writes its new keys/values with
+  ``cache.write(layer, kv)`` (``[2, B, kv_heads, Q, head_dim]``) and attends over what that
+  returns: the caller reserves the room before and advances the cache after. Returns the hidden
+  states after the final norm, ``[B, Q, H]``. ``extra`` are per-token inputs ``[B, Q]`` by name
+  (GPT-2: ``token_type_ids``); a backbone refuses names it does not take.
+
+:class:`DecoderOnlyDecoder` keeps a preallocated cache of the prompt and new tokens, left-padded
+batches (a key mask over the cache, position ids counted from each row's first real token) and
+the next position of each row; ``merge`` joins batches started at different steps (continuous
+batching, :mod:`s2s.generation.scheduler`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..nn.kv_cache import KVCache
+from ..nn.masks import decoder_attention_mask, positions_from_mask
+
+OWN_INPUTS = ("input_ids", "attention_mask")
+NEXT = "next_"  # ``next_<name>`` [B]: the per-token input ``<name>`` of the generated tokens
+
+
+@dataclass
+class DecoderOnlyState:
+    """What a running batch carries between steps (one row per sequence)."""
+
+    cache: KVCache
+    key_mask: torch.Tensor | None  # [N, capacity] bool, True = real token; None: no padding
+    next_position: torch.Tensor  # [N, 1] position id of the next token
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # [N, 1] each: the next token's inputs
+
+
+class DecoderOnlyDecoder:
+    """A decoder-only backbone as an :class:`s2s.generation.Decoder`.
+
+    ``start`` takes ``{"input_ids": [B, L], "attention_mask": [B, L] (optional, 1 = real token;
+    pad on the left)}`` and any per-token input the backbone's ``run`` takes, ``name``: [B, L];
+    the generated tokens get ``next_<name>`` [B] when given (CDial-GPT: the speaker of the
+    reply), else each row's last value. The cache is sized for ``max_new_tokens`` new tokens up
+    front (and grows if a caller steps further).
+    """
+
+    def __init__(self, backbone, max_new_tokens: int = 64):
+        self.backbone = backbone
+        self.max_new_tokens = max_new_tokens
+
+    @torch.no_grad()
+    def start(self, inputs):
+        input_ids = inputs["input_ids"]
+        attention_mask = inputs.get("attention_mask")
+        batch, length = input_ids.shape
+        if length == 0 or batch == 0:
+            raise ValueError("decoder-only generation needs at least one prompt token per input (got an empty prompt)")
+        limit = self.backbone.max_positions
+        if limit is not None and length > limit:
+            raise ValueError(f"the prompt has {length} tokens, but this backbone takes {limit} positions: shorten it")
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None
+        if attention_mask is not None and not bool(attention_mask[:, -1].all()):
+            raise ValueError("pad prompts on the left: the last position of every row must be a real token")
+        prompt_extra, next_extra = _extra_inputs(inputs, batch, length)
+        capacity = length + self.max_new_tokens if limit is None else min(length + self.max_new_tokens, limit)
+        cache = KVCache.allocate(self.backbone.kv_cache_spec(), batch, capacity)
+        positions = positions_from_mask(attention_mask, 0, length, input_ids.device)
+        mask = decoder_attention_mask(attention_mask, batch, 0, length, input_ids.device)
+        logits = self._logits(input_ids, positions, mask, cache, prompt_extra)
+        key_mask = None
+        if attention_mask is not None:
+            key_mask = torch.ones((batch, capacity), dtype=torch.bool, device=input_ids.device)
+            key_mask[:, :length] = attention_mask.bool()
+        return logits, DecoderOnlyState(cache, key_mask, positions[:, -1:].expand(batch, 1) + 1, next_extra)
+
+    @torch.no_grad()
+    def step(self, tokens, state: DecoderOnlyState):
+        limit = self.backbone.max_positions
+        if limit is not None and int(state.next_position.max()) >= limit:
+            raise ValueError(
+                f"generation reached the backbone's {limit} positions: lower max_new_tokens or shorten the prompt"
+            )
+        mask = None
+        if state.key_mask is not None:
+            end = state.cache.length + 1
+            if end > state.key_mask.shape[1]:
+                state.key_mask = torch.nn.functional.pad(state.key_mask, (0, end), value=True)
+            mask = state.key_mask[:, None, None, :end]
+        logits = self._logits(tokens[:, None], state.next_position, mask, state.cache, state.extra)
+        state.next_position = state.next_position + 1
+        return logits, state
+
+    def reorder(self, state: DecoderOnlyState, index):
+        """Rows ``index``; positions that are padding in every kept row are dropped."""
+        key_mask = state.key_mask[index] if state.key_mask is not None else None
+        front = _padding_front(key_mask, state.cache.length)
+        state.cache.reorder(index, front)
+        if key_mask is not None:
+            key_mask = key_mask[:, front:]
+        extra = {name: value[index] for name, value in state.extra.items()}
+        return DecoderOnlyState(state.cache, key_mask, state.next_position[index], extra)
+
+    def merge(self, state: DecoderOnlyState, other: DecoderOnlyState) -> DecoderOnlyState:
+        """The rows of ``state`` then those of ``other`` (continuous batching). Both caches
+        end at the same position: the shorter is padded on the left, masked; each row keeps
+        its own positions, so its logits are those it would have alone."""
+        if state.extra.keys() != other.extra.keys():
+            raise ValueError(f"cannot merge states with different inputs: {sorted(state.extra)} and {sorted(other.extra)}")
+        states = (state, other)
+        fronts = [_padding_front(s.key_mask, s.cache.length) for s in states]
+        length = max(s.cache.length - front for s, front in zip(states, fronts))
+        limit = self.backbone.max_positions
+        capacity = length + self.max_new_tokens
+        if limit is not None:
+            capacity = min(capacity, max(length + 1, limit))
+        cache = KVCache.right_aligned([(s.cache, front) for s, front in zip(states, fronts)], capacity)
+        masks = []
+        for s, front in zip(states, fronts):
+            size = s.cache.length - front
+            mask = torch.zeros((s.next_position.shape[0], capacity), dtype=torch.bool, device=s.next_position.device)
+            mask[:, length - size : length] = True if s.key_mask is None else s.key_mask[:, front : s.cache.length]
+            mask[:, length:] = True
+            masks.append(mask)
+        extra = {name: torch.cat([state.extra[name], other.extra[name]]) for name in state.extra}
+        return DecoderOnlyState(cache, torch.cat(masks), torch.cat([state.next_position, other.next_position]), extra)
+
+    def _logits(self, input_ids, positions, mask, cache: KVCache, extra):
+        """Next-token logits [B, V] after ``input_ids`` [B, Q], writing their keys/values."""
+        cache.reserve(input_ids.shape[1])
+        hidden = self.backbone.run(input_ids, positions, mask, cache, **extra)
+        cache.advance(input_ids.shape[1])
+        return self.backbone.lm_logits(hidden[:, -1])
+
+
+def _extra_inputs(inputs, batch: int, length: int) -> tuple[dict, dict]:
+    """The per-token inputs of the prompt ([B, L] each) and of the next token ([B, 1] each)."""
+    prompt, following = {}, {}
+    for name, value in inputs.items():
+        if name in OWN_INPUTS or value is None or name.startswith(NEXT):
+            continue
+        if tuple(value.shape) != (batch, length):
+            raise ValueError(f"{name} has shape {tuple(value.shape)}; expected [batch, length] = {[batch, length]}")
+        prompt[name], following[name] = value, value[:, -1:]
+    for name, value in inputs.items():
+        if name.startswith(NEXT) and value is not None:
+            if value.numel() != batch:
+                raise ValueError(f"{name} has shape {tuple(value.shape)}; expected one value per row, [{batch}]")
+            following[name[len(NEXT):]] = value.view(batch, 1)
+    return prompt, following
+
+
+def _padding_front(key_mask: torch.Tensor | None, length: int) -> int:
+    """How many first positions are padding in every row of ``key_mask`` [N, capacity]."""
+    if key_mask is None or length == 0:
+        return 0
+    real = key_mask[:, :length].any(0)
+    return int(real.int().argmax()) if bool(real.any()) else length
