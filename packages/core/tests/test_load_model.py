@@ -63,7 +63,10 @@ class Decoder(Encoder):
     kind = DECODER
     capabilities = frozenset()
 
-    def decoder(self, max_new_tokens, **how):
+    def run(self, input_ids, position_ids, mask, cache):
+        raise NotImplementedError
+
+    def kv_cache_spec(self):
         raise NotImplementedError
 
 

@@ -99,7 +99,7 @@ def test_decoding_strips_specials_and_joins_chinese_without_spaces():
 
 @pytest.mark.parametrize("index", [[1, 0, 0], [0, 0, 1, 1], [2, 0, 3], [3, 2, 1, 0], [0, 2, 3], [1]])
 def test_reorder_equals_the_per_row_path(models, index):
-    """BartDecoder holds the cross keys/values once per source (CROSS_CACHE); rows kept on their
+    """Core's decoder on BART holds the cross keys/values once per source (CROSS_CACHE); rows kept on their
     sources or moved, it steps like the contract's per-row cache (every row copied)."""
     from s2s.backbone import CROSS_CACHE
     from s2s.generation import EncoderDecoderDecoder
