@@ -172,3 +172,24 @@ def test_decoder_for_picks_by_kind(model):
     headless = type("Headless", (ToyGQA,), {"capabilities": frozenset()})(2)
     with pytest.raises(ValueError, match="no LM head"):
         decoder_for(headless, 8)
+
+
+def test_merged_batches_step_like_each_sequence_alone(model):
+    """A batch started later joins a running one (continuous batching): each row's logits are
+    those of its sequence recomputed alone, also after a reorder drops the shared padding."""
+    decoder = DecoderOnlyDecoder(model, 16)
+    first, second = [5, 9, 13, 4, 4], [7, 8]
+    logits, state = decoder.start({"input_ids": torch.tensor([first])})
+    first = first + [int(logits.argmax())]
+    _, state = decoder.step(torch.tensor(first[-1:]), state)
+    _, later = decoder.start({"input_ids": torch.tensor([second])})
+    state, rows = decoder.merge(state, later), [first, second]
+    for step in range(3):
+        tokens = [10 + step, 20 + step]
+        rows = [row + [token] for row, token in zip(rows, tokens)]
+        logits, state = decoder.step(torch.tensor(tokens), state)
+        torch.testing.assert_close(logits, torch.stack([reference_logits(model, row) for row in rows]), atol=1e-4, rtol=1e-4)
+    state = decoder.reorder(state, torch.tensor([1]))
+    assert state.cache.length == len(rows[1])  # the first row's extra positions are gone
+    logits, state = decoder.step(torch.tensor([33]), state)
+    torch.testing.assert_close(logits[0], reference_logits(model, rows[1] + [33]), atol=1e-4, rtol=1e-4)
