@@ -46,17 +46,8 @@ class Encoder(Backbone):
     def input_embeddings(self):
         return self.embed
 
-    def resize_token_embeddings(self, vocab_size):
-        raise NotImplementedError
-
-    def load_pretrained(self, path, *, head_prefixes=None, keep_tokens=None):
-        return load_into(self, read_state_dict(path), source=str(path))
-
-    def hf_config(self):
-        return self.config.to_dict()
-
-    def hf_state_dict(self):
-        return self.state_dict()
+    def blocks(self):
+        return nn.ModuleList()
 
 
 class Decoder(Encoder):

@@ -23,7 +23,6 @@ from torch import nn
 
 from s2s import hookimpl
 from s2s.backbone import Backbone, BackboneOutput
-from s2s.checkpoint import load_into, read_state_dict, strip_prefixes
 from s2s.config import Config
 from s2s.data import pad_batch
 from s2s.task import Task
@@ -50,18 +49,8 @@ class Encoder(Backbone):
     def input_embeddings(self):
         return self.embed
 
-    def resize_token_embeddings(self, vocab_size):
-        raise NotImplementedError
-
-    def load_pretrained(self, path, *, head_prefixes=(), keep_tokens=None):
-        state_dict = strip_prefixes(read_state_dict(path), ("backbone.",))
-        return load_into(self, state_dict, source=str(path))
-
-    def hf_config(self):
-        return self.config.to_dict()
-
-    def hf_state_dict(self):
-        return self.state_dict()
+    def blocks(self):
+        return nn.ModuleList()
 
 
 class Tagger(Task):

@@ -6,20 +6,19 @@ they never read a config field by name.
 
 Every backbone
     ``hidden_size``, ``max_positions`` (``None``: unbounded, e.g. relative positions) and
-    ``vocab_size``; ``input_embeddings()`` and ``resize_token_embeddings(n)`` (an LM head tied
-    to the embeddings follows; :meth:`Backbone.check_new_vocab_size` refuses a size that loses
-    a special token); ``load_pretrained(path, head_prefixes=..., keep_tokens=...)`` (rows
-    through :func:`keep_token_rows`, so a bad id is named with the checkpoint's vocab size);
-    ``save_pretrained(folder, tokenizer)``, built here from the backbone's two pieces
-    ``hf_config()`` (the ``config.json`` dict) and ``hf_state_dict()`` (HF parameter names);
-    ``pooler_dense()``: the pooler's linear map of the first token's state (before its
-    activation), ``None`` where the backbone has no pooler; ``head_dropout`` and
-    ``head_init_std``: the dropout and initial weight std of a task's head on its states
-    (defaults 0.1 and 0.02; a backbone whose config names its own returns those);
-    ``lora_targets``: a class attribute, the HF module names LoRA adapts by default
-    (``"default"``, PEFT's choice for the architecture) and for ``targets="attention"``
-    (every linear map of attention), e.g. ``{"default": ("query", "value"), ...}``
-    (:mod:`s2s.adapters`).
+    ``vocab_size``; ``input_embeddings()``; ``blocks()``: the transformer blocks in order
+    (an ``nn.ModuleList``; encoder-decoders: the encoder's, then the decoder's), what
+    activation checkpointing and FSDP wrap; ``resize_token_embeddings(n)``;
+    ``load_pretrained(path, head_prefixes=..., keep_tokens=...)``; ``from_pretrained(path,
+    **config_changes)``; ``save_pretrained(folder, tokenizer)``; ``hf_config()`` (the
+    ``config.json`` dict) and ``hf_state_dict()`` (HF parameter names); ``pooler_dense()``:
+    the pooler's linear map of the first token's state (before its activation), ``None``
+    where the backbone has no pooler; ``head_dropout`` and ``head_init_std``: the dropout and
+    initial weight std of a task's head on its states (defaults 0.1 and 0.02; a backbone
+    whose config names its own returns those); ``lora_targets``: a class attribute, the HF
+    module names LoRA adapts by default (``"default"``, PEFT's choice for the architecture) and
+    for ``targets="attention"`` (every linear map of attention), e.g. ``{"default": ("query",
+    "value"), ...}`` (:mod:`s2s.adapters`).
 
 With ``LM_HEAD``
     ``lm_logits(hidden)``: vocabulary logits ``[.., V]`` of hidden states ``[.., H]``.
@@ -58,24 +57,67 @@ so generation holds them once per source however many beams decode it)
 :func:`contract_violations` lists what a backbone class lacks; the registry refuses such a class
 at registration, naming the members.
 
+What a model package writes
+    Its ``Config`` (a :class:`s2s.config.Config` dataclass: HF ``config.json`` keys, ``model_type``,
+    ``architecture``; ``to_hf_dict()`` when its ``config.json`` needs more), its modules and
+    forward passes, and the members above that read them: ``max_positions``,
+    ``input_embeddings()``, ``blocks()``, and per kind ``lm_logits`` / ``decoder`` / ``encode``,
+    ``decode``, ``cross_key_values``. :mod:`s2s.testing.toy_encoder_decoder` is the minimum.
+    Loading, resizing and saving are written here once; a package declares what differs:
+
+    - ``checkpoint_prefixes``: prefixes stripped from checkpoint keys (``bert.``, ``model.``);
+      ``rename_checkpoint(state_dict, source)``: any other renaming (TF's ``gamma``), leftovers
+      dropped; ``hf_prefix`` / ``hf_unprefixed``: the prefix written before its names;
+    - ``tied_weights``: checkpoint copies of a tied weight -> that weight (a tied head reads
+      the embedding when it runs, so it follows a resize);
+    - ``vocab_weights``: the weights indexed by token id -> that dimension (default: the input
+      embeddings), kept by ``keep_tokens`` and resized together;
+    - ``head_prefixes``: weights a checkpoint may lack; ``model_types``: the HF types it reads;
+    - ``_init_weights(module)``: a fresh model's init (default: BERT's, normal of
+      ``head_init_std``), which new rows of a resize get;
+    - ``check_checkpoint(state_dict, source)``: checks beyond the vocabulary size.
+
+    The load sequence (:meth:`Backbone.load_pretrained`): read (:func:`s2s.checkpoint.read_state_dict`)
+    -> strip prefixes -> rename -> resolve tied copies -> keep rows -> check -> load all or
+    nothing (:func:`s2s.checkpoint.load_into`, which checks every key and shape before it copies
+    any) -> log the report (WARNING naming unused weights). :meth:`Backbone.checkpoint_state_dict`
+    is the sequence up to the load, tensors in the checkpoint's dtype.
+
 Building blocks shared by backbones live in :mod:`s2s.nn`: the attention mask from what a task
 passes (:func:`s2s.nn.masks.attention_mask`, with the one policy for a query that may see no
-key), padding left out of the work (:mod:`s2s.nn.packing`), prepacked linear maps for CPU
-inference (:mod:`s2s.nn.prepacked`), the decoder's KV cache (:mod:`s2s.nn.kv_cache`).
+key), attention (:mod:`s2s.nn.attention`), padding left out of the work (:mod:`s2s.nn.packing`),
+prepacked linear maps for CPU inference (:mod:`s2s.nn.prepacked`), dropout
+(:mod:`s2s.nn.dropout`), initialisation (:mod:`s2s.nn.init`), activations by their HF names
+(:mod:`s2s.nn.activations`), LayerNorm and RMS norm (:mod:`s2s.nn.norms`), the decoder's KV
+cache (:mod:`s2s.nn.kv_cache`).
 """
 
 from __future__ import annotations
 
+import logging
 import operator
 import os
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, LoadReport, save_hf_folder
+from . import folder
+from .checkpoint import (
+    CheckpointError,
+    LoadReport,
+    load_into,
+    read_state_dict,
+    save_hf_folder,
+    strip_prefixes,
+)
+from .config import ConfigError
 from .nn import prepacked
+from .nn.init import init_normal
+
+logger = logging.getLogger(__name__)
 
 ENCODER = "encoder"
 DECODER = "decoder"
@@ -144,10 +186,9 @@ class Backbone(nn.Module):
         """The word embeddings (FGM perturbs them; ``keep_tokens`` and resizing change them)."""
         raise NotImplementedError
 
-    def resize_token_embeddings(self, vocab_size: int) -> None:
-        """Grow or shrink the vocabulary; kept rows keep their values, new rows are initialised
-        as in a fresh model, and an LM head tied to the embeddings follows. Implementations
-        call :meth:`check_new_vocab_size` first."""
+    def blocks(self) -> nn.ModuleList:
+        """The transformer blocks, in order (an encoder-decoder's encoder blocks, then its
+        decoder blocks): what activation checkpointing and FSDP wrap one by one."""
         raise NotImplementedError
 
     def check_new_vocab_size(self, vocab_size: int) -> None:
@@ -181,33 +222,166 @@ class Backbone(nn.Module):
         """Std of the normal draw of a task head's weights (the backbone's initializer range)."""
         return 0.02
 
-    # --- checkpoints -----------------------------------------------------------------------
+    # --- what a model package declares for loading, resizing and saving -------------------
+    # (the load sequence, resizing, from_pretrained and save_pretrained below use only these)
+
+    # Prefixes stripped from every checkpoint key: DDP wrappers, s2s task saves, and the
+    # prefixes transformers' classes put before the backbone's weights (``bert.``, ``model.``).
+    checkpoint_prefixes: ClassVar[tuple[str, ...]] = ("module.", "backbone.")
+    # Written: ``hf_prefix.`` before every weight name but those starting with ``hf_unprefixed``
+    # (BERT: ``bert.embeddings...`` but ``cls.predictions...``); "" writes the module's names.
+    hf_prefix: ClassVar[str] = ""
+    hf_unprefixed: ClassVar[tuple[str, ...]] = ()
+    # Checkpoint copies of tied weights -> the weight they copy (``lm_head.weight`` ->
+    # ``shared.weight``): a copy stands in for an absent weight, is dropped when equal to it, and
+    # is reported unused when trained apart. A tied head reads the embedding weight when it runs
+    # (it has no weight of its own), so it follows a resize.
+    tied_weights: ClassVar[dict[str, str]] = {}
+    # Weights indexed by token id -> that dimension: kept rows (``keep_tokens``) and resized
+    # together. Empty: the input embeddings' weight alone. Add an MLM bias, an untied LM head.
+    vocab_weights: ClassVar[dict[str, int]] = {}
+    # Weights a checkpoint may lack (a pretraining head): kept fresh, reported newly initialised.
+    head_prefixes: ClassVar[tuple[str, ...]] = ()
+    # HF ``model_type`` values of checkpoints this class reads (load errors name another one);
+    # empty: the config's ``model_type``.
+    model_types: ClassVar[tuple[str, ...]] = ()
+
+    def rename_checkpoint(self, state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+        """A checkpoint's keys (prefixes stripped) in this module's names; this default keeps
+        them. Drop here what no model uses (pretraining leftovers, constant buffers)."""
+        return state_dict
+
+    def check_checkpoint(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
+        """Refuse, before anything is loaded, a checkpoint whose vocabulary is not the model's;
+        a package extends it for other sizes its config fixes."""
+        for key, dim in self.vocab_dims().items():
+            if key in state_dict and state_dict[key].shape[dim] != self.vocab_size:
+                raise CheckpointError(
+                    f"{source} has a vocabulary of {state_dict[key].shape[dim]} tokens ({key} "
+                    f"{tuple(state_dict[key].shape)}) but the model's config says vocab_size="
+                    f"{self.vocab_size}: use the vocab and config.json that belong to the checkpoint, "
+                    f"or pass keep_tokens=[ids to keep] to trim its vocabulary"
+                )
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """A fresh model's initialisation of ``module`` (new embedding rows of a resize use it);
+        this default is BERT's, :func:`s2s.nn.init.init_normal` with :attr:`head_init_std`."""
+        init_normal(module, self.head_init_std)
+
+    # --- checkpoints: one load sequence for every backbone ---------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **config_changes):
+        """A model built from the ``config.json`` (or ``bert_config.json``) beside the weights
+        ``path`` (a folder or a file), with ``config_changes`` over it, its weights loaded."""
+        found = folder.config_file(path)
+        if found is None:
+            raise ConfigError(f"no {' or '.join(folder.CONFIG_FILES)} beside {path}")
+        values = folder.read_json(found) | config_changes
+        model = cls(cls.config_class.from_dict(values, source=str(found)))
+        model.load_pretrained(path)
+        return model
 
     def load_pretrained(
         self,
         path: str | os.PathLike,
         *,
-        head_prefixes: tuple[str, ...] | None = None,
-        keep_tokens: list[int] | None = None,
+        head_prefixes: Sequence[str] | None = None,
+        keep_tokens: Sequence[int] | None = None,
+        ignore: Collection[str] = (),
     ) -> LoadReport:
-        """Load weights from a checkpoint file or folder, all or nothing (:mod:`s2s.checkpoint`).
+        """Load a checkpoint file or folder, all or nothing: read, :meth:`checkpoint_state_dict`,
+        :func:`s2s.checkpoint.load_into`, then log the report (at WARNING when weights go unused).
 
-        Keys under ``head_prefixes`` may be missing (reported as newly initialised);
-        ``keep_tokens`` keeps those rows of the checkpoint's vocabulary, in that order."""
-        raise NotImplementedError
+        Keys under ``head_prefixes`` (default :attr:`head_prefixes`) may be missing: they keep
+        their fresh initialisation and the report lists them. ``keep_tokens`` keeps those rows
+        of the checkpoint's vocabulary, in that order. Keys in ``ignore`` (a task's head beside
+        the backbone) are neither loaded nor reported."""
+        source = str(path)
+        state_dict = self.checkpoint_state_dict(read_state_dict(path), source, keep_tokens)
+        heads = self.head_prefixes if head_prefixes is None else tuple(head_prefixes)
+        report = load_into(
+            self, state_dict, source=source, may_be_missing=lambda key: bool(heads) and key.startswith(heads),
+            ignore_unexpected=set(ignore).__contains__, model_types=self.model_types or None,
+        )
+        report.log(logger)
+        return report
+
+    def checkpoint_state_dict(
+        self, state_dict: dict[str, torch.Tensor], source: str, keep_tokens: Sequence[int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """A checkpoint's tensors ready for :func:`s2s.checkpoint.load_into`: prefixes stripped,
+        renamed (:meth:`rename_checkpoint`), tied copies resolved, ``keep_tokens`` rows kept,
+        checked (:meth:`check_checkpoint`). Tensors keep the checkpoint's dtype."""
+        state_dict = self.rename_checkpoint(strip_prefixes(state_dict, self.checkpoint_prefixes), source)
+        state_dict = resolve_tied_copies(state_dict, self.tied_weights)
+        if keep_tokens is not None:
+            for key, dim in self.vocab_dims().items():
+                if key in state_dict:
+                    state_dict[key] = keep_token_rows(state_dict[key], keep_tokens, f"{source} ({key})", dim)
+        self.check_checkpoint(state_dict, source)
+        return state_dict
 
     def hf_config(self) -> dict[str, Any]:
-        """The ``config.json`` transformers reads for this backbone."""
-        raise NotImplementedError
+        """The ``config.json`` transformers reads for this backbone (the config's ``to_hf_dict``)."""
+        return self.config.to_hf_dict()
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
-        """The weights under transformers' names, tied copies left out."""
-        raise NotImplementedError
+        """The weights under transformers' names (:attr:`hf_prefix`), tied copies left out."""
+        if not self.hf_prefix:
+            return dict(self.state_dict())
+        return {
+            key if key.startswith(self.hf_unprefixed) else f"{self.hf_prefix}.{key}": tensor
+            for key, tensor in self.state_dict().items()
+        }
 
     def save_pretrained(self, directory: str | os.PathLike, tokenizer=None) -> None:
         """Write an HF folder: ``config.json``, ``model.safetensors`` and, given a tokenizer,
         its vocabulary. Each file is written atomically."""
         save_hf_folder(directory, self.hf_state_dict(), self.hf_config(), tokenizer)
+
+    # --- resizing --------------------------------------------------------------------------
+
+    def vocab_dims(self) -> dict[str, int]:
+        """:attr:`vocab_weights`, or the input embeddings' weight when it names none."""
+        if self.vocab_weights:
+            return dict(self.vocab_weights)
+        embeddings = self.input_embeddings()
+        return {next(n for n, m in self.named_modules() if m is embeddings) + ".weight": 0}
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow or shrink the vocabulary: every weight of :meth:`vocab_dims` together. Kept rows
+        keep their values; new rows are initialised as in a fresh model (:meth:`_init_weights`
+        on a rebuilt embedding or linear map; zeros for a bare bias); a tied head follows.
+        Refuses a size that loses a special token (:meth:`check_new_vocab_size`)."""
+        self.check_new_vocab_size(vocab_size)
+        keep = min(vocab_size, self.vocab_size)
+        for key, dim in self.vocab_dims().items():
+            owner_name, _, attr = key.rpartition(".")
+            owner = self.get_submodule(owner_name)
+            if isinstance(owner, (nn.Embedding, nn.Linear)) and attr == "weight" and dim == 0:
+                self._resize_module(owner_name, owner, vocab_size, keep)
+            else:
+                old = getattr(owner, attr)
+                new = old.new_zeros(*old.shape[:dim], vocab_size, *old.shape[dim + 1:])
+                new.narrow(dim, 0, keep).copy_(old.detach().narrow(dim, 0, keep))
+                setattr(owner, attr, nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new)
+        self.config.vocab_size = vocab_size
+
+    def _resize_module(self, name: str, old: nn.Module, vocab_size: int, keep: int) -> None:
+        """Replace the embedding (or linear map, rows = outputs) ``name`` by one of ``vocab_size``
+        rows initialised as in a fresh model, the first ``keep`` rows copied from ``old``."""
+        if isinstance(old, nn.Embedding):
+            new = type(old)(vocab_size, old.embedding_dim, padding_idx=old.padding_idx)
+        else:
+            new = type(old)(old.in_features, vocab_size, bias=old.bias is not None)
+        new.to(device=old.weight.device, dtype=old.weight.dtype)
+        parent_name, _, child = name.rpartition(".")
+        setattr(self.get_submodule(parent_name), child, new)
+        self._init_weights(new)  # once in place: an init may tell modules apart by where they are
+        with torch.no_grad():
+            for param_name, param in new.named_parameters(recurse=False):
+                param[:keep] = getattr(old, param_name)[:keep]
 
     # --- generation (s2s.generation.decoder_for picks the decoder from ``kind``) -------------
 
@@ -236,10 +410,7 @@ SPECIAL_TOKEN_IDS = (
 
 # Members a backbone class must implement (not inherit from Backbone), by kind and capability.
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "*": (
-        "forward", "max_positions", "input_embeddings", "resize_token_embeddings",
-        "load_pretrained", "hf_config", "hf_state_dict",
-    ),
+    "*": ("forward", "max_positions", "input_embeddings", "blocks"),
     DECODER: ("run", "kv_cache_spec"),
     ENCODER_DECODER: ("encode", "decode"),
     LM_HEAD: ("lm_logits",),
@@ -306,8 +477,21 @@ def check_keep_tokens(keep_tokens, vocab_size: int | None, source: str) -> list[
     return ids
 
 
-def keep_token_rows(rows: torch.Tensor, keep_tokens, source: str) -> torch.Tensor:
-    """The rows ``keep_tokens`` (in that order) of a vocabulary-sized tensor of ``source``
-    (word embeddings, an LM head's bias)."""
-    ids = check_keep_tokens(keep_tokens, rows.shape[0], source)
-    return rows.index_select(0, torch.tensor(ids, dtype=torch.long, device=rows.device))
+def keep_token_rows(rows: torch.Tensor, keep_tokens, source: str, dim: int = 0) -> torch.Tensor:
+    """The entries ``keep_tokens`` (in that order) along ``dim`` of a vocabulary-sized tensor of
+    ``source`` (word embeddings, an LM head's bias)."""
+    ids = check_keep_tokens(keep_tokens, rows.shape[dim], source)
+    return rows.index_select(dim, torch.tensor(ids, dtype=torch.long, device=rows.device))
+
+
+def resolve_tied_copies(state_dict: Mapping[str, torch.Tensor], tied: Mapping[str, str]) -> dict[str, torch.Tensor]:
+    """``state_dict`` with each checkpoint copy of a tied weight (``tied``: copy -> weight)
+    standing in for the weight when it is absent and dropped when equal to it; a copy trained
+    apart stays, so the load reports it unused."""
+    state_dict = dict(state_dict)
+    for copy, weight in tied.items():
+        if copy in state_dict and weight not in state_dict:
+            state_dict[weight] = state_dict.pop(copy)
+        elif copy in state_dict and torch.equal(state_dict[copy], state_dict[weight]):
+            del state_dict[copy]
+    return state_dict

@@ -117,7 +117,10 @@ class LoadReport:
             shapes = ", ".join(f"{k} (model {tuple(a)}, checkpoint {tuple(b)})" for k, a, b in self.mismatched)
             lines.append(f"  mis-shaped ({len(self.mismatched)}): {shapes}")
         if self.unexpected:
-            lines.append(f"  unexpected, ignored ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+            lines.append(
+                f"  not used ({len(self.unexpected)}): {', '.join(self.unexpected)} (a trained task head? "
+                f"load the folder save_pretrained or the Trainer wrote instead)"
+            )
         if self.newly_initialized:
             lines.append(
                 f"  newly initialised ({len(self.newly_initialized)}): {', '.join(self.newly_initialized)}"

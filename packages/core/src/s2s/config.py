@@ -21,6 +21,7 @@ class Config:
     """
 
     model_type: ClassVar[str] = ""
+    architecture: ClassVar[str] = ""  # transformers' class of the backbone with its usual head
     key_aliases: ClassVar[dict[str, str]] = {}
 
     @classmethod
@@ -42,3 +43,10 @@ class Config:
             values["model_type"] = self.model_type
         return values
 
+    def to_hf_dict(self) -> dict[str, Any]:
+        """The ``config.json`` that transformers reads: the fields, ``model_type`` and
+        ``architectures``."""
+        values = self.to_dict()
+        if self.architecture:
+            values["architectures"] = [self.architecture]
+        return values

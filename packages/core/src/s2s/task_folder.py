@@ -15,7 +15,6 @@ File names come from :mod:`s2s.folder`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +40,6 @@ from .folder import (
     write_config,
     write_json,
 )
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -131,15 +128,9 @@ def load_weights(task, path: str | os.PathLike) -> LoadReport:
         return _load_trainer_checkpoint(task, folder)
     if folder.is_dir() and (folder / TASK_FILE).is_file():
         _load_head(task, folder)
-        report = task.backbone.load_pretrained(path, head_prefixes=())
-        report.unexpected = [k for k in report.unexpected if k not in task.head_state_dict()]
-        return report
-    report = task.backbone.load_pretrained(path)
+        return task.backbone.load_pretrained(path, head_prefixes=(), ignore=task.head_state_dict().keys())
+    report = task.backbone.load_pretrained(path)  # weights left unused: one WARNING there
     report.newly_initialized.extend(sorted(task.head_state_dict()))
-    if report.unexpected:
-        logger.warning("%s: %d weights of the checkpoint are not used (%s); if they are a trained "
-                       "head, load the folder save_pretrained or the Trainer wrote instead",
-                       path, len(report.unexpected), ", ".join(report.unexpected[:5]))
     return report
 
 

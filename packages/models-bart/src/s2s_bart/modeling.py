@@ -15,12 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from s2s.backbone import (
@@ -30,17 +27,16 @@ from s2s.backbone import (
     LM_HEAD,
     Backbone,
     BackboneOutput,
-    keep_token_rows,
 )
-from s2s.checkpoint import LoadReport, load_into, read_state_dict
-from s2s.config import ConfigError
-from s2s.folder import CONFIG_FILE, GENERATION_CONFIG_FILE, config_file, folder_of, read_json
+from s2s.checkpoint import LoadReport
+from s2s.folder import CONFIG_FILE, GENERATION_CONFIG_FILE, folder_of, read_json
 from s2s.nn import prepacked
+from s2s.nn.activations import activation
 from s2s.nn.attention import attention, grouped_attention
 from s2s.nn.dropout import dropout
-from s2s.nn.init import init_normal
 from s2s.nn.masks import attention_mask as key_mask
 from s2s.nn.masks import causal_mask
+from s2s.nn.norms import layer_norm
 from s2s.nn.packing import Packing
 
 from . import weights
@@ -48,22 +44,10 @@ from .config import IGNORED_GENERATION_OPTIONS, BartConfig
 
 logger = logging.getLogger(__name__)
 
-ACTIVATIONS = {
-    "gelu": F.gelu,
-    "gelu_new": partial(F.gelu, approximate="tanh"),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-}
 GENERATION_IDS = ("decoder_start_token_id", "eos_token_id", "forced_eos_token_id", "pad_token_id")
 
 # Each decoded token costs little more than reading the weights, so the layers call their
 # linear maps' ``forward`` directly (not through ``nn.Module.__call__``).
-
-
-def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 class Attention(nn.Module):
@@ -105,7 +89,7 @@ class Layer(nn.Module):
         self.fc1 = prepacked.Linear(h, inner)
         self.fc2 = prepacked.Linear(inner, h)
         self.final_layer_norm = nn.LayerNorm(h)
-        self.act = ACTIVATIONS[config.activation_function]
+        self.act = activation(config.activation_function, "activation_function")
         self.dropout, self.activation_dropout = config.dropout, config.activation_dropout
 
     def residual(self, x, update, norm):
@@ -188,6 +172,15 @@ class BartBackbone(Backbone):
     group_cross_attention = False
     config_class = BartConfig
     lora_targets = {"default": ("q_proj", "v_proj"), "attention": ("q_proj", "k_proj", "v_proj", "out_proj")}
+    # Checkpoints (s2s_bart.weights): BartForConditionalGeneration names, the backbone's under
+    # "model."; the embed_tokens and lm_head are copies of shared; final_logits_bias may be
+    # missing (a BartModel save: zeros).
+    checkpoint_prefixes = weights.MODEL_PREFIXES
+    hf_prefix = "model"
+    hf_unprefixed = (weights.LOGITS_BIAS,)
+    tied_weights = dict.fromkeys(weights.TIED_COPIES, weights.SHARED)
+    vocab_weights = {weights.SHARED: 0, weights.LOGITS_BIAS: 1}
+    head_prefixes = (weights.LOGITS_BIAS,)
 
     def __init__(self, config: BartConfig):
         super().__init__(config)
@@ -200,9 +193,6 @@ class BartBackbone(Backbone):
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self._warned_token_types = False
         self.apply(self._init_weights)
-
-    def _init_weights(self, module):
-        init_normal(module, self.config.init_std)
 
     @property
     def decoder_stack(self) -> Stack:
@@ -225,20 +215,8 @@ class BartBackbone(Backbone):
     def input_embeddings(self) -> nn.Embedding:
         return self.shared
 
-    def resize_token_embeddings(self, vocab_size: int) -> None:
-        """Grow or shrink the vocabulary: the shared embeddings and ``final_logits_bias``."""
-        self.check_new_vocab_size(vocab_size)
-        old = self.shared
-        new = nn.Embedding(vocab_size, old.embedding_dim, padding_idx=old.padding_idx).to(old.weight)
-        self._init_weights(new)
-        bias = self.final_logits_bias.new_zeros(1, vocab_size)
-        keep = min(vocab_size, old.num_embeddings)
-        with torch.no_grad():
-            new.weight[:keep] = old.weight[:keep]
-            bias[:, :keep] = self.final_logits_bias[:, :keep]
-        self.shared = new
-        self.final_logits_bias = bias
-        self.config.vocab_size = vocab_size
+    def blocks(self) -> nn.ModuleList:
+        return nn.ModuleList([*self.encoder.layers, *self.decoder_stack.layers])
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits [.., V]: hidden states times the shared embeddings, plus
@@ -320,43 +298,19 @@ class BartBackbone(Backbone):
 
     # --- checkpoints -----------------------------------------------------------------------
 
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **config_changes):
-        """A model built from the ``config.json`` beside the weights, with them loaded."""
-        found = config_file(path)
-        if found is None:
-            raise ConfigError(f"no {CONFIG_FILE} beside {path}")
-        values = read_json(found) | config_changes
-        model = cls(BartConfig.from_dict(values, source=str(found)))
-        model.load_pretrained(path)
-        return model
+    def rename_checkpoint(self, state_dict, source):
+        return weights.to_model_names(state_dict)
 
-    def load_pretrained(
-        self,
-        path: str | os.PathLike,
-        *,
-        head_prefixes: Sequence[str] | None = None,
-        keep_tokens: Sequence[int] | None = None,
-    ) -> LoadReport:
-        """Load a ``BartForConditionalGeneration`` / ``BartModel`` checkpoint, all or nothing.
-
-        ``final_logits_bias`` may be missing (a ``BartModel`` save: zeros, reported as newly
-        initialised), as may keys under ``head_prefixes``. ``keep_tokens`` keeps those rows of
-        the checkpoint's vocabulary, in that order. The generation ids of the ``config.json`` /
-        ``generation_config.json`` beside the weights replace the config's, and the generation
-        options s2s does not apply by default are logged (INFO) once.
-        """
-        source = str(path)
-        state_dict = weights.to_model_names(read_state_dict(path))
+    def check_checkpoint(self, state_dict, source):
         weights.check_architecture(state_dict, source)
-        if keep_tokens is not None:
-            state_dict = _keep_rows(state_dict, keep_tokens, source)
-        weights.check_sizes(state_dict, self.config.vocab_size, self.config.max_position_embeddings, source)
-        heads = (weights.LOGITS_BIAS, *(head_prefixes or ()))
-        report = load_into(
-            self, state_dict, source=source, may_be_missing=lambda k: k.startswith(heads)
-        )
-        report.log(logger)
+        weights.check_positions(state_dict, self.config.max_position_embeddings, source)
+        super().check_checkpoint(state_dict, source)
+
+    def load_pretrained(self, path: str | os.PathLike, **how) -> LoadReport:
+        """:meth:`Backbone.load_pretrained`; then the generation ids of the ``config.json`` /
+        ``generation_config.json`` beside the weights replace the config's, and the generation
+        options s2s does not apply by default are logged (INFO) once."""
+        report = super().load_pretrained(path, **how)
         self._read_generation_settings(Path(path))
         return report
 
@@ -382,19 +336,4 @@ class BartBackbone(Backbone):
                 directory, settings,
             )
 
-    def hf_config(self) -> dict:
-        return self.config.to_hf_dict()
 
-    def hf_state_dict(self) -> dict[str, torch.Tensor]:
-        """``BartForConditionalGeneration`` names; the tied copies of ``shared`` are left out."""
-        return weights.to_hf_names(self.state_dict())
-
-
-def _keep_rows(state_dict, keep_tokens, source: str):
-    """Only the rows ``keep_tokens`` of the shared embeddings and of ``final_logits_bias``."""
-    out = dict(state_dict)
-    if weights.SHARED in out:
-        out[weights.SHARED] = keep_token_rows(out[weights.SHARED], keep_tokens, source)
-    if weights.LOGITS_BIAS in out:
-        out[weights.LOGITS_BIAS] = keep_token_rows(out[weights.LOGITS_BIAS][0], keep_tokens, source)[None]
-    return out

@@ -3,8 +3,9 @@
 Read: Hugging Face ``BartForConditionalGeneration`` / ``BartModel`` saves (with or without
 ``model.``), DDP saves (``module.``) and s2s task saves (``backbone.``). The tied copies of
 the shared embeddings (``encoder.embed_tokens``, ``decoder.embed_tokens``, ``lm_head``) are
-dropped when equal to ``shared.weight``; one trained apart stays and is reported unexpected.
-Written: ``BartForConditionalGeneration`` names, tied copies left out.
+dropped when equal to ``shared.weight`` (:attr:`s2s.backbone.Backbone.tied_weights`); one
+trained apart stays and is reported unused. Written: ``BartForConditionalGeneration`` names,
+tied copies left out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-from s2s.checkpoint import CheckpointError, strip_prefixes
+from s2s.checkpoint import CheckpointError
 
 SHARED = "shared.weight"
 LOGITS_BIAS = "final_logits_bias"
@@ -32,24 +33,12 @@ FOREIGN = (
 
 
 def to_model_names(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state_dict`` renamed to this package's parameter names (see the module docstring)."""
-    renamed = dict(strip_prefixes(state_dict, MODEL_PREFIXES))
-    if SHARED not in renamed:  # a save without the shared matrix: take a copy that has it
-        for copy in TIED_COPIES:
-            if copy in renamed:
-                renamed[SHARED] = renamed.pop(copy)
-                break
-    for copy in TIED_COPIES:
-        if copy in renamed and SHARED in renamed and torch.equal(renamed[copy], renamed[SHARED]):
-            del renamed[copy]
+    """Prefix-stripped checkpoint keys as this package's names: a 1-D ``final_logits_bias``
+    as HF's ``[1, V]``."""
+    renamed = dict(state_dict)
     if LOGITS_BIAS in renamed and renamed[LOGITS_BIAS].dim() == 1:
         renamed[LOGITS_BIAS] = renamed[LOGITS_BIAS][None]
     return renamed
-
-
-def to_hf_names(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """This package's names as ``BartForConditionalGeneration`` names."""
-    return {key if key == LOGITS_BIAS else f"model.{key}": tensor for key, tensor in state_dict.items()}
 
 
 def check_architecture(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
@@ -64,15 +53,8 @@ def check_architecture(state_dict: Mapping[str, torch.Tensor], source: str) -> N
             )
 
 
-def check_sizes(state_dict: Mapping[str, torch.Tensor], vocab_size: int, positions: int, source: str) -> None:
-    """A vocabulary or position count that differs from the config: say which release fits."""
-    if SHARED in state_dict and state_dict[SHARED].shape[0] != vocab_size:
-        rows = state_dict[SHARED].shape[0]
-        raise CheckpointError(
-            f"{source} has a vocabulary of {rows} tokens ({SHARED} {tuple(state_dict[SHARED].shape)}) but "
-            f"the model has vocab_size={vocab_size}: use the vocab.txt and config.json released with "
-            f"these weights (fnlp/bart-base-chinese v1 has 21128 tokens, v2 51271)"
-        )
+def check_positions(state_dict: Mapping[str, torch.Tensor], positions: int, source: str) -> None:
+    """A position count that differs from the config: say which release fits."""
     for key in POSITIONS:
         if key in state_dict and state_dict[key].shape[0] - POSITION_OFFSET != positions:
             rows = state_dict[key].shape[0]

@@ -11,47 +11,22 @@ N heads, D head size (H = N * D), V vocabulary size.
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-from collections.abc import Sequence
-from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from s2s.backbone import ENCODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
-from s2s.checkpoint import LoadReport, load_into, read_state_dict
-from s2s.config import ConfigError
-from s2s.folder import CONFIG_FILES, config_file, read_json
 from s2s.nn import masks, prepacked
+from s2s.nn.activations import activation
 from s2s.nn.attention import attention
 from s2s.nn.dropout import Dropout
-from s2s.nn.init import init_normal
 from s2s.nn.packing import Packing
 
 from . import weights
 from .config import ATTN_IMPLEMENTATIONS, BertConfig
 
-logger = logging.getLogger(__name__)
-
-ACTIVATIONS = {
-    "gelu": F.gelu,
-    "gelu_new": partial(F.gelu, approximate="tanh"),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-}
-
 KeyValue = tuple[torch.Tensor, torch.Tensor]  # ([B, N, K, D], [B, N, K, D])
-
-
-def activation(name: str):
-    if name not in ACTIVATIONS:
-        raise ValueError(f"hidden_act={name!r} is not supported; known: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
 
 
 class Embeddings(nn.Module):
@@ -249,7 +224,16 @@ class BertBackbone(Backbone):
     config_class = BertConfig
     lora_targets = {"default": ("query", "value"), "attention": ("query", "key", "value", "attention.output.dense")}
     absolute_positions = True
-    hf_prefix = "bert"  # of the backbone's names in transformers' *ForMaskedLM
+    # Checkpoints (s2s_bert.weights): transformers' *ForMaskedLM names, the backbone's under
+    # hf_prefix; the MLM decoder is the word embeddings (not saved); pooler and MLM head may
+    # be missing (newly initialised). Pass head_prefixes=("pooler.",) when the MLM head must
+    # come from the checkpoint.
+    checkpoint_prefixes = weights.MODEL_PREFIXES
+    hf_prefix = "bert"
+    hf_unprefixed = ("cls.",)
+    tied_weights = weights.TIED
+    vocab_weights = {weights.WORD_EMBEDDINGS: 0, weights.MLM_BIAS: 0}
+    head_prefixes = weights.HEAD_PREFIXES
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -258,9 +242,6 @@ class BertBackbone(Backbone):
         self.pooler = Pooler(config)
         self.cls = nn.ModuleDict({"predictions": LMPredictionHead(config)})
         self.apply(self._init_weights)
-
-    def _init_weights(self, module):
-        init_normal(module, self.config.initializer_range)
 
     @property
     def attn_implementation(self) -> str:
@@ -343,72 +324,12 @@ class BertBackbone(Backbone):
     def input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
 
+    def blocks(self) -> nn.ModuleList:
+        return self.encoder.layer
+
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """MLM logits [.., V] of hidden states [.., H], decoded with the word embeddings."""
         return self.cls["predictions"](hidden, self.embeddings.word_embeddings.weight)
 
-    def resize_token_embeddings(self, vocab_size: int) -> None:
-        """Grow or shrink the vocabulary (added tokens): embeddings and MLM bias together.
-
-        Kept rows keep their values; new rows are initialised like a fresh model's.
-        """
-        self.check_new_vocab_size(vocab_size)
-        old = self.embeddings.word_embeddings
-        new = nn.Embedding(vocab_size, old.embedding_dim, padding_idx=old.padding_idx)
-        new.to(old.weight.device, old.weight.dtype)
-        self._init_weights(new)
-        head = self.cls["predictions"]
-        bias = head.bias.new_zeros(vocab_size)
-        keep = min(vocab_size, old.num_embeddings)
-        with torch.no_grad():
-            new.weight[:keep] = old.weight[:keep]
-            bias[:keep] = head.bias[:keep]
-        self.embeddings.word_embeddings = new
-        head.bias = nn.Parameter(bias)
-        self.config.vocab_size = vocab_size
-
-    # --- checkpoints -------------------------------------------------------------------
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **config_changes):
-        """A model built from the ``config.json`` / ``bert_config.json`` beside the weights."""
-        found = config_file(path)
-        if found is None:
-            raise ConfigError(f"no {' or '.join(CONFIG_FILES)} beside {path}")
-        values = read_json(found) | config_changes
-        model = cls(cls.config_class.from_dict(values, source=str(found)))
-        model.load_pretrained(path)
-        return model
-
-    def load_pretrained(
-        self,
-        path: str | os.PathLike,
-        *,
-        head_prefixes: Sequence[str] | None = None,
-        keep_tokens: Sequence[int] | None = None,
-    ) -> LoadReport:
-        """Load a checkpoint file or directory (any layout :mod:`s2s_bert.weights` reads).
-
-        Every encoder weight must be there with the right shape, or :class:`CheckpointError`
-        lists what is missing or mis-shaped and nothing is loaded. Keys under
-        ``head_prefixes`` (default the pooler and the MLM head) may be missing: they keep
-        their fresh initialisation and the report lists them as newly initialised. Pass
-        ``head_prefixes=("pooler.",)`` when the MLM head must come from the checkpoint.
-        ``keep_tokens`` trims the checkpoint's vocabulary to those ids (in that order).
-        """
-        source = str(path)
-        state_dict = weights.to_model_names(read_state_dict(path))
-        if keep_tokens is not None:
-            state_dict = weights.keep_rows(state_dict, keep_tokens, source)
-        weights.check_vocab_size(state_dict, self.config.vocab_size, source)
-        heads = weights.HEAD_PREFIXES if head_prefixes is None else tuple(head_prefixes)
-        report = load_into(self, state_dict, source=source, may_be_missing=lambda k: k.startswith(heads))
-        report.log(logger)
-        return report
-
-    def hf_config(self) -> dict:
-        return self.config.to_hf_dict()
-
-    def hf_state_dict(self) -> dict[str, torch.Tensor]:
-        """transformers' ``*ForMaskedLM`` names; the MLM decoder is the embeddings, not saved."""
-        return weights.to_hf_names(self.state_dict(), self.hf_prefix)
+    def rename_checkpoint(self, state_dict, source):
+        return weights.to_model_names(state_dict)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from s2s.config import Config, ConfigError
 
@@ -56,10 +56,6 @@ class GPT2Config(Config):
     @property
     def inner_size(self) -> int:
         return self.n_inner or 4 * self.n_embd
-
-    def to_hf_dict(self) -> dict[str, Any]:
-        """The ``config.json`` that transformers reads."""
-        return {**self.to_dict(), "architectures": [self.architecture]}
 
 
 ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu", "relu")

@@ -3,14 +3,11 @@ the layout of gpt2-chinese and CDial-GPT2 checkpoints, with the LM head tied to 
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from s2s.backbone import (
@@ -20,36 +17,18 @@ from s2s.backbone import (
     MASK_3D,
     Backbone,
     BackboneOutput,
-    keep_token_rows,
 )
-from s2s.checkpoint import LoadReport, load_into, read_state_dict, strip_prefixes
 from s2s.nn import masks, prepacked
+from s2s.nn.activations import activation
 from s2s.nn.attention import attention
 from s2s.nn.dropout import Dropout, dropout
 from s2s.nn.kv_cache import KVCache, KVCacheSpec
+from s2s.nn.norms import layer_norm
 from s2s.nn.packing import Packing
 
 from .config import GPT2Config
 
-logger = logging.getLogger(__name__)
-
-
-# GELU's constants as 0-dim tensors: the same arithmetic as Python numbers, without a
-# conversion per call (a quarter of the time of the function on one decoded token).
-_HALF, _ONE, _CUBIC, _SQRT_2_OVER_PI = (torch.tensor(v) for v in (0.5, 1.0, 0.044715, math.sqrt(2.0 / math.pi)))
-
-
-def gelu_new(x: torch.Tensor) -> torch.Tensor:
-    """GPT-2's tanh approximation of GELU, the formula of the original (and transformers)."""
-    return _HALF * x * (_ONE + torch.tanh(_SQRT_2_OVER_PI * (x + _CUBIC * torch.pow(x, 3.0))))
-
-
-ACTIVATION_FUNCTIONS = {
-    "gelu_new": gelu_new,
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu": F.gelu,
-    "relu": F.relu,
-}
+WTE = "transformer.wte.weight"
 
 
 class Conv1D(nn.Module):
@@ -65,10 +44,6 @@ class Conv1D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return prepacked.linear(x, self.weight, self.bias, transposed=True)
-
-
-def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 # Decoding one token costs little more than reading the weights, so the per-call overhead
@@ -108,7 +83,7 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = Conv1D(config.n_embd, config.inner_size)
         self.c_proj = Conv1D(config.inner_size, config.n_embd)
-        self.act = ACTIVATION_FUNCTIONS[config.activation_function]
+        self.act = activation(config.activation_function, "activation_function")
         self.resid_pdrop = config.resid_pdrop
 
     def forward(self, x):
@@ -170,6 +145,10 @@ class GPT2Backbone(Backbone):
     config_class = GPT2Config
     hf_names: ClassVar[dict[str, str]] = {}  # a variant's checkpoint names that differ: {HF prefix: ours}
     lora_targets = {"default": ("c_attn",), "attention": ("c_attn", "attn.c_proj")}
+    # Checkpoints: HF GPT2LMHeadModel / GPT2Model names (gpt2-chinese, CDial-GPT2); the LM
+    # head is wte (a checkpoint's lm_head.weight is its copy).
+    checkpoint_prefixes = ("module.", "backbone.", "model.")
+    tied_weights = {"lm_head.weight": WTE}
 
     def __init__(self, config: GPT2Config):
         super().__init__(config)
@@ -205,19 +184,8 @@ class GPT2Backbone(Backbone):
     def input_embeddings(self) -> nn.Embedding:
         return self.transformer.wte
 
-    def resize_token_embeddings(self, vocab_size: int) -> None:
-        """Grow or shrink the vocabulary (added tokens); the LM head is ``wte`` and follows.
-
-        Kept rows keep their values; new rows are initialised like a fresh model's."""
-        self.check_new_vocab_size(vocab_size)
-        old = self.transformer.wte
-        new = nn.Embedding(vocab_size, old.embedding_dim).to(old.weight.device, old.weight.dtype)
-        self._init_weights(new)
-        keep = min(vocab_size, old.num_embeddings)
-        with torch.no_grad():
-            new.weight[:keep] = old.weight[:keep]
-        self.transformer.wte = new
-        self.config.vocab_size = vocab_size
+    def blocks(self) -> nn.ModuleList:
+        return self.transformer.h
 
     def kv_cache_spec(self) -> KVCacheSpec:
         weight = self.transformer.wte.weight
@@ -296,39 +264,17 @@ class GPT2Backbone(Backbone):
 
     # -- checkpoints ----------------------------------------------------------------------
 
-    def load_pretrained(
-        self,
-        path: str | os.PathLike,
-        *,
-        head_prefixes: tuple[str, ...] = (),
-        keep_tokens: Sequence[int] | None = None,
-    ) -> LoadReport:
-        """Load an HF ``GPT2LMHeadModel`` / ``GPT2Model`` checkpoint (gpt2-chinese, CDial-GPT2).
-
-        The tied ``lm_head.weight`` and the old ``attn.bias`` / ``attn.masked_bias`` buffers
-        are ignored; every other parameter must be present with the right shape.
-        ``keep_tokens`` trims the checkpoint's vocabulary to those ids (in that order)."""
-        source = str(path)
-        state_dict = strip_prefixes(read_state_dict(path), ("module.", "model."))
-        if not any(k.startswith("transformer.") for k in state_dict):  # a bare GPT2Model
+    def rename_checkpoint(self, state_dict, source):
+        """A bare ``GPT2Model``'s keys under ``transformer.``; the old ``attn.bias`` /
+        ``attn.masked_bias`` constant buffers dropped; a variant's names (``hf_names``) as ours."""
+        if not any(k.startswith("transformer.") for k in state_dict):
             state_dict = {f"transformer.{k}": v for k, v in state_dict.items()}
-        state_dict = renamed({k: v for k, v in state_dict.items() if not _is_ignored(k)}, self.hf_names)
-        if keep_tokens is not None and WTE in state_dict:
-            state_dict[WTE] = keep_token_rows(state_dict[WTE], keep_tokens, f"{source} ({WTE})")
-        return load_into(
-            self, state_dict, source=source,
-            ignore_unexpected=lambda key: key.startswith(head_prefixes) if head_prefixes else False,
-        )
-
-    def hf_config(self) -> dict:
-        return self.config.to_hf_dict()
+        state_dict = {k: v for k, v in state_dict.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        return renamed(state_dict, self.hf_names)
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
         """The ``transformer.*`` weights in HF's names; the head is ``wte``, not saved."""
-        return renamed(self.state_dict(), {ours: theirs for theirs, ours in self.hf_names.items()})
-
-
-WTE = "transformer.wte.weight"
+        return renamed(super().hf_state_dict(), {ours: theirs for theirs, ours in self.hf_names.items()})
 
 
 def renamed(state_dict: Mapping[str, torch.Tensor], prefixes: Mapping[str, str]) -> dict[str, torch.Tensor]:
@@ -340,5 +286,3 @@ def renamed(state_dict: Mapping[str, torch.Tensor], prefixes: Mapping[str, str])
     return out
 
 
-def _is_ignored(key: str) -> bool:
-    return key == "lm_head.weight" or key.endswith((".attn.bias", ".attn.masked_bias"))

@@ -24,59 +24,28 @@ product, through a stacked copy of their weights (:func:`stacked_weight`).
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-from collections.abc import Sequence
-from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from s2s.backbone import CROSS_CACHE, ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
-from s2s.checkpoint import LoadReport
 from s2s.nn import lora, prepacked
+from s2s.nn.activations import activation
 from s2s.nn.attention import grouped_attention
 from s2s.nn.dropout import Dropout
 from s2s.nn.masks import attention_mask as key_mask
 from s2s.nn.masks import causal_mask
+from s2s.nn.norms import RMSNorm
 from s2s.nn.packing import Packing
 
 from . import weights
 from .config import MT5Config, T5Config
 
-logger = logging.getLogger(__name__)
-
-ACTIVATIONS = {
-    "relu": F.relu,
-    "gelu": F.gelu,
-    "gelu_new": partial(F.gelu, approximate="tanh"),
-    "silu": F.silu,
-}
-
 # One decoder layer's cache: self-attention keys, values [B, N, T, D]; cross-attention keys,
 # values [B, N, S, D] (left out when the cross keys/values are passed apart, CROSS_CACHE).
 # Batch on dim 0 of each, as s2s.backbone.reorder_cache needs.
 LayerCache = tuple[torch.Tensor, ...]
-
-
-class LayerNorm(nn.Module):
-    """T5's RMS norm: ``weight * x / sqrt(mean(x**2) + eps)``, the mean taken in fp32."""
-
-    def __init__(self, hidden_size: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(hidden_size))
-        self.eps = eps
-
-    def forward(self, x):
-        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:  # one fused op, same result
-            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
-        variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
-        x = x * torch.rsqrt(variance + self.eps)
-        if self.weight.dtype in (torch.float16, torch.bfloat16):
-            x = x.to(self.weight.dtype)
-        return self.weight * x
 
 
 def relative_position_bucket(relative_position, bidirectional: bool, num_buckets: int, max_distance: int):
@@ -176,7 +145,7 @@ class DenseActDense(nn.Module):
         super().__init__()
         self.wi = prepacked.Linear(config.d_model, config.d_ff, bias=False)
         self.wo = prepacked.Linear(config.d_ff, config.d_model, bias=False)
-        self.act = ACTIVATIONS[config.activation]
+        self.act = activation(config.activation, "feed_forward_proj")
         self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x):
@@ -192,7 +161,7 @@ class DenseGatedActDense(nn.Module):
         self.wi_0 = prepacked.Linear(config.d_model, config.d_ff, bias=False)
         self.wi_1 = prepacked.Linear(config.d_model, config.d_ff, bias=False)
         self.wo = prepacked.Linear(config.d_ff, config.d_model, bias=False)
-        self.act = ACTIVATIONS[config.activation]
+        self.act = activation(config.activation, "feed_forward_proj")
         self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x):
@@ -209,7 +178,7 @@ class LayerFF(nn.Module):
     def __init__(self, config: T5Config):
         super().__init__()
         self.DenseReluDense = DenseGatedActDense(config) if config.gated else DenseActDense(config)
-        self.layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.layer_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
         self.dropout = Dropout(config.dropout_rate)
 
     def forward(self, x):
@@ -221,7 +190,7 @@ class LayerSelfAttention(nn.Module):
     def __init__(self, config: T5Config, has_relative_attention_bias: bool):
         super().__init__()
         self.SelfAttention = Attention(config, has_relative_attention_bias)
-        self.layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.layer_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
         self.dropout = Dropout(config.dropout_rate)
 
 
@@ -229,7 +198,7 @@ class LayerCrossAttention(nn.Module):
     def __init__(self, config: T5Config):
         super().__init__()
         self.EncDecAttention = Attention(config)
-        self.layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.layer_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
         self.dropout = Dropout(config.dropout_rate)
 
 
@@ -286,7 +255,7 @@ class Stack(nn.Module):
         self.is_decoder = is_decoder
         self.config = config
         self.block = nn.ModuleList(Block(config, i == 0, is_decoder) for i in range(num_layers))
-        self.final_layer_norm = LayerNorm(config.d_model, config.layer_norm_epsilon)
+        self.final_layer_norm = RMSNorm(config.d_model, config.layer_norm_epsilon)
         self.dropout = Dropout(config.dropout_rate)
 
     def position_bias(self, length: int, keys: int, past: int, device) -> torch.Tensor:
@@ -326,6 +295,10 @@ class T5Backbone(Backbone):
     capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE})
     config_class = T5Config
     lora_targets = {"default": ("q", "v"), "attention": ("q", "k", "v", "o")}
+    # Checkpoints: transformers' names (s2s_t5.weights); the encoder's and decoder's
+    # embed_tokens are copies of shared, as is lm_head when the config ties it.
+    checkpoint_prefixes = weights.MODEL_PREFIXES
+    model_types = weights.MODEL_TYPES
 
     def __init__(self, config: T5Config):
         super().__init__(config)
@@ -351,7 +324,7 @@ class T5Backbone(Backbone):
     def _init_weights(self, module):
         """transformers' T5 initialisation (``initializer_factor`` scales every std)."""
         factor, config = self.config.initializer_factor, self.config
-        if isinstance(module, LayerNorm):
+        if isinstance(module, RMSNorm):
             nn.init.constant_(module.weight, factor)
         elif isinstance(module, nn.Embedding):  # shared: 1.0; relative bias: see Attention
             std = factor * (1.0 if module is self.shared else config.d_model**-0.5)
@@ -384,24 +357,16 @@ class T5Backbone(Backbone):
     def input_embeddings(self) -> nn.Embedding:
         return self.shared
 
-    def resize_token_embeddings(self, vocab_size: int) -> None:
-        """Grow or shrink the vocabulary; kept rows keep their values, new rows are initialised
-        as in a fresh model. An untied ``lm_head`` is resized with it."""
-        self.check_new_vocab_size(vocab_size)
-        old = self.shared
-        new = nn.Embedding(vocab_size, old.embedding_dim).to(old.weight)
-        self._init_weights(new)
-        keep = min(vocab_size, old.num_embeddings)
-        with torch.no_grad():
-            new.weight[:keep] = old.weight[:keep]
-        self.shared = new
-        if hasattr(self, "lm_head"):
-            head = prepacked.Linear(self.config.d_model, vocab_size, bias=False).to(old.weight)
-            nn.init.normal_(head.weight, std=self.config.initializer_factor)
-            with torch.no_grad():
-                head.weight[:keep] = self.lm_head.weight[:keep]
-            self.lm_head = head
-        self.config.vocab_size = vocab_size
+    def blocks(self) -> nn.ModuleList:
+        return nn.ModuleList([*self.encoder.block, *self.decoder_stack.block])
+
+    @property
+    def tied_weights(self) -> dict[str, str]:
+        return weights.tied(self.config.tie_word_embeddings)
+
+    @property
+    def vocab_weights(self) -> dict[str, int]:
+        return {weights.SHARED: 0, **({} if self.config.tie_word_embeddings else {weights.LM_HEAD: 0})}
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits [.., V] of decoder states [.., H]."""
@@ -502,27 +467,8 @@ class T5Backbone(Backbone):
 
     # --- checkpoints -----------------------------------------------------------------------
 
-    def load_pretrained(
-        self,
-        path: str | os.PathLike,
-        *,
-        head_prefixes: Sequence[str] | None = None,
-        keep_tokens: Sequence[int] | None = None,
-    ) -> LoadReport:
-        """Load a checkpoint file or folder (any layout :mod:`s2s_t5.weights` reads), all or
-        nothing: a missing or mis-shaped key fails with a report naming it. Keys under
-        ``head_prefixes`` (none by default) may be missing. ``keep_tokens`` keeps those rows
-        of the checkpoint's vocabulary, in that order."""
-        report = weights.load(self, path, head_prefixes=tuple(head_prefixes or ()), keep_tokens=keep_tokens)
-        report.log(logger)
-        return report
-
-    def hf_config(self) -> dict:
-        return self.config.to_hf_dict()
-
-    def hf_state_dict(self) -> dict[str, torch.Tensor]:
-        """transformers' names (the state dict's own); a tied head is ``shared``, not saved."""
-        return dict(self.state_dict())
+    def rename_checkpoint(self, state_dict, source):
+        return weights.to_model_names(state_dict, self.config.tie_word_embeddings, source)
 
 
 class MT5Backbone(T5Backbone):

@@ -2,7 +2,8 @@
 
 It exists for tests: core's own tests drive the generation engine through it, and the
 conformance suite runs every encoder-decoder task on it, so a task's encoder-decoder path is
-proven before any real architecture (T5, BART) exists. Pre-LN layers, learned positions, a
+proven before any real architecture (T5, BART) exists. It is also the minimum a new model
+package writes (see :class:`ToyEncoderDecoder`). Pre-LN layers, learned positions, a
 head tied to the embeddings; with ``CROSS_CACHE`` (generation holds the cross-attention
 keys/values once per source). Register it with :func:`register` (not installed by default).
 """
@@ -16,7 +17,6 @@ import torch
 from torch import nn
 
 from ..backbone import CROSS_CACHE, ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
-from ..checkpoint import load_into, read_state_dict, strip_prefixes
 from ..config import Config
 from ..hookspecs import hookimpl
 from ..nn.attention import grouped_attention
@@ -52,8 +52,53 @@ class Attention(nn.Module):
         return self.o(context.transpose(1, 2).flatten(2))
 
 
+class EncoderBlock(nn.Module):
+    """Pre-LN self-attention and MLP."""
+
+    def __init__(self, config: ToyConfig):
+        super().__init__()
+        h = config.hidden_size
+        self.attn = Attention(config)
+        self.mlp = nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h))
+        self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(2))
+
+    def forward(self, x, mask):  # x [B, S, H]; mask [B, 1, 1, S] bool or None
+        h, attn = self.norms[0](x), self.attn
+        x = x + attn(h, attn.split(attn.k(h)), attn.split(attn.v(h)), mask)
+        return x + self.mlp(self.norms[1](x))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LN causal self-attention over a cache, cross-attention and MLP."""
+
+    def __init__(self, config: ToyConfig):
+        super().__init__()
+        h = config.hidden_size
+        self.attn, self.cross_attn = Attention(config), Attention(config)
+        self.mlp = nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h))
+        self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(3))
+
+    def forward(self, x, past, cross, cross_mask, cross_group: int = 1):
+        """x [B, L, H] after ``past`` (keys, values) [B, N, T, D] or None; ``cross``: the
+        cross (keys, values). Returns the output and the self (keys, values) with x's."""
+        length, start = x.shape[1], 0 if past is None else past[0].shape[2]
+        h, attn = self.norms[0](x), self.attn
+        keys, values = attn.split(attn.k(h)), attn.split(attn.v(h))
+        if past is not None:
+            keys, values = torch.cat([past[0], keys], 2), torch.cat([past[1], values], 2)
+        causal = torch.ones(length, start + length, dtype=torch.bool, device=x.device).tril(start)
+        x = x + attn(h, keys, values, causal)
+        x = x + self.cross_attn(self.norms[1](x), *cross, cross_mask, cross_group)
+        return x + self.mlp(self.norms[2](x)), (keys, values)
+
+
 class ToyEncoderDecoder(Backbone):
-    """One encoder layer (self-attention + MLP) and one decoder layer (+ cross-attention)."""
+    """One encoder block and one decoder block. All it writes is what every model package
+    writes: its config, modules and forward passes, and the contract's members that read
+    them (``max_positions``, ``input_embeddings``, ``blocks``, ``lm_logits``, ``encode`` /
+    ``decode`` / ``cross_key_values``). Loading, resizing, saving and ``from_pretrained`` are
+    :class:`~s2s.backbone.Backbone`'s: its weight names are written as they are, and only the
+    embeddings follow the vocabulary (the head reads them)."""
 
     kind = ENCODER_DECODER
     capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE})
@@ -64,10 +109,8 @@ class ToyEncoderDecoder(Backbone):
         h = config.hidden_size
         self.embed = nn.Embedding(config.vocab_size, h, padding_idx=config.pad_token_id)
         self.positions = nn.Embedding(config.max_position_embeddings, h)
-        self.enc_attn, self.dec_attn, self.cross_attn = Attention(config), Attention(config), Attention(config)
-        self.enc_mlp = nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h))
-        self.dec_mlp = nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h))
-        self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(7))
+        self.encoder, self.decoder_block = EncoderBlock(config), DecoderBlock(config)
+        self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(2))  # after each stack
         self.dropout = nn.Dropout(config.dropout)
 
     @property
@@ -77,13 +120,8 @@ class ToyEncoderDecoder(Backbone):
     def input_embeddings(self) -> nn.Embedding:
         return self.embed
 
-    def resize_token_embeddings(self, vocab_size: int) -> None:
-        old = self.embed
-        self.embed = nn.Embedding(vocab_size, old.embedding_dim, padding_idx=old.padding_idx).to(old.weight)
-        keep = min(vocab_size, old.num_embeddings)
-        with torch.no_grad():
-            self.embed.weight[:keep] = old.weight[:keep]
-        self.config.vocab_size = vocab_size
+    def blocks(self) -> nn.ModuleList:
+        return nn.ModuleList([self.encoder, self.decoder_block])
 
     def lm_logits(self, hidden):
         return hidden @ self.embed.weight.T
@@ -94,58 +132,32 @@ class ToyEncoderDecoder(Backbone):
 
     def encode(self, input_ids, attention_mask=None):
         mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
-        x = self._embed(input_ids)
-        h = self.norms[0](x)
-        attn = self.enc_attn
-        x = x + attn(h, attn.split(attn.k(h)), attn.split(attn.v(h)), mask)
-        x = x + self.enc_mlp(self.norms[1](x))
-        return self.norms[2](x)  # [B, S, H]
+        return self.norms[0](self.encoder(self._embed(input_ids), mask))  # [B, S, H]
 
     def cross_key_values(self, encoder_states):
-        attn = self.cross_attn
+        attn = self.decoder_block.cross_attn
         return ((attn.split(attn.k(encoder_states)), attn.split(attn.v(encoder_states))),)
 
     def decode(self, input_ids, encoder_states, encoder_mask=None, past_key_values=None, use_cache=False,
                cross_key_values=None, cross_group=1):
         # cache: (self keys, self values, cross keys, cross values), [B, N, T or S, D] each;
         # given cross_key_values, (self keys, self values) only
-        past = past_key_values[0][0].shape[2] if past_key_values is not None else 0
-        x = self._embed(input_ids, past)
-        length = input_ids.shape[1]
-        h = self.norms[3](x)
-        keys, values = self.dec_attn.split(self.dec_attn.k(h)), self.dec_attn.split(self.dec_attn.v(h))
-        if past_key_values is not None:
-            past_keys, past_values = past_key_values[0][:2]
-            keys, values = torch.cat([past_keys, keys], 2), torch.cat([past_values, values], 2)
+        past = past_key_values[0][:2] if past_key_values is not None else None
         if cross_key_values is not None:
-            cross_keys, cross_values = cross_key_values[0]
+            cross = cross_key_values[0]
         elif past_key_values is not None:
-            cross_keys, cross_values = past_key_values[0][2:]
+            cross = past_key_values[0][2:]
         else:
-            cross_keys, cross_values = self.cross_key_values(encoder_states)[0]
-        causal = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
-        x = x + self.dec_attn(h, keys, values, causal)
+            cross = self.cross_key_values(encoder_states)[0]
+        x = self._embed(input_ids, 0 if past is None else past[0].shape[2])
         cross_mask = None if encoder_mask is None else encoder_mask.bool()[:, None, None, :]
-        x = x + self.cross_attn(self.norms[4](x), cross_keys, cross_values, cross_mask, cross_group)
-        x = self.norms[6](x + self.dec_mlp(self.norms[5](x)))
-        kept = (keys, values) if cross_key_values is not None else (keys, values, cross_keys, cross_values)
-        return BackboneOutput(last_hidden_state=x, past_key_values=(kept,) if use_cache else None)
+        x, key_values = self.decoder_block(x, past, cross, cross_mask, cross_group)
+        kept = key_values if cross_key_values is not None else (*key_values, *cross)
+        return BackboneOutput(last_hidden_state=self.norms[1](x), past_key_values=(kept,) if use_cache else None)
 
     def forward(self, input_ids, attention_mask=None, decoder_input_ids=None):
         states = self.encode(input_ids, attention_mask)
         return self.decode(decoder_input_ids, states, attention_mask)
-
-    def load_pretrained(self, path, *, head_prefixes=None, keep_tokens=None):
-        state_dict = strip_prefixes(read_state_dict(path), ("module.", "model."))
-        if keep_tokens is not None:
-            state_dict["embed.weight"] = state_dict["embed.weight"][list(keep_tokens)]
-        return load_into(self, state_dict, source=str(path))
-
-    def hf_config(self):
-        return self.config.to_dict()
-
-    def hf_state_dict(self):
-        return dict(self.state_dict())
 
 
 @hookimpl

@@ -1,0 +1,31 @@
+"""Normalisation layers: LayerNorm called without ``nn.Module.__call__``, and RMS norm."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """``norm(x)`` without the module call's overhead (decoding one token calls it per layer)."""
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+class RMSNorm(nn.Module):
+    """``weight * x / sqrt(mean(x**2) + eps)``: no mean subtracted, no bias (T5, Llama). The
+    mean is taken in fp32; a half-precision weight gets the normalised ``x`` in its dtype."""
+
+    def __init__(self, hidden_size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [.., H] -> [.., H]
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:  # one fused op, same result
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + self.eps)
+        if self.weight.dtype in (torch.float16, torch.bfloat16):
+            x = x.to(self.weight.dtype)
+        return self.weight * x
