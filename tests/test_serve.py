@@ -34,6 +34,7 @@ class Server:
     """``s2s serve FOLDER --port 0``; ``url`` once it listens; stderr kept in ``log``."""
 
     def __init__(self, folder, *args):
+        self.folder = folder
         env = dict(os.environ, OMP_NUM_THREADS="1", S2S_LOAD_PLUGINS="bert,gpt2,tasks")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "s2s", "serve", str(folder), "--port", "0", *map(str, args)],
@@ -86,9 +87,16 @@ def folders(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def classifier(folders):
-    server = Server(folders / "cls", "--max-batch", "32")
+@pytest.fixture(scope="module", params=["cls", "cls-onnx-int8"])
+def classifier(request, folders):
+    """The classifier served from its folder, and from its ONNX int8 export (s2s-core[onnx])."""
+    folder = folders / request.param
+    if request.param == "cls-onnx-int8":
+        pytest.importorskip("onnxruntime")
+        from s2s.onnx.export import export_onnx
+
+        export_onnx(load_model(checkpoint=folders / "cls"), folder, quantize="int8")
+    server = Server(folder, "--max-batch", "32")
     yield server
     server.stop()
 
@@ -99,7 +107,7 @@ def test_concurrent_requests_are_batched_and_equal_predict(classifier, folders):
         answers = list(pool.map(lambda text: classifier.post({"inputs": [text]}), texts))
     assert {status for status, _ in answers} == {200}
     outputs = [json.loads(body)["outputs"][0] for _, body in answers]
-    assert outputs == load_model(checkpoint=folders / "cls").predict(texts)
+    assert outputs == load_model(checkpoint=classifier.folder).predict(texts)
     stats = classifier.get("/health")
     assert stats["requests"] >= 200
     assert stats["forward_passes"] < stats["requests"]  # requests shared forward passes

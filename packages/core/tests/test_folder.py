@@ -66,10 +66,18 @@ def test_weights_file_prefers_safetensors_then_a_lone_file(tmp_path):
 
 
 def test_a_fine_tuned_folder_names_what_it_lacks(tmp_path):
-    assert folder.missing_fine_tuned_files(tmp_path) == ["s2s_task.json", "config.json", "model.safetensors", "vocab.txt"]
+    assert folder.missing_fine_tuned_files(tmp_path) == [
+        "s2s_task.json", "config.json", "model.safetensors or model.safetensors.index.json or model.onnx",
+        "vocab.txt or tokenizer.json",
+    ]
     for name in ("s2s_task.json", "model.safetensors"):
         (tmp_path / name).write_text("{}")
-    assert folder.missing_fine_tuned_files(tmp_path) == ["config.json", "vocab.txt"]
+    assert folder.missing_fine_tuned_files(tmp_path) == ["config.json", "vocab.txt or tokenizer.json"]
+    for name in ("config.json", "tokenizer.json"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "model.onnx").write_bytes(b"")
+    assert folder.missing_fine_tuned_files(tmp_path) == []  # an ONNX export of a byte-level BPE model
 
 
 def test_manifest_catches_a_changed_a_missing_and_a_truncated_file(tmp_path):

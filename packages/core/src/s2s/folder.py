@@ -67,9 +67,12 @@ TRAINING_STATE_FILE = "training_state.pt"  # marks a Trainer checkpoint: the who
 MANIFEST_FILE = "manifest.json"  # written last: every other file's size and SHA-256
 BEST_FILE = "best.json"
 
-# What every fine-tuned folder holds (the head is in task_head.safetensors or, where
-# transformers has a class for it, in model.safetensors).
-FINE_TUNED_FILES = (TASK_FILE, CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE)
+# What every fine-tuned folder holds, each as one of a few files (the head is in
+# task_head.safetensors or, where transformers has a class for it, in model.safetensors; an
+# ONNX export holds the backbone as model.onnx; a byte-level BPE model its tokenizer.json).
+FINE_TUNED_FILES = (
+    (TASK_FILE,), (CONFIG_FILE,), (WEIGHTS_FILE, WEIGHTS_INDEX_FILE, ONNX_FILE), (VOCAB_FILE, TOKENIZER_FILE),
+)
 
 
 class CheckpointError(RuntimeError):
@@ -179,8 +182,10 @@ def is_trainer_checkpoint(folder: str | os.PathLike) -> bool:
 
 
 def missing_fine_tuned_files(folder: str | os.PathLike) -> list[str]:
-    """The files of :data:`FINE_TUNED_FILES` that ``folder`` lacks."""
-    return [name for name in FINE_TUNED_FILES if not (Path(folder) / name).is_file()]
+    """The files of :data:`FINE_TUNED_FILES` that ``folder`` lacks ("a or b" where any would do)."""
+    return [
+        " or ".join(names) for names in FINE_TUNED_FILES if not any((Path(folder) / name).is_file() for name in names)
+    ]
 
 
 def write_manifest(folder: Path, format: str) -> None:
