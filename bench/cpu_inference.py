@@ -79,7 +79,7 @@ def classification(threads: list[int], repeats: int) -> None:
                         "token_type_ids": torch.zeros(batch, 64, dtype=torch.long),
                     }
 
-                    def run(task):
+                    def run(task, inputs=inputs):
                         with torch.no_grad():
                             return task(**inputs)["logits"]
 

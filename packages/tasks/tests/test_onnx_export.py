@@ -3,6 +3,7 @@ Runtime, on padded batches of 1, 8 and 33 rows of 1-128 tokens; bad folders are 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -112,3 +113,22 @@ def test_bad_folders_and_tasks_are_named(tmp_path):
         load_model(checkpoint=future)
     with pytest.raises(ValueError, match="quantize it when exporting"):
         load_model(checkpoint=tmp_path / "good", quantize="int8")
+
+
+def test_cli_exports_and_predicts(tmp_path, capsys):
+    from s2s.cli import main
+
+    torch.manual_seed(0)
+    load_model(TOKENIZER, "bert", "ner", size="tiny", labels=["LOC", "ORG"]).save_pretrained(tmp_path / "ner")
+    assert main(["export", str(tmp_path / "ner"), "--format", "onnx", "--output", str(tmp_path / "onnx"),
+                 "--quantize", "int8"]) == 0
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    assert main(["predict", str(tmp_path / "onnx"), "--input", str(tmp_path / "texts.txt"),
+                 "--output", str(tmp_path / "spans.jsonl")]) == 0
+    lines = (tmp_path / "spans.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(TEXTS)
+    expected = load_model(checkpoint=tmp_path / "onnx").predict(TEXTS)
+    assert [json.loads(line)["prediction"] for line in lines] == [[list(span) for span in spans] for spans in expected]
+    load_model(TOKENIZER, "bert", "mlm", size="tiny").save_pretrained(tmp_path / "mlm")
+    assert main(["export", str(tmp_path / "mlm"), "--format", "onnx", "--output", str(tmp_path / "no")]) != 0
+    assert "does not export to ONNX; tasks that do" in capsys.readouterr().err
