@@ -174,7 +174,7 @@ def test_cli_lists_plugins_and_registrations(fake_dist, capsys):
     fake_dist("broken", "raise ValueError('bad')\n")
     assert cli_main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "s2s.builtin  (s2s-core" in out and "commands: plugins" in out
+    assert "s2s.builtin  (s2s-core" in out and "commands: chat, export, plugins, predict, serve, train" in out
     assert "tiny  (fake-tiny 1.2.3)  backbones: tiny" in out
     assert "broken  (fake-broken 1.2.3)  BROKEN: import failed: ValueError: bad" in out
 
