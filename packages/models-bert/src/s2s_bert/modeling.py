@@ -90,8 +90,9 @@ class SelfAttention(nn.Module):
         return context, (k, v)
 
     def eager(self, q, k, v, mask, relative):
-        # softmax in fp32 whatever the scores' dtype (bf16 under autocast)
-        probs = self.scores(q, k, mask, relative).softmax(dim=-1, dtype=torch.float32)
+        # softmax in fp32 at least (bf16 scores under autocast; float64 stays float64)
+        scores = self.scores(q, k, mask, relative)
+        probs = scores.softmax(dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))
         probs = self.dropout(probs).to(v.dtype)  # [B, N, L, K]
         if relative is None:
             return probs @ v  # [B, N, L, D]

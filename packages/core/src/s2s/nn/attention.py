@@ -29,7 +29,7 @@ def attention(q, k, v, attn_mask=None, dropout_p: float = 0.0, is_causal: bool =
         scores.masked_fill_(~attn_mask, float("-inf"))
     elif attn_mask is not None:
         scores = scores + attn_mask
-    probs = dropout(scores.softmax(dim=-1, dtype=torch.float32), dropout_p)
+    probs = dropout(scores.softmax(dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)), dropout_p)
     return probs.to(v.dtype) @ v  # [B, N, L, D]
 
 
