@@ -4,7 +4,6 @@ import torch
 
 from s2s.checkpoint import load_into
 from s2s_bart import BartBackbone, BartConfig
-from s2s_bart import weights as bart_weights
 
 # fnlp/bart-base-chinese's special ids: [PAD] 0, [CLS] 101 (bos), [SEP] 102 (start, eos, forced eos)
 PAD, BOS, SEP = 0, 101, 102
@@ -35,7 +34,7 @@ def ours_like(peer, **changes) -> BartBackbone:
     """Our backbone with the peer's config and weights (through the checkpoint name mapping)."""
     config = BartConfig.from_dict({**peer.config.to_dict(), **changes})
     ours = BartBackbone(config).eval()
-    load_into(ours, bart_weights.to_model_names(peer.state_dict()), source="peer")
+    load_into(ours, ours.checkpoint_state_dict(peer.state_dict(), "peer"), source="peer")
     return ours
 
 
