@@ -54,14 +54,14 @@ def models(shape=BASE):
     import transformers
 
     from s2s.checkpoint import load_into
-    from s2s_bart import BartBackbone, BartConfig, weights
+    from s2s_bart import BartBackbone, BartConfig
 
     torch.manual_seed(0)
     peer = transformers.BartForConditionalGeneration(
         transformers.BartConfig(**shape, no_repeat_ngram_size=0, num_beams=1)
     ).eval()
     ours = BartBackbone(BartConfig(**shape)).eval()
-    load_into(ours, weights.to_model_names(peer.state_dict()), source="peer")
+    load_into(ours, ours.checkpoint_state_dict(peer.state_dict(), "peer"), source="peer")
     return peer, ours
 
 
