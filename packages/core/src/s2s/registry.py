@@ -20,6 +20,7 @@ FIRST_PARTY = {
         **dict.fromkeys(("gpt2", "openai-gpt"), "s2s-models-gpt2"),
         **dict.fromkeys(("t5", "mt5", "t5-pegasus"), "s2s-models-t5"),
         "bart": "s2s-models-bart",
+        **dict.fromkeys(("llama", "qwen2", "qwen3", "glm", "glm4"), "s2s-models-llama"),
     },
     "task": dict.fromkeys(
         (

@@ -1,0 +1,343 @@
+"""Decoder LLMs in the Hugging Face layout (``model.embed_tokens``, ``model.layers.N.self_attn.q_proj``,
+``model.norm``, ``lm_head``): pre-norm RMSNorm blocks, rotary positions, grouped-query attention
+and a gated SiLU MLP. Llama, Qwen2, Qwen3 and GLM-4 are this one model under their configs
+(:mod:`s2s_llama.config`)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s2s.backbone import DECODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput, keep_token_rows
+from s2s.checkpoint import LoadReport, load_into, read_state_dict, strip_prefixes
+from s2s.nn import prepacked
+from s2s.nn.attention import attention
+from s2s.nn.init import init_normal
+from s2s.nn.kv_cache import KVCache, KVCacheSpec
+from s2s.nn.masks import decoder_attention_mask, positions_from_mask
+from s2s.nn.packing import Packing
+
+from .config import Glm4Config, GlmConfig, LlamaConfig, Qwen2Config, Qwen3Config
+from .rotary import Rotary
+
+# As in GPT-2: the blocks run on rows [B * Q, E] (or the real tokens [T, E] of a packing) and
+# call their layers' ``forward`` directly, since decoding one token costs little more than
+# reading the weights.
+
+
+class RMSNorm(nn.Module):
+    """``weight * x / sqrt(mean(x²) + eps)`` over the last dimension, computed in fp32."""
+
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+class Attention(nn.Module):
+    """Grouped-query attention: ``num_key_value_heads`` key/value heads, each read by ``groups``
+    query heads (query head h reads key/value head h // groups)."""
+
+    def __init__(self, config: LlamaConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.heads, self.kv_heads, self.head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
+        self.groups = config.groups
+        hidden, bias = config.hidden_size, config.attention_bias
+        self.q_proj = prepacked.Linear(hidden, self.heads * self.head_dim, bias=bias)
+        self.k_proj = prepacked.Linear(hidden, self.kv_heads * self.head_dim, bias=bias)
+        self.v_proj = prepacked.Linear(hidden, self.kv_heads * self.head_dim, bias=bias)
+        self.o_proj = prepacked.Linear(self.heads * self.head_dim, hidden, bias=bias and config.output_bias)
+        if config.qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        self.dropout = config.attention_dropout
+
+    def forward(self, x, batch: int, length: int, mask, cache: KVCache | None, rotary: Rotary, cos, sin,
+                packing: Packing | None = None):
+        rows = x.shape[0]  # B * Q, or T real tokens
+        q = self.q_proj.forward(x).view(rows, self.heads, self.head_dim)
+        k = self.k_proj.forward(x).view(rows, self.kv_heads, self.head_dim)
+        v = self.v_proj.forward(x).view(rows, self.kv_heads, self.head_dim)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm.forward(q), self.k_norm.forward(k)
+        q, k = rotary.apply(q, cos, sin), rotary.apply(k, cos, sin)
+        to_batch = packing.pad if packing is not None else (lambda t: t.view(batch, length, *t.shape[1:]))
+        q = to_batch(q).transpose(1, 2)  # [B, heads, Q, D]
+        kv = torch.stack((to_batch(k), to_batch(v))).transpose(2, 3)  # [2, B, kv_heads, Q, D]
+        k, v = cache.write(self.layer, kv) if cache is not None else kv  # [B, kv_heads, K, D] each
+        out = self.attend(q, k, v, mask, length)  # [B, heads, Q, D]
+        out = out.transpose(1, 2).reshape(batch, length, -1)
+        return self.o_proj.forward(packing.unpad(out) if packing is not None else out.view(batch * length, -1))
+
+    def attend(self, q, k, v, mask, length: int):
+        dropout_p = self.dropout if self.training else 0.0
+        causal = mask is None and length > 1
+        if self.groups == 1:
+            return attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout_p)
+        batch = q.shape[0]
+        if length == 1:  # one new token: a group's queries side by side read their key/value head once
+            out = attention(q.view(batch, self.kv_heads, self.groups, self.head_dim), k, v, attn_mask=mask,
+                            dropout_p=dropout_p)
+            return out.view(batch, self.heads, 1, self.head_dim)
+        k, v = (t.repeat_interleave(self.groups, dim=1) for t in (k, v))  # [B, heads, K, D]
+        return attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout_p)
+
+
+class MLP(nn.Module):
+    """``down(silu(gate(x)) * up(x))``; GLM keeps gate and up in one ``gate_up_proj`` [2 * I, E]."""
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        hidden, inner, bias = config.hidden_size, config.intermediate_size, config.mlp_bias
+        if config.glm:
+            self.gate_up_proj = prepacked.Linear(hidden, 2 * inner, bias=False)
+        else:
+            self.gate_proj = prepacked.Linear(hidden, inner, bias=bias)
+            self.up_proj = prepacked.Linear(hidden, inner, bias=bias)
+        self.down_proj = prepacked.Linear(inner, hidden, bias=bias)
+
+    def forward(self, x):
+        if hasattr(self, "gate_up_proj"):
+            gate, up = self.gate_up_proj.forward(x).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj.forward(x), self.up_proj.forward(x)
+        return self.down_proj.forward(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Pre-norm: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``; GLM-4-0414 also norms each
+    output before adding it."""
+
+    def __init__(self, config: LlamaConfig, layer: int):
+        super().__init__()
+        eps = config.rms_norm_eps
+        self.input_layernorm = RMSNorm(config.hidden_size, eps)
+        self.self_attn = Attention(config, layer)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps)
+        self.mlp = MLP(config)
+        if config.post_norms:
+            self.post_self_attn_layernorm = RMSNorm(config.hidden_size, eps)
+            self.post_mlp_layernorm = RMSNorm(config.hidden_size, eps)
+
+    def forward(self, x, batch: int, length: int, mask, cache, rotary, cos, sin, packing=None):
+        """``x``: rows [B * Q, E], or the real tokens [T, E] of ``packing``."""
+        out = self.self_attn.forward(self.input_layernorm.forward(x), batch, length, mask, cache, rotary, cos, sin, packing)
+        if hasattr(self, "post_self_attn_layernorm"):
+            out = self.post_self_attn_layernorm.forward(out)
+        x = x + out
+        out = self.mlp.forward(self.post_attention_layernorm.forward(x))
+        if hasattr(self, "post_mlp_layernorm"):
+            out = self.post_mlp_layernorm.forward(out)
+        return x + out
+
+
+class Model(nn.Module):
+    """The ``model.*`` part of an HF checkpoint."""
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        pad = config.pad_token_id if config.pad_token_id is not None and config.pad_token_id < config.vocab_size else None
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=pad)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class LlamaBackbone(Backbone):
+    """A decoder LLM with its LM head (``lm_head``, or the embeddings when tied).
+
+    ``forward(input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+    use_cache=False, output_hidden_states=False)``:
+
+    - ``attention_mask`` [B, K]: padding (1 = real token), combined with the causal mask;
+      [B, Q, K]: the full mask (1 = may attend), used as given. K counts cached positions.
+    - ``position_ids`` default: from the padding mask (``cumsum - 1``, so left-padded rows
+      start at 0), else ``past .. past + Q - 1``.
+    - ``past_key_values``: per-layer ``(key, value)`` [B, kv_heads, T, head_dim] or a
+      :class:`s2s.nn.kv_cache.KVCache` (updated in place).
+    """
+
+    kind = DECODER
+    capabilities = frozenset({LM_HEAD, KV_CACHE, MASK_3D})
+    config_class = LlamaConfig
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__(config)
+        self.model = Model(config)
+        if not config.tie_word_embeddings:
+            self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.rotary = Rotary(config)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        init_normal(module, self.config.initializer_range)
+        if isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
+
+    @property
+    def max_positions(self) -> int:
+        return self.config.max_position_embeddings
+
+    @property
+    def head_init_std(self) -> float:
+        return self.config.initializer_range
+
+    @property
+    def head_dropout(self) -> float:
+        return 0.0  # transformers' XForSequenceClassification: no dropout before the score
+
+    def input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def output_weight(self) -> torch.Tensor:
+        """The LM head's weight [V, E]: ``lm_head``'s, or the embeddings' when tied."""
+        head = getattr(self, "lm_head", None)
+        return head.weight if head is not None else self.model.embed_tokens.weight
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow or shrink the vocabulary; an untied ``lm_head`` follows. Kept rows keep their
+        values; new rows are initialised like a fresh model's."""
+        self.check_new_vocab_size(vocab_size)
+        self.model.embed_tokens = self._resized(self.model.embed_tokens, nn.Embedding(vocab_size, self.config.hidden_size))
+        if hasattr(self, "lm_head"):
+            self.lm_head = self._resized(self.lm_head, nn.Linear(self.config.hidden_size, vocab_size, bias=False))
+        self.config.vocab_size = vocab_size
+
+    def _resized(self, old: nn.Module, new: nn.Module) -> nn.Module:
+        new = new.to(old.weight.device, old.weight.dtype)
+        self._init_weights(new)
+        keep = min(new.weight.shape[0], old.weight.shape[0])
+        with torch.no_grad():
+            new.weight[:keep] = old.weight[:keep]
+        return new
+
+    def kv_cache_spec(self) -> KVCacheSpec:
+        """The cache holds the key/value heads: ``kv_heads / heads`` of a full-head cache."""
+        weight = self.model.embed_tokens.weight
+        c = self.config
+        return KVCacheSpec(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, weight.dtype, weight.device)
+
+    def decoder(self, max_new_tokens: int = 64, **how):
+        """This model as a :class:`s2s.generation.Decoder` (KV cache of the key/value heads)."""
+        from s2s.generation.decoder_only import DecoderOnlyDecoder
+
+        return DecoderOnlyDecoder(self, max_new_tokens, **how)
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``[..., vocab]`` (prepacked on CPU without gradients)."""
+        return prepacked.linear(hidden, self.output_weight(), None)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values=None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BackboneOutput:
+        batch, length = input_ids.shape
+        cache = past_key_values
+        if isinstance(cache, (tuple, list)):
+            cache = KVCache.from_tuples(cache, extra=length)
+        elif cache is None and use_cache:
+            cache = KVCache.allocate(self.kv_cache_spec(), batch, length)
+        past = cache.length if cache is not None else 0
+        if position_ids is None:
+            position_ids = positions_from_mask(attention_mask, past, length, input_ids.device)
+        mask = decoder_attention_mask(attention_mask, batch, past, length, input_ids.device)
+        # Without a cache, padded positions are left out (their outputs are 0).
+        packing = None
+        if cache is None and mask is not None and attention_mask.dim() == 2:
+            packing = Packing(attention_mask)
+        hidden_states = [] if output_hidden_states else None
+        if cache is not None:
+            cache.reserve(length)
+        hidden = self._run(input_ids, position_ids, mask, cache, hidden_states, packing)
+        if cache is not None:
+            cache.advance(length)
+        if isinstance(past_key_values, (tuple, list)) or (past_key_values is None and use_cache):
+            cache = cache.to_tuples()
+        return BackboneOutput(
+            last_hidden_state=hidden,
+            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
+            past_key_values=cache if use_cache else None,
+        )
+
+    def run(self, input_ids, position_ids, mask, cache):
+        """The decoder-only contract (:mod:`s2s.generation.decoder_only`): ``input_ids`` [B, Q],
+        ``position_ids`` [B or 1, Q], a bool ``mask`` [B, 1, Q, K] or ``None`` (causal); each layer
+        writes into ``cache``. Returns the final norm's output [B, Q, E]."""
+        return self._run(input_ids, position_ids, mask, cache)
+
+    def _run(self, input_ids, position_ids, mask, cache, hidden_states=None, packing=None):
+        batch, length = input_ids.shape
+        position_ids = position_ids.expand(batch, length)
+        if packing is not None:
+            input_ids, position_ids = packing.unpad(input_ids), packing.unpad(position_ids)
+        x = self.model.embed_tokens(input_ids).view(-1, self.config.hidden_size)  # rows
+        cos, sin = self.rotary.cos_sin(position_ids.reshape(-1), x.dtype)  # [N, 1, R]
+        to_batch = packing.pad if packing is not None else (lambda rows: rows.view(batch, length, -1))
+        for block in self.model.layers:
+            if hidden_states is not None:
+                hidden_states.append(to_batch(x))
+            x = block.forward(x, batch, length, mask, cache, self.rotary, cos, sin, packing)
+        x = to_batch(self.model.norm.forward(x))
+        if hidden_states is not None:
+            hidden_states.append(x)
+        return x
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def load_pretrained(self, path, *, head_prefixes: tuple[str, ...] = (), keep_tokens=None) -> LoadReport:
+        """Load an HF ``XForCausalLM`` / ``XModel`` checkpoint of this variant, all or nothing;
+        a tied ``lm_head.weight`` in the file is ignored. ``keep_tokens`` keeps those rows of the
+        checkpoint's vocabulary (embeddings and an untied head), in that order."""
+        source = str(path)
+        state_dict = strip_prefixes(read_state_dict(path), ("module.",))
+        if not any(k.startswith("model.") for k in state_dict):  # a bare XModel
+            state_dict = {f"model.{k}": v for k, v in state_dict.items()}
+        if self.config.tie_word_embeddings:
+            state_dict.pop(LM_HEAD_KEY, None)
+        if keep_tokens is not None:
+            for key in (EMBEDDINGS_KEY, LM_HEAD_KEY):
+                if key in state_dict:
+                    state_dict[key] = keep_token_rows(state_dict[key], keep_tokens, f"{source} ({key})")
+        return load_into(
+            self, state_dict, source=source,
+            ignore_unexpected=lambda key: key.startswith(head_prefixes) if head_prefixes else False,
+        )
+
+    def hf_config(self) -> dict:
+        return self.config.to_hf_dict()
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights under transformers' names (already this module's); a tied head is not saved."""
+        return dict(self.state_dict())
+
+
+EMBEDDINGS_KEY = "model.embed_tokens.weight"
+LM_HEAD_KEY = "lm_head.weight"
+
+
+class Qwen2Backbone(LlamaBackbone):
+    config_class = Qwen2Config
+
+
+class Qwen3Backbone(LlamaBackbone):
+    config_class = Qwen3Config
+
+
+class GlmBackbone(LlamaBackbone):
+    config_class = GlmConfig
+
+
+class Glm4Backbone(LlamaBackbone):
+    config_class = Glm4Config
