@@ -90,3 +90,15 @@ def test_the_backbone_is_found_from_config_json_alone(tmp_path):
         folder = save_peer(peer_model(variant, head_dim=16), tmp_path / variant)
         assert type(load_model(checkpoint=folder)).__name__ == type(load_model(model_name=name, checkpoint=folder)).__name__
         assert load_model(checkpoint=folder).config.model_type == variant
+
+
+def test_a_checkpoint_padding_its_vocabulary_beyond_the_tokenizer_loads(tmp_path):
+    from s2s import Tokenizer
+
+    peer = peer_model("qwen2", tie_word_embeddings=True)  # 97 rows
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"一二三四五六七八九十"]
+    ours = load_model(Tokenizer({t: i for i, t in enumerate(tokens)}), "qwen2", checkpoint=save_peer(peer, tmp_path))
+    assert ours.vocab_size == 97 and len(tokens) == 15
+    ids = torch.randint(0, 15, (2, 6))
+    with torch.no_grad():
+        assert relative_error(ours.lm_logits(ours(ids).last_hidden_state), peer(ids).logits) <= 1e-5

@@ -152,6 +152,7 @@ class Backbone(nn.Module):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     group_cross_attention: ClassVar[bool] = True  # CROSS_CACHE: may be given cross_group > 1
     lora_targets: ClassVar[dict[str, tuple[str, ...]]] = {}  # "default" / "attention" -> HF names
+    padded_vocab: ClassVar[bool] = False  # a checkpoint's vocab_size may exceed its tokenizer's (unused rows)
     config_class: ClassVar[type]
 
     def __init__(self, config):

@@ -122,7 +122,9 @@ def load_model(
         loaded_vocab = len(keep_tokens)
     grow = False
     if tokenizer is not None:
-        if loaded_vocab is not None and loaded_vocab != len(tokenizer):
+        # released LLMs pad their embeddings beyond the tokenizer (Qwen2.5: 151,936 rows, 151,665 tokens)
+        padded = loaded_vocab is not None and loaded_vocab > len(tokenizer) and entry.cls.padded_vocab
+        if loaded_vocab is not None and loaded_vocab != len(tokenizer) and not padded:
             grow = checkpoint is not None and _added_tokens_beyond(tokenizer, loaded_vocab)
             if not grow:
                 said = "the config says vocab_size" if keep_tokens is None else "keep_tokens keeps"
@@ -131,7 +133,7 @@ def load_model(
                     f"vocab.txt that belongs to the checkpoint (tokens added to it with "
                     f"Tokenizer.add_special_tokens get new embedding rows)"
                 )
-        values["vocab_size"] = loaded_vocab if grow else len(tokenizer)
+        values["vocab_size"] = loaded_vocab if grow or padded else len(tokenizer)
     elif keep_tokens is not None:
         values["vocab_size"] = loaded_vocab
     torch_dtype = resolve_dtype(dtype, described, f"{CONFIG_FILE} of {checkpoint}")

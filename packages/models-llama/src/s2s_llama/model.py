@@ -167,6 +167,7 @@ class LlamaBackbone(Backbone):
     kind = DECODER
     capabilities = frozenset({LM_HEAD, KV_CACHE, MASK_3D})
     config_class = LlamaConfig
+    padded_vocab = True  # released checkpoints pad the embeddings beyond the tokenizer
 
     def __init__(self, config: LlamaConfig):
         super().__init__(config)
@@ -223,12 +224,6 @@ class LlamaBackbone(Backbone):
         weight = self.model.embed_tokens.weight
         c = self.config
         return KVCacheSpec(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, weight.dtype, weight.device)
-
-    def decoder(self, max_new_tokens: int = 64, **how):
-        """This model as a :class:`s2s.generation.Decoder` (KV cache of the key/value heads)."""
-        from s2s.generation.decoder_only import DecoderOnlyDecoder
-
-        return DecoderOnlyDecoder(self, max_new_tokens, **how)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``[..., vocab]`` (prepacked on CPU without gradients)."""
