@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2s.backbone import DECODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput, keep_token_rows
+from s2s.backbone import (
+    DECODER,
+    KV_CACHE,
+    LM_HEAD,
+    MASK_3D,
+    Backbone,
+    BackboneOutput,
+    keep_token_rows,
+)
 from s2s.checkpoint import LoadReport, load_into, read_state_dict, strip_prefixes
 from s2s.nn import prepacked
 from s2s.nn.attention import attention
