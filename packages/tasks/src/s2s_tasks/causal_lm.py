@@ -53,7 +53,8 @@ class CausalLM(Task):
         tokens, vocab] at the positions that predict them."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        hidden = self.backbone(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # speakers, where the vocab has them
+        hidden = self.backbone(input_ids, attention_mask=attention_mask, **types).last_hidden_state
         scored = (attention_mask if loss_mask is None else loss_mask)[:, 1:].bool()
         return lm_loss(self.backbone, hidden[:, :-1], input_ids[:, 1:], scored)  # t predicts t + 1
 
