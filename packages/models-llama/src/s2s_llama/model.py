@@ -16,9 +16,7 @@ from s2s.backbone import (
     MASK_3D,
     Backbone,
     BackboneOutput,
-    keep_token_rows,
 )
-from s2s.checkpoint import LoadReport, load_into, read_state_dict, strip_prefixes
 from s2s.nn import prepacked
 from s2s.nn.attention import attention
 from s2s.nn.init import init_normal
@@ -175,6 +173,7 @@ class LlamaBackbone(Backbone):
     kind = DECODER
     capabilities = frozenset({LM_HEAD, KV_CACHE, MASK_3D})
     config_class = LlamaConfig
+    lora_targets = {"default": ("q_proj", "v_proj"), "attention": ("q_proj", "k_proj", "v_proj", "o_proj")}
     padded_vocab = True  # released checkpoints pad the embeddings beyond the tokenizer
 
     def __init__(self, config: LlamaConfig):
@@ -205,27 +204,13 @@ class LlamaBackbone(Backbone):
     def input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
 
+    def blocks(self) -> nn.ModuleList:
+        return self.model.layers
+
     def output_weight(self) -> torch.Tensor:
         """The LM head's weight [V, E]: ``lm_head``'s, or the embeddings' when tied."""
         head = getattr(self, "lm_head", None)
         return head.weight if head is not None else self.model.embed_tokens.weight
-
-    def resize_token_embeddings(self, vocab_size: int) -> None:
-        """Grow or shrink the vocabulary; an untied ``lm_head`` follows. Kept rows keep their
-        values; new rows are initialised like a fresh model's."""
-        self.check_new_vocab_size(vocab_size)
-        self.model.embed_tokens = self._resized(self.model.embed_tokens, nn.Embedding(vocab_size, self.config.hidden_size))
-        if hasattr(self, "lm_head"):
-            self.lm_head = self._resized(self.lm_head, nn.Linear(self.config.hidden_size, vocab_size, bias=False))
-        self.config.vocab_size = vocab_size
-
-    def _resized(self, old: nn.Module, new: nn.Module) -> nn.Module:
-        new = new.to(old.weight.device, old.weight.dtype)
-        self._init_weights(new)
-        keep = min(new.weight.shape[0], old.weight.shape[0])
-        with torch.no_grad():
-            new.weight[:keep] = old.weight[:keep]
-        return new
 
     def kv_cache_spec(self) -> KVCacheSpec:
         """The cache holds the key/value heads: ``kv_heads / heads`` of a full-head cache."""
@@ -263,7 +248,7 @@ class LlamaBackbone(Backbone):
         hidden_states = [] if output_hidden_states else None
         if cache is not None:
             cache.reserve(length)
-        hidden = self._run(input_ids, position_ids, mask, cache, hidden_states, packing)
+        hidden = self.run(input_ids, position_ids, mask, cache, hidden_states, packing)
         if cache is not None:
             cache.advance(length)
         if isinstance(past_key_values, (tuple, list)) or (past_key_values is None and use_cache):
@@ -274,13 +259,11 @@ class LlamaBackbone(Backbone):
             past_key_values=cache if use_cache else None,
         )
 
-    def run(self, input_ids, position_ids, mask, cache):
+    def run(self, input_ids, position_ids, mask, cache, hidden_states=None, packing=None):
         """The decoder-only contract (:mod:`s2s.generation.decoder_only`): ``input_ids`` [B, Q],
         ``position_ids`` [B or 1, Q], a bool ``mask`` [B, 1, Q, K] or ``None`` (causal); each layer
-        writes into ``cache``. Returns the final norm's output [B, Q, E]."""
-        return self._run(input_ids, position_ids, mask, cache)
-
-    def _run(self, input_ids, position_ids, mask, cache, hidden_states=None, packing=None):
+        writes into ``cache``; runs on the real tokens only given a ``packing``. Returns the final
+        norm's output [B, Q, E]."""
         batch, length = input_ids.shape
         position_ids = position_ids.expand(batch, length)
         if packing is not None:
@@ -297,33 +280,22 @@ class LlamaBackbone(Backbone):
             hidden_states.append(x)
         return x
 
-    # -- checkpoints ----------------------------------------------------------------------
+    # -- checkpoints (Backbone's load sequence; declared here) ---------------------------
 
-    def load_pretrained(self, path, *, head_prefixes: tuple[str, ...] = (), keep_tokens=None) -> LoadReport:
-        """Load an HF ``XForCausalLM`` / ``XModel`` checkpoint of this variant, all or nothing;
-        a tied ``lm_head.weight`` in the file is ignored. ``keep_tokens`` keeps those rows of the
-        checkpoint's vocabulary (embeddings and an untied head), in that order."""
-        source = str(path)
-        state_dict = strip_prefixes(read_state_dict(path), ("module.",))
-        if not any(k.startswith("model.") for k in state_dict):  # a bare XModel
-            state_dict = {f"model.{k}": v for k, v in state_dict.items()}
-        if self.config.tie_word_embeddings:
-            state_dict.pop(LM_HEAD_KEY, None)
-        if keep_tokens is not None:
-            for key in (EMBEDDINGS_KEY, LM_HEAD_KEY):
-                if key in state_dict:
-                    state_dict[key] = keep_token_rows(state_dict[key], keep_tokens, f"{source} ({key})")
-        return load_into(
-            self, state_dict, source=source,
-            ignore_unexpected=lambda key: key.startswith(head_prefixes) if head_prefixes else False,
-        )
+    @property
+    def tied_weights(self) -> dict[str, str]:
+        """A tied checkpoint's ``lm_head.weight`` is a copy of the embeddings."""
+        return {LM_HEAD_KEY: EMBEDDINGS_KEY} if self.config.tie_word_embeddings else {}
 
-    def hf_config(self) -> dict:
-        return self.config.to_hf_dict()
+    @property
+    def vocab_weights(self) -> dict[str, int]:
+        return {EMBEDDINGS_KEY: 0, **({} if self.config.tie_word_embeddings else {LM_HEAD_KEY: 0})}
 
-    def hf_state_dict(self) -> dict[str, torch.Tensor]:
-        """The weights under transformers' names (already this module's); a tied head is not saved."""
-        return dict(self.state_dict())
+    def rename_checkpoint(self, state_dict, source):
+        """A bare ``XModel`` checkpoint (no ``model.`` prefix) gets it."""
+        if not any(key.startswith("model.") for key in state_dict):
+            return {f"model.{key}": value for key, value in state_dict.items()}
+        return state_dict
 
 
 EMBEDDINGS_KEY = "model.embed_tokens.weight"
