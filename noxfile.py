@@ -106,7 +106,7 @@ def browser(session: nox.Session) -> None:
         chromium = shutil.which("chromium")
     if chromium is None:
         session.skip("no Chromium, and it cannot be installed here: apt-get install chromium, or set S2S_CHROMIUM")
-    install(session, "pytest>=7", "playwright>=1.40", *SERVE_DEPS, CORE, BERT, TASKS)
+    install(session, "pytest>=7", "playwright>=1.40", *SERVE_DEPS, CORE, BERT, GPT2, TASKS)
     session.run("pytest", "tests/browser", env={"S2S_LOAD_PLUGINS": None, "S2S_CHROMIUM": chromium})
 
 
