@@ -153,3 +153,64 @@ def test_reorder_cache_picks_rows_of_every_tensor():
     picked = reorder_cache(cache, torch.tensor([2, 2, 0]))
     assert picked[0][0].flatten().tolist() == [2, 2, 0]
     assert picked[0][1].flatten().tolist() == [20, 20, 0]
+
+
+def alone(model, source: list[int], prefix: list[int]) -> torch.Tensor:
+    """The next-token logits of one source after the decoder ``prefix``, recomputed whole."""
+    out = model(torch.tensor([source]), None, decoder_input_ids=torch.tensor([[START, *prefix]]))
+    return model.lm_logits(out.last_hidden_state[0, -1])
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_merged_rows_of_different_lengths_give_each_row_its_own_logits(model, grouped):
+    """Continuous batching: A runs three steps before B (a shorter source) joins, then A leaves
+    and C joins B; each row's logits are those of its own sequence recomputed alone, with
+    the decoder positions padded for the shorter prefix dropped once no row needs them."""
+    if not grouped:
+        other = PerRowGroups(model.config).eval()
+        other.load_state_dict(model.state_dict())
+        model = other
+    decoder = EncoderDecoderDecoder(model)
+    sources_, prefixes = {"a": [5, 6, 7, 8, 9], "b": [10, 11], "c": [12, 13, 14]}, {"a": [], "b": [], "c": []}
+
+    def begin(name):
+        return decoder.start({"input_ids": torch.tensor([sources_[name]])})
+
+    logits, state = begin("a")
+    for token in (20, 21, 22):
+        prefixes["a"].append(token)
+        logits, state = decoder.step(torch.tensor([token]), state)
+    logits_b, state_b = begin("b")
+    state, logits, rows = decoder.merge(state, state_b), torch.cat([logits, logits_b]), ["a", "b"]
+    assert state.decoder_mask.shape == (2, 4) and not state.decoder_mask[1, :3].any()
+    for step in range(6):
+        if step == 2:  # A leaves, C joins
+            state, logits, rows = decoder.reorder(state, torch.tensor([1])), logits[1:], ["b"]
+            assert state.decoder_mask is None  # B's padding went with A
+            logits_c, state_c = begin("c")
+            state, logits, rows = decoder.merge(state, state_c), torch.cat([logits, logits_c]), ["b", "c"]
+        for row, name in enumerate(rows):
+            torch.testing.assert_close(logits[row], alone(model, sources_[name], prefixes[name]), atol=1e-5, rtol=1e-5)
+        tokens = [30 + step + 10 * row for row in range(len(rows))]
+        for name, token in zip(rows, tokens):
+            prefixes[name].append(token)
+        logits, state = decoder.step(torch.tensor(tokens), state)
+
+
+def test_forced_eos_is_counted_per_row(model):
+    """Rows merged at different steps each get the forced EOS as their own last token."""
+    decoder = EncoderDecoderDecoder(model, 3, forced_eos_token_id=EOS)
+    logits_a, state = decoder.start({"input_ids": torch.tensor([[5, 6, 7]])})
+    logits_a, state = decoder.step(torch.tensor([20]), state)
+    logits_b, state_b = decoder.start({"input_ids": torch.tensor([[8, 9]]), "max_new_tokens": 2})
+    logits, state = decoder.step(torch.tensor([21, 22]), decoder.merge(state, state_b))
+    forced = torch.full_like(logits[0], float("-inf"))
+    forced[EOS] = 0
+    assert torch.equal(logits[0], forced) and torch.equal(logits[1], forced)  # A's 3rd token, B's 2nd
+    assert not torch.equal(logits_a[0], forced) and not torch.equal(logits_b[0], forced)
+
+
+def test_a_backbone_without_decoder_padding_does_not_merge(model):
+    from s2s.generation.protocol import can_merge
+
+    assert can_merge(EncoderDecoderDecoder(model)) and not can_merge(EncoderDecoderDecoder(per_row(model)))

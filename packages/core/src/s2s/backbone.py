@@ -54,6 +54,15 @@ so generation holds them once per source however many beams decode it)
     sources, so attention runs in the shapes of a per-row cache (bit-identical to a reference
     that keeps one, where grouped queries would sum in another order).
 
+With ``DECODER_PADDING`` (besides ``CROSS_CACHE``: rows whose decoded prefixes differ in length
+decode in one batch, so sequences started at different steps share it, continuous batching)
+    ``decode(..., decoder_mask=m, decoder_positions=p)``: each row is padded on the left to the
+    longest; ``m`` bool ``[B, T + L]`` (True = a real decoder position; the cached ``T`` and
+    the new ``L``) hides the padding from self-attention, and ``p`` long ``[B, L]`` are the
+    new tokens' own positions (an absolute-position model embeds them; relative positions are
+    unchanged by left padding). The self-attention cache is per layer (keys, values)
+    ``[B, heads, T, head_dim]``, so generation can pad and join it.
+
 :func:`contract_violations` lists what a backbone class lacks; the registry refuses such a class
 at registration, naming the members.
 
@@ -129,6 +138,7 @@ MASK_3D = "attention_mask_3d"  # accepts [batch, query, key] masks (UniLM prefix
 LM_HEAD = "lm_head"  # has ``lm_logits(hidden)``
 KV_CACHE = "kv_cache"  # incremental decoding: ``past_key_values`` in, updated cache out
 CROSS_CACHE = "cross_cache"  # encoder-decoder: ``cross_key_values``, ``decode(cross_key_values=...)``
+DECODER_PADDING = "decoder_padding"  # encoder-decoder: ``decode(decoder_mask=..., decoder_positions=...)``
 
 
 @dataclass

@@ -22,6 +22,7 @@ from torch import nn
 
 from s2s.backbone import (
     CROSS_CACHE,
+    DECODER_PADDING,
     ENCODER_DECODER,
     KV_CACHE,
     LM_HEAD,
@@ -165,7 +166,7 @@ class BartBackbone(Backbone):
     """
 
     kind = ENCODER_DECODER
-    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE})
+    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE, DECODER_PADDING})
     # Each row attends with its own copy of the cross keys/values, in transformers' kernel
     # shapes: grouped queries sum in another order (1e-6), which flipped a near-tie of beam
     # search on real CSL sources (bench/bart_generation.py).
@@ -225,15 +226,19 @@ class BartBackbone(Backbone):
 
     # --- running ---------------------------------------------------------------------------
 
-    def _embed(self, stack: Stack, input_ids: torch.Tensor, past: int) -> torch.Tensor:
+    def _embed(self, stack: Stack, input_ids: torch.Tensor, past: int, positions=None) -> torch.Tensor:
+        """Embeddings [B, L, H] of ``input_ids`` [B, L] at positions ``past..`` (or ``positions``
+        [B, L], each row's own)."""
         length = input_ids.shape[1]
-        if past + length > self.config.max_position_embeddings:
+        end = past + length if positions is None else int(positions.max()) + 1
+        if end > self.config.max_position_embeddings:
             raise ValueError(
-                f"{past + length} positions, but this BART has max_position_embeddings="
+                f"{end} positions, but this BART has max_position_embeddings="
                 f"{self.config.max_position_embeddings}: truncate the input"
             )
-        positions = torch.arange(past + weights.POSITION_OFFSET, past + length + weights.POSITION_OFFSET,
-                                 device=input_ids.device)
+        if positions is None:
+            positions = torch.arange(past, past + length, device=input_ids.device)
+        positions = positions + weights.POSITION_OFFSET
         x = self.shared(input_ids)
         if self.embed_scale != 1.0:
             x = x * self.embed_scale
@@ -266,11 +271,12 @@ class BartBackbone(Backbone):
         return [layer.encoder_attn.keys_values(encoder_states) for layer in self.decoder_stack.layers]
 
     def decode(self, input_ids, encoder_states, encoder_mask=None, past_key_values=None, use_cache=False,
-               cross_key_values=None, cross_group: int = 1):
-        """Decoder states [B, L, H] for ``input_ids`` [B, L] after the cached positions."""
+               cross_key_values=None, cross_group: int = 1, decoder_mask=None, decoder_positions=None):
+        """Decoder states [B, L, H] for ``input_ids`` [B, L] after the cached positions
+        (``decoder_mask`` [B, T + L], ``decoder_positions`` [B, L]: the contract's ``DECODER_PADDING``)."""
         past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
         length = input_ids.shape[1]
-        x = self._embed(self.decoder_stack, input_ids, past)
+        x = self._embed(self.decoder_stack, input_ids, past, decoder_positions)
         if cross_key_values is not None:
             cross = cross_key_values
         elif past_key_values is not None:
@@ -278,9 +284,11 @@ class BartBackbone(Backbone):
         else:
             cross = self.cross_key_values(encoder_states)
         cross_mask = key_mask(encoder_mask, input_ids.shape[0] // cross_group, 1, cross[0][0].shape[2])
-        causal = past == 0 and length > 1
+        causal = past == 0 and length > 1 and decoder_mask is None
         self_mask = None
-        if past and length > 1:
+        if decoder_mask is not None:  # left padding hidden, causal among the new positions
+            self_mask = causal_mask(length, decoder_mask, past_length=past)[:, None]
+        elif past and length > 1:
             self_mask = causal_mask(length, past_length=past, device=x.device)[:, None]
         cache = []
         for i, layer in enumerate(self.decoder_stack.layers):

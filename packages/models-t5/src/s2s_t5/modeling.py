@@ -29,7 +29,15 @@ import math
 import torch
 from torch import nn
 
-from s2s.backbone import CROSS_CACHE, ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
+from s2s.backbone import (
+    CROSS_CACHE,
+    DECODER_PADDING,
+    ENCODER_DECODER,
+    KV_CACHE,
+    LM_HEAD,
+    Backbone,
+    BackboneOutput,
+)
 from s2s.nn import lora, prepacked
 from s2s.nn.activations import activation
 from s2s.nn.attention import grouped_attention
@@ -292,7 +300,7 @@ class T5Backbone(Backbone):
     """
 
     kind = ENCODER_DECODER
-    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE})
+    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE, DECODER_PADDING})
     config_class = T5Config
     lora_targets = {"default": ("q", "v"), "attention": ("q", "k", "v", "o")}
     # Checkpoints: transformers' names (s2s_t5.weights); the encoder's and decoder's
@@ -402,10 +410,13 @@ class T5Backbone(Backbone):
         use_cache: bool = False,
         cross_key_values: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
         cross_group: int = 1,
+        decoder_mask: torch.Tensor | None = None,
+        decoder_positions: torch.Tensor | None = None,
     ) -> BackboneOutput:
         """Decoder states [B, L, H] of ``input_ids`` [B, L] after the cached positions; see
         the contract in :mod:`s2s.backbone` (``cross_key_values`` / ``cross_group``: its
-        ``CROSS_CACHE``)."""
+        ``CROSS_CACHE``; ``decoder_mask`` [B, T + L]: its ``DECODER_PADDING``, where
+        ``decoder_positions`` are not needed: relative positions do not change with left padding)."""
         self_past = [layer[:2] for layer in past_key_values] if past_key_values else None
         if cross_key_values is not None:
             cross = cross_key_values
@@ -415,7 +426,7 @@ class T5Backbone(Backbone):
             cross = self.cross_key_values(encoder_states)
         sources, length = input_ids.shape[0] // cross_group, cross[0][0].shape[2]
         cross_mask = key_mask(encoder_mask, sources, 1, length)  # [B / group, 1, 1, S] or None
-        hidden, self_cache = self._decode_layers(input_ids, self_past, cross, cross_mask, cross_group)
+        hidden, self_cache = self._decode_layers(input_ids, self_past, cross, cross_mask, cross_group, decoder_mask)
         if not use_cache:
             cache = None
         elif cross_key_values is not None:
@@ -428,11 +439,12 @@ class T5Backbone(Backbone):
         """Each decoder layer's cross-attention (keys, values) [B, N, S, D] of the encoder states."""
         return [block.layer[1].EncDecAttention.key_values(encoder_states) for block in self.decoder_stack.block]
 
-    def _decode_layers(self, input_ids, self_past, cross, cross_mask, group: int):
+    def _decode_layers(self, input_ids, self_past, cross, cross_mask, group: int, decoder_mask=None):
         """The decoder stack on ``input_ids`` [B, L] after ``self_past`` (per layer (keys,
         values) [B, N, T, D], or None); ``cross`` and ``cross_mask`` [B / group, 1, 1, S] have
-        one row per ``group`` rows (beams of a source). Returns the states [B, L, H] and each
-        layer's self-attention (keys, values)."""
+        one row per ``group`` rows (beams of a source); ``decoder_mask`` [B, T + L] hides left
+        padding from self-attention. Returns the states [B, L, H] and each layer's
+        self-attention (keys, values)."""
         stack = self.decoder_stack
         past = self_past[0][0].shape[2] if self_past else 0
         length = input_ids.shape[1]
@@ -443,6 +455,8 @@ class T5Backbone(Backbone):
         if length > 1:  # causal: a query sees the cache and the new positions up to itself
             causal = causal_mask(length, past_length=past, device=x.device)  # [1, L, K]
             bias = bias.masked_fill(~causal[:, None], torch.finfo(bias.dtype).min)
+        if decoder_mask is not None:  # [B, N, L, K]
+            bias = bias.masked_fill(~decoder_mask.bool()[:, None, None, :], torch.finfo(bias.dtype).min)
         self_cache = []
         for i, block in enumerate(stack.block):
             x, key_value = block.forward(x, bias, self_past[i] if self_past else None, cross[i], cross_mask, group)

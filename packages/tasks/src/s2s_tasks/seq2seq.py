@@ -280,7 +280,7 @@ class Seq2Seq(Task):
                 f"the source has {len(ids)} tokens: with max_tokens={max_new_tokens} it is over the "
                 f"{room} tokens the model's context of {self.max_length} leaves it"
             )
-        inputs, _ = self._generation_inputs([ids])
+        inputs, _ = self._generation_inputs([ids], max_new_tokens)
         return GenerationRequest(inputs, ids, [self.eos_id], [self.tokenizer.unk_id])
 
     def _source_room(self, max_new_tokens: int) -> int:
@@ -297,9 +297,9 @@ class Seq2Seq(Task):
             eos_token_id=self.eos_id, **prompt, **options,
         )
 
-    def _generation_inputs(self, sources: list[list[int]]) -> tuple[dict, dict]:
+    def _generation_inputs(self, sources: list[list[int]], max_new_tokens=None) -> tuple[dict, dict]:
         """The decoder's inputs for encoded sources, and the prompt the engine's penalties see."""
-        return self.variant.generation_inputs(sources, self.tokenizer.pad_id, self.device)
+        return self.variant.generation_inputs(sources, self.tokenizer.pad_id, self.device, max_new_tokens)
 
     def _encode_source(self, text: str) -> list[int]:
         return self.tokenizer.encode(check_text(text, "source")).ids  # [CLS] src [SEP]

@@ -55,8 +55,10 @@ class DecoderOnly:
         """``(most new tokens, source tokens beside max_new_tokens)``: one sequence holds both."""
         return max_length - 3, max_length - max_new_tokens
 
-    def generation_inputs(self, sources: list[list[int]], pad_id: int, device) -> tuple[dict, dict]:
-        """The decoder's inputs, and the prompt the engine's penalties see."""
+    def generation_inputs(self, sources: list[list[int]], pad_id: int, device, max_new_tokens=None) -> tuple[dict, dict]:
+        """The decoder's inputs, and the prompt the engine's penalties see. ``max_new_tokens``:
+        these sources' own limit, given when one decoder serves requests with different limits
+        (the scheduler of ``s2s serve``); only a decoder that forces a last token reads it."""
         inputs = left_padded(sources, pad_id, device)
         return inputs, {"prompt_ids": inputs["input_ids"], "prompt_mask": inputs["attention_mask"]}
 
@@ -73,7 +75,7 @@ class UniLM(DecoderOnly):
     def decoder(self, backbone, max_new_tokens: int):
         return UniLMDecoder(backbone)
 
-    def generation_inputs(self, sources: list[list[int]], pad_id: int, device) -> tuple[dict, dict]:
+    def generation_inputs(self, sources: list[list[int]], pad_id: int, device, max_new_tokens=None) -> tuple[dict, dict]:
         return right_padded(sources, pad_id, device), {}
 
 
@@ -116,8 +118,11 @@ class EncoderDecoder:
     def source_room(self, max_length: int, max_new_tokens: int) -> tuple[int, int]:
         return max_length, max_length  # the source has its own positions
 
-    def generation_inputs(self, sources: list[list[int]], pad_id: int, device) -> tuple[dict, dict]:
-        return right_padded(sources, pad_id, device), {}
+    def generation_inputs(self, sources: list[list[int]], pad_id: int, device, max_new_tokens=None) -> tuple[dict, dict]:
+        inputs = right_padded(sources, pad_id, device)
+        if max_new_tokens is not None:  # the forced EOS (BART) comes at the request's own last token
+            inputs["max_new_tokens"] = max_new_tokens
+        return inputs, {}
 
 
 @dataclass

@@ -5,7 +5,8 @@ conformance suite runs every encoder-decoder task on it, so a task's encoder-dec
 proven before any real architecture (T5, BART) exists. It is also the minimum a new model
 package writes (see :class:`ToyEncoderDecoder`). Pre-LN layers, learned positions, a
 head tied to the embeddings; with ``CROSS_CACHE`` (generation holds the cross-attention
-keys/values once per source). Register it with :func:`register` (not installed by default).
+keys/values once per source) and ``DECODER_PADDING`` (rows of different decoded lengths in one
+batch). Register it with :func:`register` (not installed by default).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..backbone import CROSS_CACHE, ENCODER_DECODER, KV_CACHE, LM_HEAD, Backbone, BackboneOutput
+from ..backbone import (
+    CROSS_CACHE,
+    DECODER_PADDING,
+    ENCODER_DECODER,
+    KV_CACHE,
+    LM_HEAD,
+    Backbone,
+    BackboneOutput,
+)
 from ..config import Config
 from ..hookspecs import hookimpl
 from ..nn.attention import grouped_attention
@@ -78,15 +87,18 @@ class DecoderBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(h, 2 * h), nn.GELU(), nn.Linear(2 * h, h))
         self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(3))
 
-    def forward(self, x, past, cross, cross_mask, cross_group: int = 1):
+    def forward(self, x, past, cross, cross_mask, cross_group: int = 1, decoder_mask=None):
         """x [B, L, H] after ``past`` (keys, values) [B, N, T, D] or None; ``cross``: the
-        cross (keys, values). Returns the output and the self (keys, values) with x's."""
+        cross (keys, values); ``decoder_mask`` [B, T + L]: left padding. Returns the output and
+        the self (keys, values) with x's."""
         length, start = x.shape[1], 0 if past is None else past[0].shape[2]
         h, attn = self.norms[0](x), self.attn
         keys, values = attn.split(attn.k(h)), attn.split(attn.v(h))
         if past is not None:
             keys, values = torch.cat([past[0], keys], 2), torch.cat([past[1], values], 2)
         causal = torch.ones(length, start + length, dtype=torch.bool, device=x.device).tril(start)
+        if decoder_mask is not None:
+            causal = causal & decoder_mask.bool()[:, None, None, :]
         x = x + attn(h, keys, values, causal)
         x = x + self.cross_attn(self.norms[1](x), *cross, cross_mask, cross_group)
         return x + self.mlp(self.norms[2](x)), (keys, values)
@@ -101,7 +113,7 @@ class ToyEncoderDecoder(Backbone):
     embeddings follow the vocabulary (the head reads them)."""
 
     kind = ENCODER_DECODER
-    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE})
+    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE, DECODER_PADDING})
     config_class = ToyConfig
 
     def __init__(self, config: ToyConfig):
@@ -126,8 +138,9 @@ class ToyEncoderDecoder(Backbone):
     def lm_logits(self, hidden):
         return hidden @ self.embed.weight.T
 
-    def _embed(self, input_ids, start: int = 0):
-        positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
+    def _embed(self, input_ids, start: int = 0, positions=None):
+        if positions is None:
+            positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
         return self.dropout(self.embed(input_ids) + self.positions(positions))
 
     def encode(self, input_ids, attention_mask=None):
@@ -139,7 +152,7 @@ class ToyEncoderDecoder(Backbone):
         return ((attn.split(attn.k(encoder_states)), attn.split(attn.v(encoder_states))),)
 
     def decode(self, input_ids, encoder_states, encoder_mask=None, past_key_values=None, use_cache=False,
-               cross_key_values=None, cross_group=1):
+               cross_key_values=None, cross_group=1, decoder_mask=None, decoder_positions=None):
         # cache: (self keys, self values, cross keys, cross values), [B, N, T or S, D] each;
         # given cross_key_values, (self keys, self values) only
         past = past_key_values[0][:2] if past_key_values is not None else None
@@ -149,9 +162,9 @@ class ToyEncoderDecoder(Backbone):
             cross = past_key_values[0][2:]
         else:
             cross = self.cross_key_values(encoder_states)[0]
-        x = self._embed(input_ids, 0 if past is None else past[0].shape[2])
+        x = self._embed(input_ids, 0 if past is None else past[0].shape[2], decoder_positions)
         cross_mask = None if encoder_mask is None else encoder_mask.bool()[:, None, None, :]
-        x, key_values = self.decoder_block(x, past, cross, cross_mask, cross_group)
+        x, key_values = self.decoder_block(x, past, cross, cross_mask, cross_group, decoder_mask)
         kept = key_values if cross_key_values is not None else (*key_values, *cross)
         return BackboneOutput(last_hidden_state=self.norms[1](x), past_key_values=(kept,) if use_cache else None)
 
