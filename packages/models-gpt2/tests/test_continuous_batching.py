@@ -1,14 +1,12 @@
 """Core's decoder-only decoder: merge on GPT-2, and the continuous-batching scheduler over it.
 
 The reference is transformers' GPT2LMHeadModel on the same weights, each sequence alone and
-whole; the scheduler's timing is measured against its own decoding steps.
+whole; the scheduler's timing is counted in its own decoding steps.
 """
 
 from __future__ import annotations
 
 import queue
-import statistics
-import time
 
 import pytest
 import torch
@@ -140,31 +138,29 @@ def test_penalties_and_stop_strings(models):
         scheduler.close()
 
 
-def test_a_later_short_request_finishes_first_within_three_steps():
-    _, ours = pair(width=256, layers=4, positions=512)
-    scheduler = Scheduler(decoder_for(ours, 400), decode)
+def test_a_later_short_request_finishes_first_within_three_steps(models):
+    """Time to first token counted in the scheduler's decoding steps (what the issue bounds:
+    under 3 steps' time), so a loaded machine does not change the answer."""
+    _, ours = models
+    scheduler = Scheduler(decoder_for(ours, 120), decode)
     events = queue.Queue()
     try:
         long = request([5, 6, 7], eos=())
-        scheduler.submit(long, SamplingParams(max_new_tokens=300, temperature=0),
-                         lambda event: events.put(("long", time.perf_counter(), event)))
-        times = []
-        while len(times) < 20:
-            _, at, _ = events.get(timeout=60)
-            times.append(at)
-        steps = [later - earlier for earlier, later in zip(times, times[1:])]
-        submitted = time.perf_counter()
+        scheduler.submit(long, SamplingParams(max_new_tokens=100, temperature=0),
+                         lambda event: events.put(("long", scheduler.steps, event)))
+        for _ in range(5):  # the long one runs
+            events.get(timeout=60)
+        submitted = scheduler.steps
         scheduler.submit(request([8, 9], eos=()), SamplingParams(max_new_tokens=3, temperature=0),
-                         lambda event: events.put(("short", time.perf_counter(), event)))
+                         lambda event: events.put(("short", scheduler.steps, event)))
         order, first_token = [], None
         while len(order) < 2:
-            name, at, event = events.get(timeout=60)
+            name, step, event = events.get(timeout=60)
             if name == "short" and first_token is None:
-                first_token = at - submitted
+                first_token = step - submitted
             if event.finish_reason:
                 order.append(name)
         assert order == ["short", "long"]
-        step = statistics.median(steps)
-        assert first_token < 3 * step, (first_token, step)
+        assert first_token < 3, first_token
     finally:
         scheduler.close()
