@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from s2s.nn.masks import attention_mask
+from s2s.nn.masks import attention_mask, packed_causal_mask
 
 
 def test_nothing_masked_is_none():
@@ -54,3 +54,13 @@ def test_a_query_that_may_see_nothing_sees_everything():
 def test_wrong_shapes_are_named(shape, message):
     with pytest.raises(ValueError, match=message):
         attention_mask(torch.ones(shape), 2, 3, 3)
+
+
+def test_packed_causal_mask_is_block_diagonal_causal_by_brute_force():
+    segments = torch.tensor([[1, 1, 2, 2, 2, 0], [1, 2, 3, 3, 0, 0]])
+    got = packed_causal_mask(segments)
+    for b in range(2):
+        for i in range(6):
+            for j in range(6):
+                s = segments[b].tolist()
+                assert bool(got[b, i, j]) == (s[i] == s[j] != 0 and j <= i), (b, i, j)

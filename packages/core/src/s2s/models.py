@@ -15,7 +15,15 @@ from . import adapters
 from .backbone import check_keep_tokens
 from .config import ConfigError
 from .dtypes import building_in, resolve_dtype
-from .folder import CONFIG_FILE, TASK_FILE, VOCAB_FILE, WEIGHTS_FILE, read_config, read_json
+from .folder import (
+    CONFIG_FILE,
+    TASK_FILE,
+    TOKENIZER_FILE,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    read_config,
+    read_json,
+)
 from .hub import resolve_checkpoint
 from .nn.quantize import quantize_backbone
 from .onnx.runtime import attach, is_onnx_folder
@@ -96,7 +104,7 @@ def load_model(
         model_name = model_name or recipe.backbone
         task_name = _saved_task_name(task_name, recipe, Path(checkpoint))
         task_options = {**recipe.options, **task_options}
-        if vocab is None and (Path(checkpoint) / VOCAB_FILE).is_file():
+        if vocab is None and any((Path(checkpoint) / name).is_file() for name in (VOCAB_FILE, TOKENIZER_FILE)):
             vocab = checkpoint
     described = {} if checkpoint is None else read_config(checkpoint)  # the checkpoint's config.json
     if model_name is None:

@@ -14,6 +14,7 @@ def register_tasks(register):
     from .mlm import MaskedLM
     from .relation import RelationExtraction
     from .seq2seq import Seq2Seq
+    from .sft import SFT
     from .simbert import SimBert
 
     register("classification", Classification, aliases=("cls",))
@@ -27,4 +28,5 @@ def register_tasks(register):
     register("seq2seq", Seq2Seq, aliases=("unilm",))
     register("causal_lm", CausalLM, aliases=("lm", "writing"))
     register("chat", Chat, aliases=("dialogue",))
+    register("sft", SFT, aliases=("instruction_tuning",))
     register("simbert", SimBert, aliases=("similar_sentences",))

@@ -80,6 +80,10 @@ def add_parser(subparsers) -> None:
     group.add_argument("--head", help="sequence labeling head: softmax, crf, global_pointer, efficient_global_pointer")
     group.add_argument("--schema", help="relation extraction: DuIE schema file (default: the predicates of --train)")
     group.add_argument("--max-length", type=int, help="longest input in tokens")
+    group.add_argument("--train-on-prompt", action="store_true", default=None,
+                       help="sft: the loss on every token, not on the answers only")
+    group.add_argument("--pack", action="store_true", default=None,
+                       help="sft on a decoder: several chats per row (block-diagonal attention)")
     group.add_argument("--option", action="append", metavar="KEY=VALUE", help="any other task option (JSON value)")
     parser.set_defaults(func=run, command_parser=parser, options=None)
 
@@ -168,7 +172,7 @@ def task_options(args) -> dict:
         options = {**args.options, **options}
     if args.labels is not None:
         options["labels"] = read_labels(args.labels)
-    for name in ("multi_label", "head", "schema", "max_length"):
+    for name in ("multi_label", "head", "schema", "max_length", "train_on_prompt", "pack"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     return options

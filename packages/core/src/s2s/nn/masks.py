@@ -1,8 +1,9 @@
 """Attention masks: what tasks build (UniLM prefix-LM, causal) and the one mask attention takes.
 
 Tasks build bool masks ``[batch, query, key]`` where ``True`` means "query position i may
-attend to key position j" (:func:`unilm_mask`, :func:`causal_mask`) and pass them, or a 2-D
-padding mask ``[batch, key]``, as ``attention_mask``. Backbones turn what they are given into
+attend to key position j" (:func:`unilm_mask`, :func:`causal_mask`, and :func:`packed_causal_mask`
+for rows packed with several sequences) and pass them, or a 2-D padding mask ``[batch, key]``,
+as ``attention_mask``. Backbones turn what they are given into
 the mask their attention takes with :func:`attention_mask`, the one place that checks shapes
 and applies the policy for a query that may see no key at all.
 
@@ -73,6 +74,19 @@ def causal_mask(
             )
         mask = mask & attention_mask.bool()[:, None, :]
     return mask
+
+
+def packed_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """The mask ``[batch, L, L]`` (bool) of rows packed with several sequences one after the
+    other: ``segment_ids`` ``[batch, L]`` numbers each token's sequence in its row (1, 2, …; 0 =
+    padding). A token attends to the tokens of its own sequence up to itself (block-diagonal
+    causal), so each sequence is computed as if alone (with positions restarting per sequence)."""
+    if segment_ids.dim() != 2:
+        raise ValueError(f"segment_ids must be [batch, length], got shape {tuple(segment_ids.shape)}")
+    length = segment_ids.shape[1]
+    earlier = torch.ones(length, length, dtype=torch.bool, device=segment_ids.device).tril()
+    same = segment_ids[:, :, None] == segment_ids[:, None, :]
+    return same & earlier & (segment_ids != 0)[:, None, :]
 
 
 def attention_mask(
@@ -146,4 +160,6 @@ def _check_shape(mask: torch.Tensor, batch: int, queries: int, keys: int) -> Non
         )
 
 
-__all__ = ["attention_mask", "causal_mask", "decoder_attention_mask", "positions_from_mask", "unilm_mask"]
+__all__ = [
+    "attention_mask", "causal_mask", "decoder_attention_mask", "packed_causal_mask", "positions_from_mask", "unilm_mask",
+]
