@@ -248,8 +248,8 @@ class SFT(Task):
                 return ids[-room:], len(ids) > room
             messages = shorter
 
-    def _generation_inputs(self, prompts: list[list[int]]) -> tuple[dict, dict]:
-        return self.variant.generation_inputs(prompts, self.pad_id, self.device)
+    def _generation_inputs(self, prompts: list[list[int]], max_new_tokens=None) -> tuple[dict, dict]:
+        return self.variant.generation_inputs(prompts, self.pad_id, self.device, max_new_tokens)
 
     def stream_prediction(self, item, max_new_tokens: int = 64, **options) -> Iterator[str]:
         if max(options.get("beam_size", 1), options.get("num_beams", 1)) > 1:  # known at the end only
@@ -274,7 +274,7 @@ class SFT(Task):
         if cut:
             raise ValueError(f"the chat does not fit the model's context of {self.max_length} tokens with "
                              f"max_tokens={max_new_tokens}, even without its earlier turns")
-        generation, _ = self._generation_inputs([ids])
+        generation, _ = self._generation_inputs([ids], max_new_tokens)
         return GenerationRequest(generation, ids, list(self.stop_ids), list(self.banned_ids))
 
     def decoder(self, max_new_tokens: int):
