@@ -46,6 +46,7 @@ def folders(tmp_path_factory):
     seed_everything(0)
     widen(load_model(tokenizer, "gpt2", "causal_lm", size="tiny")).save_pretrained(root / "lm")
     widen(load_model(tokenizer, "gpt2", "chat", size="tiny")).save_pretrained(root / "chat")
+    widen(load_model(tokenizer, "gpt2", "sft", size="tiny")).save_pretrained(root / "sft")
     load_model(tokenizer, "bert", "embedding", size="tiny").save_pretrained(root / "emb")
     return root
 
@@ -228,6 +229,27 @@ def test_chat_plain_and_streamed_equal_reply(folders):
             with pytest.raises(openai.BadRequestError) as error:
                 api.chat.completions.create(model="chat", messages=messages)
             assert error.value.body["param"] == param and param in error.value.message
+    finally:
+        server.stop()
+
+
+def test_sft_chat_plain_and_streamed_equal_predict(folders):
+    """An instruction-tuned folder (the default chat template, saved with it) answers
+    /v1/chat/completions as its predict answers the same messages."""
+    server = Server(folders / "sft")
+    try:
+        reference = load_model(checkpoint=folders / "sft")
+        api = client(server, key="unused")
+        chats = [[{"role": "system", "content": "你是助手"}, {"role": "user", "content": TEXTS[i]},
+                  {"role": "assistant", "content": TEXTS[i + 1]}, {"role": "user", "content": TEXTS[i + 2]}]
+                 for i in range(5)]
+        messages = next(c for c in chats if reference.predict([c], 15)[0])  # a random model may end at once
+        expected = reference.predict([messages], 15)[0]
+        answer = api.chat.completions.create(model="sft", messages=messages, max_tokens=15, temperature=0)
+        assert answer.choices[0].message.content == expected and expected
+        chunks = list(api.chat.completions.create(model="sft", messages=messages, max_tokens=15, temperature=0,
+                                                  stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
     finally:
         server.stop()
 
