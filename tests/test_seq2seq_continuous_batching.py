@@ -42,7 +42,7 @@ def model(request, tmp_path_factory):
 
 def generate_all(model, jobs, max_running=16):
     """The texts of ``(source, max_new_tokens)`` jobs submitted at once, and the counters."""
-    scheduler = Scheduler(model.decoder(64), model.tokenizer.decode, max_running=max_running)
+    scheduler = Scheduler(model.decoder(64), model.tokenizer.decode_stream, max_running=max_running)
     events = queue.Queue()
     try:
         for index, (source, new) in enumerate(jobs):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from s2s.generation import GenerationRequest, SamplingParams, Scheduler, decoder_for
+from s2s.tokenizer.streaming import DecodeStream
 from s2s_gpt2 import GPT2Backbone, GPT2Config
 
 transformers = pytest.importorskip("transformers")
@@ -88,8 +89,12 @@ def collect(scheduler, jobs):
     return texts
 
 
-def decode(ids):
+def decode(ids, skip_special_tokens=True):
     return " ".join(map(str, ids))
+
+
+def decode_stream():
+    return DecodeStream(decode, set())
 
 
 def peer_greedy(peer, ids, new):
@@ -103,7 +108,7 @@ def test_scheduler_greedy_equals_transformers_and_shares_steps(models):
     peer, ours = models
     generator = torch.Generator().manual_seed(3)
     jobs = [(torch.randint(4, VOCAB, (2 + i % 7,), generator=generator).tolist(), 2 + (5 * i) % 20) for i in range(24)]
-    scheduler = Scheduler(decoder_for(ours, 32), decode, max_running=8)
+    scheduler = Scheduler(decoder_for(ours, 32), decode_stream, max_running=8)
     try:
         texts = collect(scheduler, [(ids, SamplingParams(max_new_tokens=n, temperature=0)) for ids, n in jobs])
         assert texts == [decode(peer_greedy(peer, ids, n)) for ids, n in jobs]
@@ -126,7 +131,7 @@ def test_penalties_and_stop_strings(models):
             break
         expected.append(token)
         counts[token] += 1
-    scheduler = Scheduler(decoder_for(ours, 32), decode)
+    scheduler = Scheduler(decoder_for(ours, 32), decode_stream)
     try:
         params = SamplingParams(max_new_tokens=6, temperature=0, presence_penalty=1.5, frequency_penalty=0.7)
         assert collect(scheduler, [(ids, params)]) == [decode(expected)]
@@ -142,7 +147,7 @@ def test_a_later_short_request_finishes_first_within_three_steps(models):
     """Time to first token counted in the scheduler's decoding steps (what the issue bounds:
     under 3 steps' time), so a loaded machine does not change the answer."""
     _, ours = models
-    scheduler = Scheduler(decoder_for(ours, 120), decode)
+    scheduler = Scheduler(decoder_for(ours, 120), decode_stream)
     events = queue.Queue()
     try:
         long = request([5, 6, 7], eos=())

@@ -40,7 +40,7 @@ def run(args) -> int:
     model = load_task(model_folder(args.model, args.revision), args.device)
     if not callable(getattr(model, "input_from_messages", None)):
         raise CommandError(f"{args.model} holds a {type(model).__name__} task, not a chat model: use s2s predict")
-    scheduler = Scheduler(model.decoder(args.max_tokens), model.tokenizer.decode, max_running=1)
+    scheduler = Scheduler(model.decoder(args.max_tokens), model.tokenizer.decode_stream, max_running=1)
     messages: list[dict] = []
     replies = 0
     print("s2s chat: type a message (/reset forgets the conversation, /exit leaves)", flush=True)

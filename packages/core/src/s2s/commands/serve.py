@@ -88,7 +88,7 @@ def run(args) -> int:
     batcher = Batcher(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     scheduler = None
     if generates(model):
-        scheduler = Scheduler(model.decoder(args.max_tokens), model.tokenizer.decode,
+        scheduler = Scheduler(model.decoder(args.max_tokens), model.tokenizer.decode_stream,
                               max_running=args.max_running, max_waiting=args.max_waiting)
     name = args.model_name or (Path(args.model).resolve().name if Path(args.model).is_dir() else args.model)
     limits = Limits(max_body=args.max_body, max_tokens=args.max_tokens, default_max_tokens=min(64, args.max_tokens))

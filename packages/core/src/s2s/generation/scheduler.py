@@ -9,7 +9,8 @@ A :class:`Scheduler` owns one :class:`~.protocol.Decoder` and a thread. Requests
 2. picks one token per running sequence with that sequence's own settings
    (:class:`SamplingParams`: greedy or temperature / top-p sampling with its own seed,
    OpenAI's presence and frequency penalties, banned tokens);
-3. hands each sequence its new text (stop strings are held back until they cannot match);
+3. hands each sequence the text its new token completes (a streaming decode: whole characters;
+   stop strings are held back until they cannot match);
 4. retires sequences that ended (EOS, ``max_new_tokens``, a stop string) or were cancelled
    (a client that went away) with ``decoder.reorder``, and steps the rest.
 
@@ -29,7 +30,6 @@ from typing import Any
 
 import torch
 
-from ..tokenizer.streaming import REPLACEMENT
 from .config import GenerationConfig
 from .processors import NEG_INF, warp_for_sampling
 from .protocol import Decoder, can_merge
@@ -87,13 +87,15 @@ class Event:
 
 
 class Generation:
-    """One generation in the scheduler; ``sink(event)`` is called from the scheduler's thread."""
+    """One generation in the scheduler; ``sink(event)`` is called from the scheduler's thread.
+    ``stream`` (a :class:`~s2s.tokenizer.streaming.DecodeStream`) turns its tokens into text
+    one at a time, whole characters only."""
 
     _ids = itertools.count()
 
-    def __init__(self, request: GenerationRequest, params: SamplingParams, sink: Callable[[Event], None], decode):
+    def __init__(self, request: GenerationRequest, params: SamplingParams, sink: Callable[[Event], None], stream):
         self.id = next(self._ids)
-        self.request, self.params, self.sink, self.decode = request, params, sink, decode
+        self.request, self.params, self.sink, self.stream = request, params, sink, stream
         self.generated: list[int] = []
         self.text = ""  # decoded so far, cut at a stop string
         self.sent = 0  # characters of ``text`` handed to the sink
@@ -110,29 +112,26 @@ class Generation:
         self.cancelled = True
 
     def add(self, token: int) -> None:
-        """Take one new token; sets ``finish_reason`` when the sequence ends with it."""
-        if token in self.request.eos_ids:
-            self.finish_reason = "stop"
-        else:
+        """Take one new token; sets ``finish_reason`` when the sequence ends with it. The text
+        grows by what the token completes; stop strings are looked for from where one could
+        begin (they may span pieces), and held back while the text ends in a beginning of one."""
+        eos = token in self.request.eos_ids
+        ending = eos
+        if not eos:
             self.generated.append(token)
-            text = self.decode(self.generated)
-            if text.startswith(self.text[: self.sent]):
-                self.text = text
-            cut = _first_stop(self.text, self.params.stop, max(0, self.sent - _longest(self.params.stop)))
-            if cut is not None:
-                self.text, self.finish_reason = self.text[:cut], "stop"
-            elif len(self.generated) >= self.params.max_new_tokens:
-                self.finish_reason = "length"
-        held = 0 if self.finish_reason else max(_held_back(self.text, self.params.stop), _incomplete(self.text))
+            ending = len(self.generated) >= self.params.max_new_tokens
+            self.text += self.stream.step(token) or ""
+        if ending:  # the text held back at the end (an incomplete character), as decode gives it
+            self.text += self.stream.flush() or ""
+        cut = _first_stop(self.text, self.params.stop, max(0, self.sent - _longest(self.params.stop)))
+        if cut is not None:
+            self.text, self.finish_reason = self.text[:cut], "stop"
+        elif ending:
+            self.finish_reason = "stop" if eos else "length"
+        held = 0 if self.finish_reason else _held_back(self.text, self.params.stop)
         piece = self.text[self.sent : len(self.text) - held]
         self.sent += len(piece)
         self.sink(Event(piece, self.finish_reason))
-
-
-def _incomplete(text: str) -> int:
-    """Characters at the end of ``text`` still incomplete: a character split over byte-level
-    tokens decodes as U+FFFD until its last byte comes (as DecodeStream holds them back)."""
-    return len(text) - len(text.rstrip(REPLACEMENT))
 
 
 def _longest(stops: tuple[str, ...]) -> int:
@@ -164,15 +163,17 @@ class _Group:
 class Scheduler:
     """Continuous batching over ``decoder`` in one thread (see the module docstring).
 
-    ``decode(ids) -> text`` turns a sequence's tokens into text. Counters: ``forward_passes``
+    ``decode_stream()`` gives each sequence a fresh streaming decoder of its tokens (the
+    tokenizer's ``decode_stream``: ``step(id)`` -> the text it completes or ``None``, ``flush()``),
+    so each token costs its own decoding, not the whole sequence's. Counters: ``forward_passes``
     (``start`` and ``step`` calls), ``steps`` (decoding steps), ``tokens`` (tokens produced).
     """
 
-    def __init__(self, decoder: Decoder, decode: Callable[[list[int]], str], *, max_running: int = 32,
+    def __init__(self, decoder: Decoder, decode_stream: Callable[[], Any], *, max_running: int = 32,
                  max_waiting: int = 256):
         if max_running < 1 or max_waiting < 0:
             raise ValueError(f"max_running={max_running} must be >= 1 and max_waiting={max_waiting} >= 0")
-        self.decoder, self.decode = decoder, decode
+        self.decoder, self.decode_stream = decoder, decode_stream
         self.max_running, self.max_waiting = max_running, max_waiting
         self.merges = can_merge(decoder)
         self.forward_passes = self.steps = self.tokens = 0
@@ -187,7 +188,7 @@ class Scheduler:
 
     def submit(self, request: GenerationRequest, params: SamplingParams, sink: Callable[[Event], None]) -> Generation:
         """Queue one sequence; :class:`QueueFull` when ``max_waiting`` already wait."""
-        sequence = Generation(request, params, sink, self.decode)
+        sequence = Generation(request, params, sink, self.decode_stream())
         with self._wake:
             if self._closing:
                 raise QueueFull("the server is shutting down")
