@@ -2,11 +2,12 @@
 
 1. Classification, BERT ``small`` and ``base`` shapes (random weights, the 21128-token Chinese
    vocab), batches of 1, 8 and 32 texts of 64 tokens: milliseconds a batch and the ratio to
-   PyTorch fp32, with 1 and 2 threads. Targets (issue 26): ONNX Runtime int8 >= 2x PyTorch fp32
+   PyTorch fp32 (ONNX Runtime fp32 and int8; PyTorch int8 weight-only, int8-dynamic and bf16),
+   with 1 and 2 threads. Targets (issue 26): ONNX Runtime int8 >= 2x PyTorch fp32
    at batch 1; ONNX Runtime fp32 >= 1.2x.
 2. GPT-2 ``base`` batch-1 greedy, 64 new tokens after a 24-token prompt: tokens/s of fp32, int8
    (``load_model(..., quantize="int8")``) and bf16 (``dtype="bfloat16"``), and the share of the
-   int8 / bf16 tokens equal to fp32's. Targets: int8 >= 1.8x fp32, bf16 >= 1.6x.
+   int8 / int8-dynamic / bf16 tokens equal to fp32's. Targets: int8 >= 1.8x fp32, bf16 >= 1.6x.
 
 Every variant runs in this process on the same weights and inputs, alternately (the load of a
 shared machine hits each alike); the best of ``--repeats`` is kept. Prints the load average:
@@ -66,6 +67,7 @@ def classification(threads: list[int], repeats: int) -> None:
                 "onnx fp32": load_model(checkpoint=Path(tmp, "fp32")),
                 "onnx int8": load_model(checkpoint=Path(tmp, "int8")),
                 "pytorch int8": load_model(checkpoint=saved, quantize="int8"),
+                "pytorch int8-dynamic": load_model(checkpoint=saved, quantize="int8-dynamic"),
                 "pytorch bf16": load_model(checkpoint=saved, dtype="bfloat16").eval(),
             }
             for n in threads:
@@ -103,6 +105,7 @@ def generation(threads: list[int], repeats: int, new_tokens: int = 64) -> None:
         variants = {
             "fp32": load_model(vocab, "gpt2", checkpoint=tmp).eval(),
             "int8": load_model(vocab, "gpt2", checkpoint=tmp, quantize="int8"),
+            "int8-dynamic": load_model(vocab, "gpt2", checkpoint=tmp, quantize="int8-dynamic"),
             "bf16": load_model(vocab, "gpt2", checkpoint=tmp, dtype="bfloat16").eval(),
         }
     prompt = {"input_ids": torch.randint(5, VOCAB, (1, 24))}
@@ -110,7 +113,7 @@ def generation(threads: list[int], repeats: int, new_tokens: int = 64) -> None:
 
     def greedy(name):
         decoder = decoder_for(variants[name], new_tokens)
-        out = generate(decoder, prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        out = generate(decoder, prompt, max_new_tokens=new_tokens)  # no eos: all 64 tokens
         tokens[name] = out[0].tolist() if isinstance(out, torch.Tensor) else list(out[0])
 
     for n in threads:

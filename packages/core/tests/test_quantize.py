@@ -1,4 +1,4 @@
-"""int8 weight-only linear maps (s2s.nn.quantize) against the product computed by hand."""
+"""int8 linear maps (s2s.nn.quantize), weight-only and dynamic, against the products computed by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from s2s.nn.quantize import Int8Linear, QuantizationError, int8_kernel_available, quantize_int8
+from s2s.nn import prepacked
+from s2s.nn.quantize import (
+    Int8DynamicLinear,
+    Int8Linear,
+    QuantizationError,
+    int8_dynamic_kernel_available,
+    int8_kernel_available,
+    quantize_int8,
+)
 
 pytestmark = pytest.mark.skipif(not int8_kernel_available(), reason="torch without the CPU int8 kernel")
 
@@ -78,3 +86,57 @@ def test_refuses_what_it_cannot_run_instead_of_falling_back():
     with pytest.raises(QuantizationError, match="^1 has 12 inputs; the int8 kernel needs a multiple of 8"):
         quantize_int8(model)
     assert isinstance(model[0], nn.Linear)  # nothing replaced
+
+
+def by_hand_dynamic(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The int8 rows of :func:`by_hand` (fp32 scales), times the input rounded as the module
+    documents: 7-bit unsigned integers, one scale and zero point for the whole call, the range
+    widened to hold 0."""
+    w = weight.double()
+    scales = (w.abs().amax(1) / 127).float().double()
+    q = torch.round(w / scales[:, None]).clamp(-127, 127)
+    low, high = min(x.min().item(), 0.0), max(x.max().item(), 0.0)
+    step = (high - low) / 127
+    zero = round(-low / step)
+    xq = (torch.round(x.double() / step) + zero).clamp(0, 127)
+    out = ((xq - zero) * step) @ (q * scales[:, None]).T
+    return out if bias is None else out + bias.double()
+
+
+@pytest.mark.skipif(not int8_dynamic_kernel_available(), reason="torch without fbgemm's dynamic quantized linear map")
+@pytest.mark.parametrize("rows", [1, 3, 40])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_int8_dynamic_linear_equals_the_rounded_product(rows, with_bias):
+    torch.manual_seed(rows)
+    linear = nn.Linear(50, 24, bias=with_bias)  # 50 inputs: no multiple-of-8 rule here
+    x = torch.randn(2, rows, 50)
+    out = Int8DynamicLinear(linear.weight, linear.bias)(x)
+    assert out.shape == (2, rows, 24) and out.dtype == torch.float32
+    # integer products summed exactly: equal to the hand computation up to float rounding
+    torch.testing.assert_close(out.double(), by_hand_dynamic(x, linear.weight, linear.bias), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out, linear(x), atol=1e-3)
+    # bf16 inputs come back in bf16
+    assert Int8DynamicLinear(linear.weight, linear.bias)(x.bfloat16()).dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(not int8_dynamic_kernel_available(), reason="torch without fbgemm's dynamic quantized linear map")
+def test_int8_dynamic_scheme_replaces_every_map_and_refuses_training():
+    model = nn.Sequential(nn.Linear(8, 12), nn.Linear(12, 4))
+    assert quantize_int8(model, "int8-dynamic") == 2
+    assert all(isinstance(m, Int8DynamicLinear) for m in model)
+    with pytest.raises(QuantizationError, match="inference only"):
+        model.train()
+    with pytest.raises(QuantizationError, match="CPU only; this model is on meta"):
+        quantize_int8(nn.Linear(8, 4, device="meta"), "int8-dynamic")
+
+
+@pytest.mark.skipif(not int8_dynamic_kernel_available(), reason="torch without fbgemm's dynamic quantized linear map")
+def test_a_tied_head_multiplies_by_an_int8_copy_of_the_embeddings():
+    torch.manual_seed(0)
+    embeddings, bias, x = nn.Embedding(40, 16), torch.randn(40), torch.randn(2, 3, 16)
+    prepacked.multiply_by(embeddings.weight, lambda weight: Int8DynamicLinear(weight, None))
+    with torch.no_grad():
+        out = prepacked.linear(x, embeddings.weight, bias)
+    torch.testing.assert_close(out.double(), by_hand_dynamic(x, embeddings.weight, bias), rtol=1e-5, atol=1e-5)
+    # with gradients (training), the product is the full-precision one
+    torch.testing.assert_close(prepacked.linear(x, embeddings.weight, bias), x @ embeddings.weight.T + bias)

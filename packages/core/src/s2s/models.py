@@ -78,8 +78,9 @@ def load_model(
     its tokenizer unless ``vocab`` is given, and every weight of backbone and head. To put a
     new head on its backbone instead, pass the folder's ``model.safetensors`` as checkpoint.
 
-    ``quantize="int8"`` turns the backbone's linear maps into int8 weight-only ones for CPU
-    inference (:mod:`s2s.nn.quantize`); such a model predicts and generates, but does not train.
+    ``quantize="int8"`` (weight-only) or ``"int8-dynamic"`` (weights and activations) turns the
+    backbone's linear maps into int8 ones for CPU inference (:mod:`s2s.nn.quantize`); such a
+    model predicts and generates, but does not train.
 
     ``lora`` (``dict(r=8, alpha=16, dropout=0.05, targets=["query", "value"], use_rslora=False)``
     or ``"r=8,alpha=16"``) freezes the backbone of the task and trains low-rank adapters on its

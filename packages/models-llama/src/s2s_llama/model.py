@@ -180,7 +180,7 @@ class LlamaBackbone(Backbone):
         super().__init__(config)
         self.model = Model(config)
         if not config.tie_word_embeddings:
-            self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+            self.lm_head = prepacked.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.rotary = Rotary(config)
         self.apply(self._init_weights)
 
@@ -207,11 +207,6 @@ class LlamaBackbone(Backbone):
     def blocks(self) -> nn.ModuleList:
         return self.model.layers
 
-    def output_weight(self) -> torch.Tensor:
-        """The LM head's weight [V, E]: ``lm_head``'s, or the embeddings' when tied."""
-        head = getattr(self, "lm_head", None)
-        return head.weight if head is not None else self.model.embed_tokens.weight
-
     def kv_cache_spec(self) -> KVCacheSpec:
         """The cache holds the key/value heads: ``kv_heads / heads`` of a full-head cache."""
         weight = self.model.embed_tokens.weight
@@ -219,8 +214,10 @@ class LlamaBackbone(Backbone):
         return KVCacheSpec(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, weight.dtype, weight.device)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Next-token logits ``[..., vocab]`` (prepacked on CPU without gradients)."""
-        return prepacked.linear(hidden, self.output_weight(), None)
+        """Next-token logits ``[..., vocab]``: ``lm_head``, or the embeddings when tied (prepacked on
+        CPU without gradients)."""
+        head = getattr(self, "lm_head", None)
+        return head(hidden) if head is not None else prepacked.linear(hidden, self.model.embed_tokens.weight, None)
 
     def forward(
         self,

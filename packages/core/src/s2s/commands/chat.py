@@ -14,6 +14,7 @@ import queue
 import sys
 
 from .options import CommandError, model_folder
+from .predict import add_loading_arguments
 
 
 def add_parser(subparsers) -> None:
@@ -27,7 +28,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default); > 0: sampling")
     parser.add_argument("--top-p", type=float, default=1.0, help="sampling: keep the smallest set of tokens reaching this probability")
     parser.add_argument("--seed", type=int, help="sampling: the seed of the first reply (then +1 per reply)")
-    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
+    add_loading_arguments(parser)
     parser.set_defaults(func=run, command_parser=parser)
 
 
@@ -37,7 +38,7 @@ def run(args) -> int:
 
     if args.max_tokens < 1 or not 0 <= args.temperature <= 2 or not 0 < args.top_p <= 1:
         raise CommandError("--max-tokens must be >= 1, --temperature in [0, 2], --top-p in (0, 1]")
-    model = load_task(model_folder(args.model, args.revision), args.device)
+    model = load_task(model_folder(args.model, args.revision), args.device, args.quantize)
     if not callable(getattr(model, "input_from_messages", None)):
         raise CommandError(f"{args.model} holds a {type(model).__name__} task, not a chat model: use s2s predict")
     scheduler = Scheduler(model.decoder(args.max_tokens), model.tokenizer.decode_stream, max_running=1)

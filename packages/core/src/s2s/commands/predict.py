@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--input", required=True, help="the task's data file, or one text per line")
     parser.add_argument("--output", help="JSON lines file (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
+    add_loading_arguments(parser)
     parser.add_argument("--stream", action="store_true", help="generative tasks: show text as it is generated")
     group = parser.add_argument_group("prediction options (those the task takes)")
     group.add_argument("--beam-size", type=int)
@@ -46,14 +46,26 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run, command_parser=parser)
 
 
-def load_task(folder, device=None):
-    """The fine-tuned task in ``folder`` (checked first), on ``device``."""
+def add_loading_arguments(parser) -> None:
+    """How ``predict``, ``chat`` and ``serve`` load a folder: :func:`load_task`'s options."""
+    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
+    parser.add_argument(
+        "--quantize", choices=("int8", "int8-dynamic"),
+        help="CPU inference with int8 linear maps: weight-only (int8) or weights and activations (int8-dynamic, faster)",
+    )
+
+
+def load_task(folder, device=None, quantize=None):
+    """The fine-tuned task in ``folder`` (checked first), on ``device``, its backbone's linear maps
+    int8 with ``quantize`` (on the CPU only)."""
     import torch
 
     from .. import load_model
 
-    model = load_model(checkpoint=check_model_folder(folder))
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device or ("cpu" if quantize or not torch.cuda.is_available() else "cuda"))
+    if quantize and device.type != "cpu":
+        raise CommandError(f"--quantize {quantize} runs on the CPU: leave out --device {device} or --quantize")
+    model = load_model(checkpoint=check_model_folder(folder), quantize=quantize)
     return model.to(device).eval()
 
 
@@ -62,7 +74,7 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size {args.batch_size}: must be at least 1")
-    model = load_task(model_folder(args.model, args.revision), args.device)
+    model = load_task(model_folder(args.model, args.revision), args.device, args.quantize)
     options = {name: getattr(args, name) for name in GENERATION_FLAGS if getattr(args, name) is not None}
     options.update(parse_options(args.option))
     if args.stream and not model.generative:

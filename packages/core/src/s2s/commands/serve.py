@@ -29,6 +29,7 @@ import socket
 from pathlib import Path
 
 from .options import CommandError, model_folder
+from .predict import add_loading_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--api-key-file", help="a file of API keys, one a line")
     parser.add_argument("--insecure", action="store_true", help="allow an address other than loopback without an API key")
     parser.add_argument("--access-log", action="store_true", help="log every request (off: it costs time per request)")
-    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
+    add_loading_arguments(parser)
     parser.set_defaults(func=run, command_parser=parser)
 
 
@@ -84,7 +85,7 @@ def run(args) -> int:
             f"--api-key-file), or --insecure to serve without one"
         )
     sock = listen(args.host, args.port)  # a busy port fails before the model loads
-    model = load_task(folder, args.device)
+    model = load_task(folder, args.device, args.quantize)
     batcher = Batcher(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     scheduler = None
     if generates(model):

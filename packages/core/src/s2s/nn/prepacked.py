@@ -17,6 +17,10 @@ training (:func:`release`).
 Used only where that is safe: CPU fp32 tensors, gradients, autocast and tracing off, and a torch
 whose oneDNN ops work. Anywhere else, or with ``s2s.nn.prepacked.enabled = False`` (no extra
 memory), :func:`linear` is the plain product.
+
+A weight can also be given another map for its products (:func:`multiply_by`): an int8-quantized
+model's tied LM head multiplies by an int8 copy of the embeddings its lookups read
+(:mod:`s2s.nn.quantize`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ enabled = True
 
 # weight -> {form: ((data_ptr, version), copy)}; forms are listed in _copy
 _COPIES = WeakIdKeyDictionary()
+# weight -> what makes the module that multiplies by it instead (multiply_by)
+_MAPS = WeakIdKeyDictionary()
+
+
+def multiply_by(weight: torch.Tensor, make_map) -> None:
+    """Let the module ``make_map(weight)`` returns (``x -> x @ weight.T``, no bias; made on first
+    use) compute :func:`linear`'s products by ``weight`` for inference, on the CPU without
+    gradients."""
+    _MAPS[weight] = make_map
 
 
 def _cpu_autocast() -> bool:
@@ -55,6 +68,9 @@ def available() -> bool:
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, transposed: bool = False) -> torch.Tensor:
     """``x @ weight.T + bias``, or ``x @ weight + bias`` if ``transposed`` (a weight stored
     ``[in, out]``, as GPT-2's), through a prepacked copy of ``weight`` when that is safe."""
+    if weight in _MAPS and x.device.type == "cpu" and not torch.is_grad_enabled() and not transposed:
+        out = _copy(weight, "map")(x)
+        return out if bias is None else out + bias.to(out.dtype)
     if (
         not enabled
         or x.device.type != "cpu"
@@ -79,12 +95,16 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
 
 def _copy(weight: torch.Tensor, form: str) -> torch.Tensor:
     """``weight`` as ``form``: "packed" (oneDNN's layout of an ``[out, in]`` weight), "packed
-    from in_out" (the same of an ``[in, out]`` weight) or "in_out" (the dense transpose)."""
+    from in_out" (the same of an ``[in, out]`` weight), "in_out" (the dense transpose) or "map"
+    (the module :func:`multiply_by` makes)."""
     # Inference tensors have no version counter; they cannot be updated outside inference mode.
     key = (weight.data_ptr(), 0 if weight.is_inference() else weight._version)
     copies = _COPIES.setdefault(weight, {})
     entry = copies.get(form)
     if entry is None or entry[0] != key:
+        if form == "map":
+            copies[form] = entry = (key, _MAPS[weight](weight.detach()))
+            return entry[1]
         dense = weight.detach() if form == "packed" else weight.detach().t()
         dense = dense.contiguous()
         entry = (key, dense if form == "in_out" else torch.ops.mkldnn._reorder_linear_weight(dense))

@@ -1,11 +1,22 @@
-"""int8 weight-only linear maps for CPU inference: ``load_model(..., quantize="int8")``.
+"""int8 linear maps for CPU inference: ``load_model(..., quantize="int8" | "int8-dynamic")``.
 
 Generating a token on a CPU costs about one read of every weight, so reading a byte per weight
 instead of four is the lever left (``bench/cpu_inference.py``). Each linear map of a backbone
-becomes an :class:`Int8Linear`: its weight rounded per output row to int8 with one scale a row
-(symmetric, ``scale = max|w| / 127``), multiplied by torch's int8-weight kernel
-(``aten._weight_int8pack_mm``) with the activations in bf16, and the result cast back to the
-input's dtype. Embeddings, norms and the LM head tied to the embeddings keep their dtype.
+gets its weight rounded per output row to int8 with one scale a row (symmetric,
+``scale = max|w| / 127``). Two schemes multiply by it, as torchao names them:
+
+- ``"int8"``, weight-only (:class:`Int8Linear`): torch's int8-weight kernel
+  (``aten._weight_int8pack_mm``) with the activations in bf16. The closer to full precision; on
+  CPUs without bf16 instructions (AVX2) it is little faster than fp32.
+- ``"int8-dynamic"``, int8 weights and activations (:class:`Int8DynamicLinear`): fbgemm's
+  dynamic quantized linear map, which rounds each call's input to 7-bit unsigned integers (one
+  scale and zero point for the call: per token when decoding one sequence) and multiplies in
+  int32. The faster on x86 (2.5-3.4x fp32 on AVX2 for a GPT-2 base map), at the cost of the
+  activations' rounding; ONNX Runtime's int8 (``s2s export --quantize int8``) is this scheme.
+
+The result is cast back to the input's dtype. Embeddings and norms keep their dtype; an LM head
+tied to the embeddings (:func:`s2s.nn.prepacked.linear` by an embedding table) multiplies by an
+int8 copy of the table, while the lookups read the table itself.
 
 A quantized model is for inference only: it refuses to train and to be saved (quantize the
 saved full-precision model again after loading it).
@@ -14,9 +25,12 @@ saved full-precision model again after loading it).
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 from torch import nn
+
+from . import prepacked
 
 # Linear maps whose weight is stored [in, out] (GPT-2's Conv1D) say so with this attribute.
 TRANSPOSED = "weight_is_in_out"
@@ -39,8 +53,21 @@ def int8_kernel_available() -> bool:
         return False
 
 
+@functools.cache
+def int8_dynamic_kernel_available() -> bool:
+    """Whether this torch has fbgemm's dynamic quantized linear map (checked once)."""
+    try:
+        linear = Int8DynamicLinear(torch.eye(8), None)
+        return torch.allclose(linear(torch.ones(1, 8)), torch.ones(1, 8), atol=1e-3)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
 class Int8Linear(nn.Module):
-    """``x @ weight.T + bias`` with ``weight`` held as int8 rows ``[out, in]`` and a scale per row."""
+    """``x @ weight.T + bias`` with ``weight`` held as int8 rows ``[out, in]`` and a scale per row;
+    the product in bf16 (weight-only quantization)."""
+
+    scale_dtype = torch.bfloat16  # what the kernel takes
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
@@ -48,7 +75,7 @@ class Int8Linear(nn.Module):
         scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # [out]
         qweight = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8)
         self.register_buffer("qweight", qweight.contiguous())
-        self.register_buffer("scales", scales.to(torch.bfloat16))
+        self.register_buffer("scales", scales.to(self.scale_dtype))
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
 
@@ -77,21 +104,48 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-QUANTIZATIONS = ("int8",)
+class Int8DynamicLinear(Int8Linear):
+    """:class:`Int8Linear`'s int8 rows, multiplied by fbgemm with each call's input rounded to
+    7-bit integers (``reduce_range``: the AVX2 kernel's 16-bit pair sums cannot overflow)."""
+
+    scale_dtype = torch.float32
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__(weight, bias)
+        scales = self.scales.double()
+        with warnings.catch_warnings():  # torch 2.13 marks quantized tensors as deprecated
+            warnings.simplefilter("ignore", UserWarning)
+            rows = torch._make_per_channel_quantized_tensor(
+                self.qweight, scales, torch.zeros_like(scales, dtype=torch.long), 0
+            )
+        bias = None if self.bias is None else self.bias.float()
+        self.packed = torch.ops.quantized.linear_prepack(rows, bias)  # fbgemm's layout of the rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).float()  # [N, in]
+        out = torch.ops.quantized.linear_dynamic(rows, self.packed, True)  # [N, out], bias included
+        return out.to(x.dtype).view(*x.shape[:-1], self.out_features)
+
+
+SCHEMES = {"int8": Int8Linear, "int8-dynamic": Int8DynamicLinear}
 
 
 def quantize_backbone(model: nn.Module, how: str) -> None:
     """``load_model(..., quantize=how)``: the linear maps of ``model``'s backbone (a task's
     ``backbone``, or ``model`` itself) quantized in place; task heads keep their precision."""
-    if how not in QUANTIZATIONS:
-        raise ValueError(f"quantize={how!r}; supported: {', '.join(QUANTIZATIONS)}")
-    quantize_int8(getattr(model, "backbone", model))
+    if how not in SCHEMES:
+        raise ValueError(f"quantize={how!r}; supported: {', '.join(SCHEMES)}")
+    backbone = getattr(model, "backbone", model)
+    quantize_int8(backbone, how)
+    embeddings = backbone.input_embeddings().weight  # [V, E]: a tied LM head's weight
+    prepacked.multiply_by(embeddings, functools.partial(SCHEMES[how], bias=None))
     model.eval()
 
 
-def quantize_int8(model: nn.Module) -> int:
+def quantize_int8(model: nn.Module, scheme: str = "int8") -> int:
     """Replace every linear map inside ``model`` (``nn.Linear`` and modules marked
-    :data:`TRANSPOSED`) by an :class:`Int8Linear`, in place; returns how many were replaced.
+    :data:`TRANSPOSED`) by the ``scheme``'s int8 map (:data:`SCHEMES`), in place; returns how many
+    were replaced.
 
     Refuses, never falling back to full precision silently: a model off the CPU, weights in a
     dtype other than float32 / bfloat16, or a torch without the int8 kernel."""
@@ -99,18 +153,23 @@ def quantize_int8(model: nn.Module) -> int:
     devices = {t.device.type for t in weights}
     if devices - {"cpu"}:
         raise QuantizationError(
-            f"quantize='int8' runs on the CPU only; this model is on {', '.join(sorted(devices))}: "
+            f"quantize={scheme!r} runs on the CPU only; this model is on {', '.join(sorted(devices))}: "
             f"load it on the CPU, or use dtype='bfloat16' on a GPU"
         )
     dtypes = {t.dtype for t in weights} - {torch.float32, torch.bfloat16}
     if dtypes:
         raise QuantizationError(
-            f"quantize='int8' takes float32 or bfloat16 weights, not {', '.join(map(str, sorted(dtypes, key=str)))}"
+            f"quantize={scheme!r} takes float32 or bfloat16 weights, not {', '.join(map(str, sorted(dtypes, key=str)))}"
         )
-    if not int8_kernel_available():
+    if scheme == "int8" and not int8_kernel_available():
         raise QuantizationError(
             f"this torch ({torch.__version__}) has no CPU int8 weight-only kernel "
             f"(aten._weight_int8pack_mm): install torch >= 2.4 or load without quantize='int8'"
+        )
+    if scheme == "int8-dynamic" and not int8_dynamic_kernel_available():
+        raise QuantizationError(
+            f"this torch ({torch.__version__}, quantized engine {torch.backends.quantized.engine}) has no "
+            f"dynamic quantized linear map: use quantize='int8', or export to ONNX with --quantize int8"
         )
     maps = {}  # (parent, child name) -> weight [out, in], bias
     for parent_name, parent in model.named_modules():
@@ -121,12 +180,12 @@ def quantize_int8(model: nn.Module) -> int:
                 maps[parent, name] = child.weight.t(), child.bias
             else:
                 continue
-            if maps[parent, name][0].shape[1] % IN_FEATURES_MULTIPLE:
+            if scheme == "int8" and maps[parent, name][0].shape[1] % IN_FEATURES_MULTIPLE:
                 raise QuantizationError(
                     f"{parent_name + '.' if parent_name else ''}{name} has {maps[parent, name][0].shape[1]} "
                     f"inputs; the int8 kernel needs a multiple of {IN_FEATURES_MULTIPLE}"
                 )
     for (parent, name), (weight, bias) in maps.items():
-        setattr(parent, name, Int8Linear(weight, bias))
+        setattr(parent, name, SCHEMES[scheme](weight, bias))
     model.eval()
     return len(maps)
