@@ -62,19 +62,24 @@ def save_checkpoint(vocab: Path, directory: Path) -> None:
 
 
 def run_s2s(checkpoint: Path, labels, train, held_out, bf16: bool, grouped: bool, seed: int):
+    seconds, model = train_s2s(checkpoint, labels, train, bf16, grouped, seed)
+    return seconds, model.evaluate(model.build_dataset(held_out), batch_size=256)["accuracy"]
+
+
+def train_s2s(checkpoint: Path, labels, train, bf16: bool = False, grouped: bool = False, seed: int = 0):
+    """The recipe's s2s run: the seconds it trained, and the trained classifier."""
     from s2s import Trainer, load_model
 
     torch.manual_seed(seed)
     model = load_model(checkpoint, "bert", "classification", checkpoint=checkpoint,
                        labels=list(range(len(labels))), max_length=MAX_LENGTH)
-    train_features, held_features = model.build_dataset(train), model.build_dataset(held_out)
+    train_features = model.build_dataset(train)
     trainer = Trainer(epochs=EPOCHS, batch_size=BATCH, lr=LR, weight_decay=0.01, scheduler="linear",
                       warmup=WARMUP, max_grad_norm=MAX_GRAD_NORM, seed=seed, device="cpu",
                       amp="bf16" if bf16 else None, group_by_length=grouped, progress=False)
     started = time.perf_counter()
     trainer.train(model, train_features, collate_fn=model.collate)
-    seconds = time.perf_counter() - started
-    return seconds, model.evaluate(held_features, batch_size=256)["accuracy"]
+    return time.perf_counter() - started, model.eval()
 
 
 def run_hf(checkpoint: Path, labels, train, held_out, bf16: bool, grouped: bool, seed: int):
