@@ -128,6 +128,15 @@ def test_bad_requests_get_a_4xx_naming_the_field_and_the_server_goes_on(classifi
     assert classifier.post({"inputs": ["国足晋级世界杯"]})[0] == 200
 
 
+def test_openai_routes_on_a_classifier_say_what_it_serves(classifier):
+    for path, body in (("/v1/chat/completions", {"model": "x", "messages": [{"role": "user", "content": "你好"}]}),
+                       ("/v1/embeddings", {"model": "x", "input": "你好"})):
+        status, text = classifier.post(body, path)
+        error = json.loads(text)["error"]
+        assert status == 400 and f"{path} is not served" in error["message"], text
+        assert "Classification task and serves POST /predict only" in error["message"]
+
+
 def test_page_and_health(classifier):
     with urllib.request.urlopen(classifier.url + "/", timeout=60) as response:
         assert response.status == 200 and "<form" in response.read().decode()

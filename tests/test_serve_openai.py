@@ -140,7 +140,7 @@ def test_64_concurrent_mixed_lengths_equal_one_by_one_predict(lm, folders):
     assert passes < tokens / 2, (passes, tokens)  # sequences shared decoding steps
 
 
-def test_keys_and_bad_fields(lm):
+def test_keys_and_bad_fields(lm, folders):
     with pytest.raises(openai.AuthenticationError):
         client(lm, key="wrong").models.list()
     assert post(lm, "/predict", {"inputs": ["今天"]}, key="wrong")[0] == 401
@@ -153,6 +153,10 @@ def test_keys_and_bad_fields(lm):
     with pytest.raises(openai.BadRequestError) as error:
         api.completions.create(model="lm", prompt="今天", max_tokens=500)
     assert "500" in error.value.message and "100" in error.value.message
+    context = load_model(checkpoint=folders / "lm").max_length
+    with pytest.raises(openai.BadRequestError) as error:  # the prompt and max_tokens over the context
+        api.completions.create(model="lm", prompt="今天" * context, max_tokens=90)
+    assert "max_tokens=90" in error.value.message and f"context of {context}" in error.value.message
     with pytest.raises(openai.NotFoundError) as error:
         api.completions.create(model="gpt-4o", prompt="今天")
     assert "'lm'" in error.value.message
