@@ -31,13 +31,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from ..generation import Scheduler
 from ..task import Task
 from .batcher import Batcher
+from .body import describe, json_object, read_body
 from .openai_api import APIError, Limits, add_openai_routes, error_response, served_routes
 from .page import render_chat_page, render_page
 
 logger = logging.getLogger(__name__)
 
 FIELDS = ("inputs", "options", "stream")
-DRAIN_LIMIT = 64  # an oversized body is read (and dropped) up to this many times max_body
 
 
 class BadRequest(Exception):
@@ -73,9 +73,9 @@ def create_app(model, batcher: Batcher, max_body: int = 1 << 20, *, scheduler: S
             raise APIError(401, "missing or wrong API key: send the header Authorization: Bearer <key>",
                            code="invalid_api_key", kind="authentication_error")
 
-    async def read_body(request: Request) -> bytes:
+    async def authorized_body(request: Request) -> bytes:
         authorize(request)
-        return await _read_body(request, limits.max_body, APIError)
+        return await read_body(request, limits.max_body, APIError)
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest):
@@ -102,10 +102,11 @@ def create_app(model, batcher: Batcher, max_body: int = 1 << 20, *, scheduler: S
             return render_chat_page(name, bool(keys))
         return render_page(type(model).__name__, kind)
 
-    @app.post("/predict")
     async def predict(request: Request):
+        """``POST /predict``, a plain Starlette route: FastAPI's dependency solving and response
+        encoding took half the server's time per request (``bench/README.md``)."""
         authorize(request)
-        body = await _read_body(request, limits.max_body, BadRequest)
+        body = await read_body(request, limits.max_body, BadRequest)
         inputs, options, stream = _parse(body, model, accepted)
         if stream:
             pieces = batcher.stream(inputs[0], options)
@@ -114,36 +115,17 @@ def create_app(model, batcher: Batcher, max_body: int = 1 << 20, *, scheduler: S
             outputs = await asyncio.wrap_future(batcher.submit(inputs, options))
         except (TypeError, ValueError) as exc:  # an option the task refused
             raise BadRequest(422, f"options: {exc}") from None
-        return {"outputs": outputs}
+        return JSONResponse({"outputs": outputs})
 
-    add_openai_routes(app, model, name, scheduler, batcher, limits, read_body, authorize)
+    app.add_route("/predict", predict, methods=["POST"])
+
+    add_openai_routes(app, model, name, scheduler, batcher, limits, authorized_body, authorize)
     return app
-
-
-async def _read_body(request: Request, max_body: int, error) -> bytes:
-    """The body, or ``error(413, message)`` once it passes ``max_body`` bytes. The rest of an
-    oversized body is read and dropped (up to a bound), so the client, still sending, gets the answer."""
-    body, size = bytearray(), 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= max_body:
-            body += chunk
-        elif size > DRAIN_LIMIT * max_body:
-            break
-    if size > max_body:
-        raise error(413, f"the body is over the server's limit of {max_body} bytes (--max-body); "
-                              f"send fewer or shorter inputs per request")
-    return bytes(body)
 
 
 def _parse(body: bytes, model, accepted: set[str] | None):
     """``(inputs, options, stream)`` of a request body, or :class:`BadRequest` naming the field."""
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(400, f"the body is not valid JSON ({exc}); send {{\"inputs\": [...]}}") from None
-    if not isinstance(data, dict):
-        raise BadRequest(422, f"the body must be a JSON object {{\"inputs\": [...]}}, not {type(data).__name__}")
+    data = json_object(body, BadRequest, 'a JSON object {"inputs": [...]}', not_object=422)
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise BadRequest(422, f"unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
@@ -151,20 +133,20 @@ def _parse(body: bytes, model, accepted: set[str] | None):
         raise BadRequest(422, "field 'inputs' is missing: send {\"inputs\": [...]}")
     inputs, options, stream = data["inputs"], data.get("options", {}), data.get("stream", False)
     if not isinstance(inputs, list) or not inputs:
-        raise BadRequest(422, f"field 'inputs' must be a non-empty list, got {_kind(inputs)}")
+        raise BadRequest(422, f"field 'inputs' must be a non-empty list, got {describe(inputs)}")
     for index, item in enumerate(inputs):
         try:
             model.check_input(item)
         except (TypeError, ValueError) as exc:
             raise BadRequest(422, f"field 'inputs'[{index}]: {exc}") from None
     if not isinstance(options, dict):
-        raise BadRequest(422, f"field 'options' must be an object, got {_kind(options)}")
+        raise BadRequest(422, f"field 'options' must be an object, got {describe(options)}")
     if accepted is not None:
         for name in options:
             if name not in accepted:
                 raise BadRequest(422, f"field 'options': unknown option {name!r}; this task takes {', '.join(sorted(accepted))}")
     if not isinstance(stream, bool):
-        raise BadRequest(422, f"field 'stream' must be true or false, got {_kind(stream)}")
+        raise BadRequest(422, f"field 'stream' must be true or false, got {describe(stream)}")
     if stream and not (model.generative and len(inputs) == 1):
         why = "one input at a time" if model.generative else f"a generative task, not {type(model).__name__}"
         raise BadRequest(422, f"field 'stream': streaming needs {why}")
@@ -203,7 +185,3 @@ def _input_kind(model) -> str:
         except (TypeError, ValueError):
             continue
     return "json"
-
-
-def _kind(value) -> str:
-    return f"{type(value).__name__} {json.dumps(value, ensure_ascii=False)[:40]}"

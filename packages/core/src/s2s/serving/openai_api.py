@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..generation import Event, QueueFull, SamplingParams, Scheduler
 from ..task import Task
 from .batcher import Batcher
+from .body import describe, json_object
 
 ROLES = ("system", "developer", "user", "assistant")
 SAMPLING_FIELDS = {"model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop", "seed",
@@ -74,8 +75,10 @@ def served_routes(model) -> list[str]:
 
 
 def generates(model) -> bool:
-    """Whether ``model`` generates token by token (``Task.generation_request``)."""
-    return model.generative and type(model).generation_request is not Task.generation_request
+    """Whether ``model`` generates token by token (its own ``Task.generation_request``; a model
+    that is not a :class:`Task` subclass may lack the method)."""
+    own = getattr(type(model), "generation_request", Task.generation_request)
+    return model.generative and own is not Task.generation_request
 
 
 def _takes_text(model) -> bool:
@@ -102,13 +105,7 @@ def add_openai_routes(app: FastAPI, model, name: str, scheduler: Scheduler | Non
 
     async def parse(request: Request, route: str, fields: set[str]) -> dict:
         refuse_unless(route)
-        body = await read_body(request)
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise APIError(400, f"the body is not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise APIError(400, f"the body must be a JSON object, not {type(data).__name__}")
+        data = json_object(await read_body(request), APIError)
         unknown = sorted(set(data) - fields)
         if unknown:
             raise APIError(400, f"unrecognized request argument {unknown[0]!r}; this route takes "
@@ -290,7 +287,7 @@ class Reply:
 def _messages(messages) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise APIError(400, f"field 'messages' must be a non-empty list of {{role, content}} objects, got "
-                            f"{_kind(messages)}", param="messages")
+                            f"{describe(messages)}", param="messages")
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise APIError(400, f"messages[{i}] must be an object {{role, content}}", param=f"messages[{i}]")
@@ -306,7 +303,7 @@ def _messages(messages) -> list[dict]:
             message = {**message, "content": "".join(p["text"] for p in content)}
             messages[i] = message
         elif not isinstance(content, str):
-            raise APIError(400, f"messages[{i}].content must be a string, got {_kind(content)}",
+            raise APIError(400, f"messages[{i}].content must be a string, got {describe(content)}",
                            param=f"messages[{i}].content")
     if not any(m["role"] != "system" and m["role"] != "developer" and m["content"].strip() for m in messages):
         raise APIError(400, "field 'messages' has no user or assistant text", param="messages")
@@ -316,7 +313,7 @@ def _messages(messages) -> list[dict]:
 def _prompts(prompt) -> list[str]:
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-        raise APIError(400, f"field 'prompt' must be a string or a non-empty list of strings, got {_kind(prompt)}",
+        raise APIError(400, f"field 'prompt' must be a string or a non-empty list of strings, got {describe(prompt)}",
                        param="prompt")
     if len(prompts) > MAX_PROMPTS:
         raise APIError(400, f"field 'prompt' has {len(prompts)} prompts; at most {MAX_PROMPTS}", param="prompt")
@@ -326,7 +323,7 @@ def _prompts(prompt) -> list[str]:
 def _embedding_inputs(value) -> list[str]:
     texts = [value] if isinstance(value, str) else value
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
-        raise APIError(400, f"field 'input' must be a non-empty string or list of them, got {_kind(value)}",
+        raise APIError(400, f"field 'input' must be a non-empty string or list of them, got {describe(value)}",
                        param="input")
     if len(texts) > MAX_EMBEDDING_INPUTS:
         raise APIError(400, f"field 'input' has {len(texts)} texts; at most {MAX_EMBEDDING_INPUTS}", param="input")
@@ -346,7 +343,7 @@ def _number(data: dict, field: str, default, low: float, high: float, integer: b
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
         what = "an integer" if integer else "a number"
-        raise APIError(400, f"field {field!r} must be {what} from {low} to {high}, got {_kind(value)}", param=field)
+        raise APIError(400, f"field {field!r} must be {what} from {low} to {high}, got {describe(value)}", param=field)
     return value
 
 
@@ -357,32 +354,32 @@ def _sampling(data: dict, limits: Limits) -> tuple[SamplingParams, int, bool, bo
     if max_tokens is None:
         max_tokens = min(limits.default_max_tokens, limits.max_tokens)
     elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise APIError(400, f"field {field!r} must be a positive integer, got {_kind(max_tokens)}", param=field)
+        raise APIError(400, f"field {field!r} must be a positive integer, got {describe(max_tokens)}", param=field)
     elif max_tokens > limits.max_tokens:
         raise APIError(400, f"{field}={max_tokens} is over this server's limit of {limits.max_tokens} "
                             f"(--max-tokens)", param=field)
     stop = data.get("stop")
     stops = [] if stop is None else [stop] if isinstance(stop, str) else stop
     if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-        raise APIError(400, f"field 'stop' must be a string or a list of non-empty strings, got {_kind(stop)}",
+        raise APIError(400, f"field 'stop' must be a string or a list of non-empty strings, got {describe(stop)}",
                        param="stop")
     if len(stops) > MAX_STOPS:
         raise APIError(400, f"field 'stop' has {len(stops)} strings; at most {MAX_STOPS}", param="stop")
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise APIError(400, f"field 'seed' must be an integer, got {_kind(seed)}", param="seed")
+        raise APIError(400, f"field 'seed' must be an integer, got {describe(seed)}", param="seed")
     stream = data.get("stream") or False
     if not isinstance(stream, bool):
-        raise APIError(400, f"field 'stream' must be true or false, got {_kind(stream)}", param="stream")
+        raise APIError(400, f"field 'stream' must be true or false, got {describe(stream)}", param="stream")
     options = data.get("stream_options")
     if options is not None and (not isinstance(options, dict) or set(options) - {"include_usage"}
                                 or not isinstance(options.get("include_usage", False), bool)):
-        raise APIError(400, f"field 'stream_options' must be {{\"include_usage\": bool}}, got {_kind(options)}",
+        raise APIError(400, f"field 'stream_options' must be {{\"include_usage\": bool}}, got {describe(options)}",
                        param="stream_options")
     if options is not None and not stream:
         raise APIError(400, "field 'stream_options' is only allowed with stream: true", param="stream_options")
     if data.get("user") is not None and not isinstance(data["user"], str):
-        raise APIError(400, f"field 'user' must be a string, got {_kind(data['user'])}", param="user")
+        raise APIError(400, f"field 'user' must be a string, got {describe(data['user'])}", param="user")
     params = SamplingParams(
         max_new_tokens=max_tokens,
         temperature=float(_number(data, "temperature", 1.0, 0, 2)),
@@ -394,7 +391,3 @@ def _sampling(data: dict, limits: Limits) -> tuple[SamplingParams, int, bool, bo
     )
     n = _number(data, "n", 1, 1, MAX_N, integer=True)
     return params, n, stream, bool((options or {}).get("include_usage"))
-
-
-def _kind(value) -> str:
-    return f"{type(value).__name__} {json.dumps(value, ensure_ascii=False)[:40]}"
