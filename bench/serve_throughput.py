@@ -90,9 +90,6 @@ def start(command: list[str], marker: str) -> tuple[subprocess.Popen, str]:
 def load(url: str, texts: list[str], clients: int, requests: int, cpu: str | None = None) -> dict:
     """Python threads in this process (pinned to ``cpu`` when given); ``client_cpu``: this
     process's CPU time per second of load."""
-    if cpu:
-        os.sched_setaffinity(0, {int(c) for c in cpu.split(",")})
-
     def client(index: int) -> list[float]:
         latencies = []
         for i in range(requests):
@@ -105,10 +102,16 @@ def load(url: str, texts: list[str], clients: int, requests: int, cpu: str | Non
         return latencies
 
     client(0)  # warm up
-    started, cpu_started = time.perf_counter(), time.process_time()
-    with ThreadPoolExecutor(clients) as pool:
-        latencies = sorted(x for result in pool.map(client, range(clients)) for x in result)
-    elapsed = time.perf_counter() - started
+    affinity = os.sched_getaffinity(0)
+    if cpu:  # this thread and the clients it starts; the next server started is not pinned
+        os.sched_setaffinity(0, {int(c) for c in cpu.split(",")})
+    try:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        with ThreadPoolExecutor(clients) as pool:
+            latencies = sorted(x for result in pool.map(client, range(clients)) for x in result)
+        elapsed = time.perf_counter() - started
+    finally:
+        os.sched_setaffinity(0, affinity)
     return {
         "rps": len(latencies) / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),
