@@ -61,10 +61,12 @@ SUITES = {
     "tasks": ([f"{CORE}[onnx]", BERT, TASKS], [f"{TASKS}/tests"]),
     "template": ([CORE, TEMPLATE], [f"{TEMPLATE}/tests"]),
     # Together: the cross-package tests (the conformance suite: every task on every backbone, the
-    # template's third-party task included), the task tests that skip without s2s-models-gpt2, and
+    # template's third-party task included), the task tests that skip without s2s-models-gpt2 or
+    # s2s-models-llama (sft), and
     # model ids on both hubs' caches (modelscope only here: importing it takes ~10 s of CPU).
-    "all": ([f"{CORE}[hub,modelscope,onnx]", BERT, GPT2, BART, T5, TASKS, TEMPLATE, *SERVE_DEPS, OPENAI, PEFT],
-            ["tests", *tests_importing("s2s_gpt2", f"{TASKS}/tests"), f"{T5}/tests/test_t5_seq2seq.py"]),
+    "all": ([f"{CORE}[hub,modelscope,onnx]", BERT, GPT2, BART, T5, LLAMA, TASKS, TEMPLATE, *SERVE_DEPS, OPENAI, PEFT],
+            ["tests", *sorted({*tests_importing("s2s_gpt2", f"{TASKS}/tests"), *tests_importing("s2s_llama", f"{TASKS}/tests")}),
+             f"{T5}/tests/test_t5_seq2seq.py"]),
 }
 
 
