@@ -79,3 +79,25 @@ def test_auto_title_bart_denoises_then_trains(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         metrics = json.loads(result.stdout.strip().splitlines()[-1])
         assert {"rouge-l", "rouge-l_other_reference", "distinct_titles"} <= set(metrics), metrics
+
+
+SHARED = Path(os.environ.get("S2S_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def test_sft_instructions_on_the_shared_data(tmp_path):
+    """examples/sft: CSL and THUCNews as instructions, one Qwen2-shaped model, ROUGE-L and accuracy
+    (a few dozen chats: the run is checked, not its figures; README.md has a longer run)."""
+    pytest.importorskip("s2s_llama", reason="needs s2s-models-llama")
+    if not (SHARED / "csl_title" / "train.tsv").is_file() or not (SHARED / "thucnews_titles" / "train.txt").is_file():
+        pytest.skip(f"the shared data is not at {SHARED} (set S2S_SHARED_DATA)")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("S2S_LOAD_PLUGINS", None)
+    args = ["--csl-limit", "40", "--thucnews-limit", "100", "--epochs", "1", "--output", tmp_path / "run", "--no-progress"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sft" / "instructions.py"), *map(str, args)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"csl_rouge-l", "thucnews_accuracy", "task_specific_recipes"} <= set(metrics), metrics
+    assert (tmp_path / "run" / "final" / "s2s_task.json").is_file()
