@@ -112,8 +112,8 @@ def main():
     tokenizer = resolve_tokenizer(None, None, texts + ["系统：用户：助手："], min_frequency=1)
     model = load_model(tokenizer, "qwen2", "sft", config={**QWEN, "max_position_embeddings": args.max_length},
                        max_length=args.max_length, pack=args.pack)
-    trainer = Trainer(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup=0.05, seed=args.seed,
-                      model_save_dir=str(args.output), progress=not args.no_progress)
+    trainer = Trainer(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, scheduler="linear", warmup=0.05,
+                      seed=args.seed, model_save_dir=str(args.output), progress=not args.no_progress)
     trainer.train(model, model.build_dataset(chats, source=str(args.output / "train.jsonl")), collate_fn=model.collate)
 
     titles = model.predict([c.prompt for c in held_out["csl"]], max_new_tokens=32)
