@@ -18,7 +18,6 @@ ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 LOCAL_WHEELS = Path("/opt/wheels")  # where these machines keep the torch CPU wheel
 TEST_DEPS = ("pytest>=7", "transformers>=4.40")
-SERVE_DEPS = ("fastapi>=0.100", "uvicorn>=0.29")  # s2s-core[serve], for the s2s serve tests
 OPENAI = "openai>=1.40"  # the official client, for the tests of s2s serve's /v1 routes
 PEFT = "peft>=0.13"  # LoRA parity (tests/test_lora_peft.py), a test-only dependency like transformers
 
@@ -64,7 +63,7 @@ SUITES = {
     # template's third-party task included), the task tests that skip without s2s-models-gpt2 or
     # s2s-models-llama (sft), and
     # model ids on both hubs' caches (modelscope only here: importing it takes ~10 s of CPU).
-    "all": ([f"{CORE}[hub,modelscope,onnx]", BERT, GPT2, BART, T5, LLAMA, TASKS, TEMPLATE, *SERVE_DEPS, OPENAI, PEFT],
+    "all": ([f"{CORE}[hub,modelscope,onnx,serve]", BERT, GPT2, BART, T5, LLAMA, TASKS, TEMPLATE, OPENAI, PEFT],
             ["tests", *sorted({*tests_importing("s2s_gpt2", f"{TASKS}/tests"), *tests_importing("s2s_llama", f"{TASKS}/tests")}),
              f"{T5}/tests/test_t5_seq2seq.py"]),
 }
@@ -108,7 +107,7 @@ def browser(session: nox.Session) -> None:
         chromium = shutil.which("chromium")
     if chromium is None:
         session.skip("no Chromium, and it cannot be installed here: apt-get install chromium, or set S2S_CHROMIUM")
-    install(session, "pytest>=7", "playwright>=1.40", *SERVE_DEPS, CORE, BERT, GPT2, TASKS)
+    install(session, "pytest>=7", "playwright>=1.40", f"{CORE}[serve]", BERT, GPT2, TASKS)
     session.run("pytest", "tests/browser", env={"S2S_LOAD_PLUGINS": None, "S2S_CHROMIUM": chromium})
 
 
@@ -122,7 +121,7 @@ def nezha_transformers4(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark against its peer, on ../shared/data (S2S_SHARED_DATA overrides)."""
-    install(session, "transformers>=4.40", "accelerate>=1.1", "scikit-learn", *SERVE_DEPS, CORE, BERT, GPT2, BART, TASKS)
+    install(session, "transformers>=4.40", "accelerate>=1.1", "scikit-learn", f"{CORE}[serve]", BERT, GPT2, BART, TASKS)
     for script in sorted(Path(ROOT, "bench").glob("*.py")):
         if not script.name.endswith("_common.py"):  # shared readers, not a benchmark
             session.run("python", str(script))
