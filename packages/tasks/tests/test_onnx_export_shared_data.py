@@ -15,8 +15,9 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 pytest.importorskip("s2s_bert")
 
-from s2s.onnx.export import export_onnx  # noqa: E402
 from test_onnx_export import CASES, TASKS  # noqa: E402
+
+from s2s.onnx.export import export_onnx  # noqa: E402
 
 DATA = Path(os.environ.get("S2S_SHARED_DATA", Path(__file__).parents[4] / "shared" / "data"))
 TITLES = DATA / "thucnews_titles" / "train.txt"
