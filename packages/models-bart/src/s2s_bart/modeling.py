@@ -263,7 +263,7 @@ class BartBackbone(Backbone):
         if packing is not None:
             x = packing.unpad(x)
         for layer in self.encoder.layers:
-            x = layer.forward(x, mask, packing)
+            x = layer(x, mask, packing)
         return x if packing is None else packing.pad(x)
 
     def cross_key_values(self, encoder_states) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -293,7 +293,7 @@ class BartBackbone(Backbone):
         cache = []
         for i, layer in enumerate(self.decoder_stack.layers):
             layer_past = None if past_key_values is None else past_key_values[i][:2]
-            x, key_values = layer.forward(x, layer_past, cross[i], cross_mask, self_mask, causal, cross_group)
+            x, key_values = layer(x, layer_past, cross[i], cross_mask, self_mask, causal, cross_group)
             cache.append(key_values if cross_key_values is not None else (*key_values, *cross[i]))
         return BackboneOutput(last_hidden_state=x, past_key_values=tuple(cache) if use_cache else None)
 

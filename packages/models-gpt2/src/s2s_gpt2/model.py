@@ -256,7 +256,7 @@ class GPT2Backbone(Backbone):
         for block in t.h:
             if hidden_states is not None:
                 hidden_states.append(to_batch(x))
-            x = block.forward(x, batch, length, mask, cache, packing)
+            x = block(x, batch, length, mask, cache, packing)
         x = to_batch(x if t.ln_f is None else layer_norm(x, t.ln_f))
         if hidden_states is not None:
             hidden_states.append(x)

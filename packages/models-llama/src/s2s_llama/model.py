@@ -271,7 +271,7 @@ class LlamaBackbone(Backbone):
         for block in self.model.layers:
             if hidden_states is not None:
                 hidden_states.append(to_batch(x))
-            x = block.forward(x, batch, length, mask, cache, self.rotary, cos, sin, packing)
+            x = block(x, batch, length, mask, cache, self.rotary, cos, sin, packing)
         x = to_batch(self.model.norm.forward(x))
         if hidden_states is not None:
             hidden_states.append(x)

@@ -397,7 +397,7 @@ class T5Backbone(Backbone):
             packing = Packing(attention_mask)
             x = packing.unpad(x)
         for block in self.encoder.block:
-            x, _ = block.forward(x, bias, packing=packing)
+            x, _ = block(x, bias, packing=packing)
         x = self.dropout(self.encoder.final_layer_norm.forward(x))
         return x if packing is None else packing.pad(x)
 
@@ -459,7 +459,7 @@ class T5Backbone(Backbone):
             bias = bias.masked_fill(~decoder_mask.bool()[:, None, None, :], torch.finfo(bias.dtype).min)
         self_cache = []
         for i, block in enumerate(stack.block):
-            x, key_value = block.forward(x, bias, self_past[i] if self_past else None, cross[i], cross_mask, group)
+            x, key_value = block(x, bias, self_past[i] if self_past else None, cross[i], cross_mask, group)
             self_cache.append(key_value)
         x = stack.final_layer_norm.forward(x)
         return (self.dropout(x) if self.training else x), self_cache

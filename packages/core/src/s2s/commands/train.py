@@ -8,7 +8,8 @@ Without ``--checkpoint`` the vocab is built from the training texts and the mode
 backbone of ``--size`` (default ``tiny``), as the examples do. Task options the data can tell
 (a classifier's labels, the predicates of relation extraction) default to what the training
 file holds, sorted. ``--num-procs N`` trains with N processes (the command runs again in each,
-as the Trainer does for any script); under ``torchrun`` the launcher decides. The run leaves
+as the Trainer does for any script); under ``torchrun`` the launcher decides. ``--strategy fsdp``
+shards the model over them, ``--gradient-checkpointing`` recomputes activations in backward. The run leaves
 ``OUTPUT/metrics.jsonl`` and ``OUTPUT/final`` (``s2s predict`` / ``s2s serve`` read it).
 """
 
@@ -68,7 +69,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--amp", choices=["bf16", "fp16"])
     parser.add_argument("--lora", help="train LoRA adapters on the frozen --checkpoint: "
                         "r=8,alpha=16[,dropout=0.05,targets=q_proj+v_proj|attention|all-linear,use_rslora=true]")
-    parser.add_argument("--num-procs", type=int, default=1, help="processes to train with (DDP)")
+    parser.add_argument("--num-procs", type=int, default=1, help="processes to train with")
+    parser.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp",
+                        help="ddp: each process holds the whole model; fsdp: each holds 1/N of the weights, "
+                             "gradients and optimizer state (sharded checkpoints)")
+    parser.add_argument("--cpu-offload", action="store_true", help="fsdp on GPUs: shards and optimizer state in CPU memory")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute each transformer block's activations in backward: less memory, more time")
     parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--log-every-step", type=int, default=10, help="steps between training-loss records")
@@ -123,6 +130,7 @@ def run(args) -> int:
         evaluator = TaskMetrics(model, eval_examples)
     trainer = Trainer(
         epochs=epochs, batch_size=args.batch_size, device=args.device, num_procs=args.num_procs,
+        strategy=args.strategy, cpu_offload=args.cpu_offload, gradient_checkpointing=args.gradient_checkpointing,
         model_save_dir=args.output, grad_accum_steps=args.grad_accum_steps, amp=args.amp,
         max_grad_norm=args.max_grad_norm, scheduler=None if args.scheduler == "none" else args.scheduler,
         warmup=int(args.warmup) if args.warmup >= 1 else args.warmup,

@@ -13,6 +13,13 @@ A checkpoint is a directory ``model_save_dir/checkpoints/step-00000120/`` holdin
   LoRA: its PEFT adapter folder, :mod:`s2s.adapters`, which names the base);
 - ``manifest.json``, written last: every other file's name, size and SHA-256.
 
+With ``strategy="fsdp"`` the weights and the optimizer state are in ``shards/`` instead
+(:mod:`torch.distributed.checkpoint`: one ``__RANK_0.distcp`` file per rank and a
+``.metadata``), written by every rank; the manifest covers them too, so a missing or torn
+rank's file makes ``resume="auto"`` fall back to the previous checkpoint, naming the rank.
+Such a checkpoint resumes under ``"fsdp"`` on any number of processes; a ``"ddp"``
+checkpoint resumes under ``"ddp"`` only (either way, the other is refused, naming both).
+
 It is written under a hidden name (``.step-00000120.partial``) and renamed into place
 once complete, so a crash leaves the previous checkpoints intact and the half-written one
 is never taken for a checkpoint (it is removed at the next save or resume). ``resume="auto"``
@@ -49,6 +56,7 @@ from ..io import atomic_write, fsync_dir
 from ..task import Task
 from ..task_folder import save_recipe
 from .launch import Processes, from_main, gather
+from .strategies import DDP, SHARDS_FOLDER, ShardedCheckpoint
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,7 @@ FORMAT = "s2s-trainer-checkpoint"
 VERSION = 1
 FINAL_FOLDER = "final"  # load_model(checkpoint=model_save_dir / "final") gives the trained task back
 _NAME = re.compile(r"^step-(\d+)$")
+_SHARD = re.compile(r"__(\d+)_\d+\.distcp")
 
 
 @dataclass
@@ -90,8 +99,9 @@ class Checkpointer:
     """Saves a :class:`TrainState` under ``root`` every call of :meth:`save` (rank 0 writes,
     every rank takes part), keeps the newest ``keep`` and the best, and resumes from one."""
 
-    def __init__(self, root: Path | None, keep: int, procs: Processes, batch_size: int):
+    def __init__(self, root: Path | None, keep: int, procs: Processes, batch_size: int, strategy=None):
         self.root, self.keep, self.procs, self.batch_size = root, keep, procs, batch_size
+        self.strategy = strategy or DDP()
         self._saved_position = None
 
     def save(self, state: TrainState, hooks, trainer, best_metric: str | None) -> None:
@@ -100,27 +110,35 @@ class Checkpointer:
         if self.root is None or position == self._saved_position:
             return
         rng = gather(self.procs, capture_rng(self.procs.device))
+        sharded, partial = self.strategy.sharded, None
+        if sharded:  # every rank writes its shards into the folder rank 0 made
+            partial = from_main(self.procs, start_checkpoint(self.root, progress.step) if self.procs.is_main else None)
+            ShardedCheckpoint(state.module, state.optimizer).save(partial / SHARDS_FOLDER)
         if self.procs.is_main:
             saved = {
                 "format": FORMAT, "version": VERSION, "progress": asdict(progress),
-                "batch_size": self.batch_size, "world_size": self.procs.world_size,
-                "optimizer": state.optimizer.state_dict(), "scheduler": state.scheduler.state_dict(),
+                "batch_size": self.batch_size, "world_size": self.procs.world_size, "strategy": self.strategy.name,
+                "optimizer": None if sharded else state.optimizer.state_dict(),
+                "scheduler": state.scheduler.state_dict(),
                 "scaler": state.scaler.state_dict(), "rng": rng, "callbacks": {},
             }
 
             def fill(directory, saved):
                 hooks.on_save(trainer=trainer, model=state.module, directory=directory,
                               state=saved["callbacks"])
-                if has_lora(state.module):  # a LoRA adapter folder
+                if has_lora(state.module) and not (sharded and self.procs.distributed):  # a LoRA adapter folder
                     state.module.save_pretrained(directory)
                 elif isinstance(state.module, Task) and state.module.rebuildable:
                     save_recipe(state.module, directory)
 
-            path = write_checkpoint(self.root, progress.step, trained_weights(state.module), saved, fill)
+            weights = None if sharded else trained_weights(state.module)
+            path = write_checkpoint(self.root, progress.step, weights, saved, fill, partial)
             if progress.best_checkpoint == path.name:
                 write_best(self.root, path.name, best_metric, progress.best_value, progress.step)
             rotate(self.root, self.keep, protect={progress.best_checkpoint} - {None})
             logger.info("saved checkpoint %s", path)
+        if sharded:
+            from_main(self.procs, None)  # the checkpoint is in place before any rank goes on
         self._saved_position = position
 
     def resume(self, resume, state: TrainState, hooks, trainer) -> bool:
@@ -129,15 +147,19 @@ class Checkpointer:
         if path is None:
             return False
         weights, saved = read_checkpoint(path)
+        check_same_strategy(path, saved, self.strategy)
         if saved["batch_size"] != self.batch_size:
             raise CheckpointError(
                 f"{path} was written with batch_size={saved['batch_size']}, this run has "
                 f"batch_size={self.batch_size}: the data position would not match. Resume with "
                 f"batch_size={saved['batch_size']}, or start afresh with resume=None"
             )
-        load_trained(state.module, weights, str(path))
         try:
-            state.optimizer.load_state_dict(saved["optimizer"])
+            if weights is None:  # sharded: resharded to this run's processes
+                ShardedCheckpoint(state.module, state.optimizer).load(path / SHARDS_FOLDER)
+            else:
+                load_trained(state.module, weights, str(path))
+                state.optimizer.load_state_dict(saved["optimizer"])
             state.scheduler.load_state_dict(saved["scheduler"])
         except (ValueError, KeyError) as exc:
             raise CheckpointError(
@@ -188,10 +210,26 @@ class Checkpointer:
         if name is None:
             return None
         path = self.root / name
-        load_trained(module, read_state_dict(path / WEIGHTS_FILE), str(path))
+        if (path / SHARDS_FOLDER).is_dir():
+            ShardedCheckpoint(module, None).load(path / SHARDS_FOLDER, with_optimizer=False)
+        else:
+            load_trained(module, read_state_dict(path / WEIGHTS_FILE), str(path))
         if self.procs.is_main:
             logger.info("loaded the best checkpoint %s", path)
         return path
+
+
+def check_same_strategy(path: Path, saved: dict, strategy) -> None:
+    """A sharded (fsdp) checkpoint resumes under fsdp only, a plain one (ddp) under ddp only."""
+    written = saved.get("strategy", "ddp")
+    if (written == "fsdp") != strategy.sharded:
+        raise CheckpointError(
+            f"{path} was written with Trainer(strategy={written!r}); this run has "
+            f"strategy={strategy.name!r}, whose checkpoints hold the weights and optimizer state "
+            f"{'sharded' if strategy.sharded else 'whole'}. Resume with strategy={written!r} (on any "
+            f"number of processes{'' if written == 'fsdp' else ' for ddp'}), or start afresh with resume=None "
+            f"(or a new model_save_dir)"
+        )
 
 
 def check_save_dir(directory: Path | None) -> None:
@@ -241,7 +279,8 @@ def complete_checkpoints(root: Path) -> list[Path]:
         return []
     found = [
         path for path in root.iterdir()
-        if _NAME.match(path.name) and (path / TRAINING_STATE_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+        if _NAME.match(path.name) and (path / TRAINING_STATE_FILE).is_file()
+        and ((path / WEIGHTS_FILE).is_file() or (path / SHARDS_FOLDER).is_dir())
     ]
     return sorted(found, key=lambda path: int(_NAME.match(path.name).group(1)))
 
@@ -255,6 +294,8 @@ def newest_verified(root: Path) -> Path | None:
         problem = verify_manifest(path)
         if problem is None:
             return path
+        if shard := _SHARD.search(problem):
+            problem += f" (the shard file of rank {shard.group(1)})"
         logger.warning("resume='auto' skips the damaged checkpoint %s: %s (left in place)", path, problem)
     return found[-1] if found else None
 
@@ -267,20 +308,29 @@ def remove_partial(root: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def start_checkpoint(root: Path, step: int) -> Path:
+    """The hidden folder a checkpoint of ``step`` is written into, made empty."""
+    remove_partial(root)
+    partial = root / f".{checkpoint_name(step)}.partial"
+    partial.mkdir(parents=True)
+    return partial
+
+
 def write_checkpoint(
     root: Path,
     step: int,
-    weights: dict[str, torch.Tensor],
+    weights: dict[str, torch.Tensor] | None,
     state: dict,
     fill: Callable[[Path, dict], None],
+    partial: Path | None = None,
 ) -> Path:
     """Write weights and ``state`` as ``root/step-N``; ``fill(directory, state)`` runs between;
-    the manifest of every file is written last."""
-    remove_partial(root)
+    the manifest of every file is written last. ``partial``: the folder of
+    :func:`start_checkpoint` where other files (the shards) are already written, weights ``None``."""
     final = root / checkpoint_name(step)
-    partial = root / f".{final.name}.partial"
-    partial.mkdir(parents=True)
-    save_weights(weights, partial / WEIGHTS_FILE)
+    partial = partial or start_checkpoint(root, step)
+    if weights is not None:
+        save_weights(weights, partial / WEIGHTS_FILE)
     fill(partial, state)
     with atomic_write(partial / TRAINING_STATE_FILE) as handle:
         torch.save(state, handle)
@@ -321,6 +371,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"{state_file} was written by a newer s2s (checkpoint version {state['version']}, "
             f"this one reads up to {VERSION}); upgrade s2s-core"
         )
+    if (path / SHARDS_FOLDER).is_dir() and not (path / WEIGHTS_FILE).exists():
+        check_shards(path, state)
+        return None, state
     try:
         weights = read_state_dict(path / WEIGHTS_FILE)
     except Exception as exc:  # safetensors raises its own error types
@@ -329,6 +382,19 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"is corrupt. Delete {path} to resume from an older one, or start with resume=None"
         ) from None
     return weights, state
+
+
+def check_shards(path: Path, state: dict) -> None:
+    """Every rank that wrote ``path`` left its shard file, and the metadata is there."""
+    shards = path / SHARDS_FOLDER
+    expected = [".metadata", *(f"__{rank}_0.distcp" for rank in range(state.get("world_size", 1)))]
+    missing = [name for name in expected if not (shards / name).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"{shards} lacks {', '.join(missing)} (written by {state.get('world_size', 1)} ranks: "
+            f"{'the metadata' if missing[0] == '.metadata' else 'the shards of rank ' + missing[0][2:].split('_')[0]}"
+            f" missing); the checkpoint is incomplete. Resume from an older one, or start with resume=None"
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -404,6 +470,7 @@ __all__ = [
     "remove_partial",
     "restore_rng",
     "rotate",
+    "start_checkpoint",
     "trained_weights",
     "write_best",
     "write_checkpoint",

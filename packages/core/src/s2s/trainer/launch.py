@@ -16,6 +16,7 @@ variables) nothing is relaunched.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import gc
@@ -206,8 +207,17 @@ def run_workers(num_procs: int, call: int) -> Path:
 
 
 def end_process_group() -> None:
-    gc.collect()  # objects still holding the group (a DDP reducer) go first, so gloo's threads end here
-    dist.destroy_process_group()
+    """Release what holds the process group this process made; the group itself ends at exit.
+    A gloo group made again in the same process (a second ``train()`` call) after FSDP, or
+    FSDP's collectives in a group made again after DDP, hang (torch 2.13), so every later
+    ``train()`` call of the process reuses the first group."""
+    gc.collect()  # objects still holding the group (a DDP reducer) go first
+    if not _kept:
+        _kept.append(True)
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+
+
+_kept: list[bool] = []
 
 
 def raise_lost_peer(exc: RuntimeError, procs: Processes):

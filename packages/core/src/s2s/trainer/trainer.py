@@ -22,17 +22,17 @@ not change the training. ``grad_accum_steps`` micro-batches make one optimizer *
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..checkpoint import read_state_dict
 from ..data import DynamicPadding
 from ..seeding import seed_everything
-from . import compat, launch
+from . import compat, launch, recompute
 from .batching import TrainData, check_dataset, step_groups
 from .best import BestCheckpoint
 from .checkpointing import (
@@ -49,6 +49,9 @@ from .launch import from_main
 from .metrics_log import Reports, check_report_to
 from .optim import build_optimizer, build_scheduler, check_schedule, warmup_steps
 from .precision import Precision, check_amp, check_finite
+from .strategies import check_strategy, log_memory, strategy_for
+
+logger = logging.getLogger(__name__)
 
 
 class Trainer:
@@ -58,8 +61,14 @@ class Trainer:
         epochs: passes over ``train_dataset``.
         batch_size: items per forward pass over all processes (see the module doc).
         device: ``"cpu"``, ``"cuda"``, a ``torch.device``; default: CUDA when available.
-        num_procs: processes to train with (DDP); the script is re-run in each of them
+        num_procs: processes to train with; the script is re-run in each of them
             (:mod:`s2s.trainer.launch`). Ignored under ``torchrun``, which decides.
+        strategy: how the processes share the model (:mod:`s2s.trainer.strategies`):
+            ``"ddp"`` (each holds all of it) or ``"fsdp"`` (each holds ``1/N`` of the weights,
+            gradients and optimizer state; checkpoints through torch.distributed.checkpoint).
+        cpu_offload: with ``"fsdp"`` on GPUs, keep the shards and the optimizer state in CPU memory.
+        gradient_checkpointing: recompute each transformer block's activations in backward
+            (:mod:`s2s.trainer.recompute`): less memory, about one more forward a step.
         val_every_step: validate every this many steps; ``None``: at the end of each epoch.
         model_save_dir: checkpoints, ``metrics.jsonl``, ``metrics.png``, final weights, and for
             a task built by ``load_model`` a ``final/`` folder that ``load_model(checkpoint=...)``
@@ -102,12 +111,15 @@ class Trainer:
                  best_metric: str | None = None, best_mode: str | None = None, callbacks=(),
                  group_by_length: bool = False, num_workers: int = 0, log_every_step: int = 10,
                  find_unused_parameters: bool = True, progress: bool = True,
-                 load_best_at_end: bool = False, report_to=(), **original):
+                 load_best_at_end: bool = False, report_to=(), strategy: str = "ddp",
+                 cpu_offload: bool = False, gradient_checkpointing: bool = False, **original):
         epochs, num_procs, grad_accum_steps = compat.counts(
             original, epochs=epochs, batch_size=batch_size, num_procs=num_procs,
             grad_accum_steps=grad_accum_steps, log_every_step=log_every_step)
         check_amp(amp)
         check_schedule(scheduler)
+        check_strategy(strategy, amp, cpu_offload)
+        self.strategy_name, self.cpu_offload, self.gradient_checkpointing = strategy, cpu_offload, gradient_checkpointing
         self.best = BestCheckpoint(best_metric, best_mode) if best_metric else None
         if load_best_at_end and not (best_metric and model_save_dir):
             raise ValueError("Trainer(load_best_at_end=True) reloads the checkpoint with the best "
@@ -262,7 +274,9 @@ class Trainer:
         return self.data.to_device(batch)
 
     def _gradient_sync(self, sync: bool):
-        return contextlib.nullcontext() if sync or not self.procs.distributed else self.model.no_sync()
+        if not self.procs.distributed:
+            return contextlib.nullcontext()
+        return self.strategy.gradient_sync(self.model, sync)
 
     def _optimizer_step(self) -> None:
         loss = self._step_loss.item()
@@ -310,9 +324,10 @@ class Trainer:
         self.checkpointer.save(self.state, self.hooks, self, self.best_metric)
 
     def _finish(self, call: int) -> None:
+        full = self.strategy.full_module(self.module, self.procs)  # fsdp: gathered on rank 0
         if self.is_main_process:
             self.reports.close()
-            self.checkpointer.finish(self.module, self.model_save_dir, launch.handback_file(call))
+            self.checkpointer.finish(full, self.model_save_dir, launch.handback_file(call))
 
     # --- setting up a run -----------------------------------------------------------------
 
@@ -322,11 +337,18 @@ class Trainer:
         device = procs.device
         seed_everything(self.seed + procs.rank)
         self.module = model.to(device)
-        self.model = self.module if not procs.distributed else DistributedDataParallel(
-            self.module, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=self.find_unused_parameters)
+        if self.gradient_checkpointing:
+            blocks = recompute.enable(self.module)
+            if procs.is_main:
+                logger.info("gradient_checkpointing: %d blocks recompute their activations in backward", blocks)
+        self.strategy = strategy_for(self.strategy_name, self.amp, self.cpu_offload, self.find_unused_parameters)
+        before = {id(p) for p in self.module.parameters()}
+        self.model = self.strategy.wrap(self.module, procs)
+        if optimizer is not None and self.strategy.sharded and procs.distributed:
+            check_optimizer_params(optimizer, before)
         self.optimizer = optimizer or build_optimizer(self.module, self.lr, self.weight_decay)
         self._trainable = [p for p in self.module.parameters() if p.requires_grad]
+        self.memory = log_memory(self.module, self.optimizer, procs, self.strategy_name)
 
         self.data = TrainData(train_dataset, eval_dataset, collate_fn or DynamicPadding(),
                               batch_size=self.batch_size, procs=procs, group_by_length=self.group_by_length,
@@ -340,12 +362,23 @@ class Trainer:
         self.state = TrainState(self.module, self.optimizer, self.scheduler, self.precision.scaler,
                                 self.progress_state)
         root = self.model_save_dir / "checkpoints" if self.model_save_dir else None
-        self.checkpointer = Checkpointer(root, self.keep_checkpoints, procs, self.batch_size)
+        self.checkpointer = Checkpointer(root, self.keep_checkpoints, procs, self.batch_size, self.strategy)
         self.should_stop = self.save_requested = False
         self.metrics, self.last_loss, self.loss_divisor = {}, float("nan"), 1
         self._step_loss = torch.zeros((), device=device)
         self._log_losses: list[float] = []
         self._log_time = time.perf_counter()
+
+
+def check_optimizer_params(optimizer: torch.optim.Optimizer, before: set[int]) -> None:
+    """FSDP replaces the model's parameters by shards: an optimizer built before ``train()``
+    holds the old ones and would step nothing."""
+    if any(id(p) in before for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError(
+            "Trainer(strategy='fsdp').train(optimizer=...): the optimizer was built on the "
+            "parameters FSDP replaces by their shards, so it would not train them. Leave "
+            "optimizer=None (AdamW of lr= and weight_decay=), or use strategy='ddp'"
+        )
 
 
 __all__ = ["Progress", "Trainer"]
