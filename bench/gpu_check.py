@@ -10,6 +10,11 @@ Checks, each printed as PASS / FAIL / SKIP with its figures:
   first third's.
 - ``ddp nccl`` (CUDA): a process group of world size 1 under NCCL (its init and an
   all-reduce), and three AdamW steps of a DDP-wrapped model equal to the same steps unwrapped.
+- ``fsdp bf16 nccl`` (CUDA): a process group of world size 1 under NCCL; the classifier's
+  blocks and root sharded with ``fully_shard`` and FSDP's bf16 ``MixedPrecisionPolicy`` (fp32
+  reduce and master weights), as ``Trainer(strategy="fsdp", amp="bf16")`` does, three AdamW
+  steps: the sharded weights stay fp32 and end within 2e-2 (relative) of the same steps
+  unsharded under bf16 autocast.
 - ``sdpa = eager``: a padded batch through the same BERT weights with
   ``attn_implementation="sdpa"`` and ``"eager"``, on the device (fp32, atol 1e-5).
 - ``greedy cuda = cpu`` (CUDA): UniLM greedy generation on the device token-identical to CPU.
@@ -70,15 +75,22 @@ def check_training(device: torch.device, amp: str) -> str:
     return f"{len(values)} steps, mean loss {first:.4f} -> {last:.4f}"
 
 
-def check_ddp_nccl(device: torch.device) -> str:
+def nccl_group(device: torch.device) -> None:
+    """A process group of world size 1 under NCCL on ``device``."""
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     store = dist.TCPStore("127.0.0.1", port, 1, is_master=True)
     dist.init_process_group("nccl", store=store, rank=0, world_size=1, device_id=device)
+
+
+def check_ddp_nccl(device: torch.device) -> str:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    nccl_group(device)
     try:
         ones = torch.ones(4, device=device)
         dist.all_reduce(ones)
@@ -97,6 +109,40 @@ def check_ddp_nccl(device: torch.device) -> str:
         worst = max((ours[k] - v).abs().max().item() for k, v in plain.state_dict().items())
         assert worst <= 1e-5, f"DDP and plain weights differ by {worst:.2e}"
         return f"world size 1, all-reduce ok, 3 DDP steps = plain (max diff {worst:.1e})"
+    finally:
+        dist.destroy_process_group()
+
+
+def check_fsdp_bf16(device: torch.device) -> str:
+    import torch.distributed as dist
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    nccl_group(device)
+    try:
+        plain = classifier().to(device)
+        sharded = copy.deepcopy(plain)
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        for block in sharded.backbone.blocks():
+            fully_shard(block, mp_policy=policy)
+        fully_shard(sharded, mp_policy=policy)
+        batch = plain.collate_to_device(plain.build_dataset(
+            [{"text": t, "label": y} for t, y in zip(TEXTS, LABELS)]))
+        for model in (plain, sharded):
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            for _ in range(3):
+                optimizer.zero_grad()
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model is plain):
+                    loss = model(**batch)["loss"]
+                assert math.isfinite(loss.item()), f"loss {loss.item()}"
+                loss.backward()
+                optimizer.step()
+        dtypes = {p.dtype for p in sharded.parameters()}
+        assert dtypes == {torch.float32}, f"sharded master weights are {dtypes}, expected fp32"
+        ours = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in sharded.state_dict().items()}
+        worst = max(((ours[k] - v).abs().max() / v.abs().max().clamp_min(1e-6)).item()
+                    for k, v in plain.state_dict().items() if v.is_floating_point())
+        assert worst <= 2e-2, f"FSDP bf16 and autocast bf16 weights differ by {worst:.2e} (relative)"
+        return f"world size 1, fp32 master weights, 3 steps within {worst:.1e} of bf16 autocast"
     finally:
         dist.destroy_process_group()
 
@@ -159,6 +205,7 @@ def main() -> int:
         ("train bf16", lambda: check_training(device, "bf16"), True),
         ("train fp16", lambda: check_training(device, "fp16"), cuda),
         ("ddp nccl", lambda: check_ddp_nccl(device), cuda),
+        ("fsdp bf16 nccl", lambda: check_fsdp_bf16(device), cuda),
         ("sdpa = eager", lambda: check_sdpa(device), True),
         ("greedy cuda = cpu", lambda: check_greedy(device), cuda),
         ("prepacked", lambda: check_prepacked(device), True),
