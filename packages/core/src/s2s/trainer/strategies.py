@@ -213,7 +213,11 @@ class ShardedCheckpoint:
         )
 
         state = self._state(with_optimizer)
-        dcp.load(state, checkpoint_id=str(directory), no_dist=not _distributed())
+        # partial: getting the optimizer's state dict gives every parameter a state, while the
+        # checkpoint has none for a parameter that never had a gradient (an unused MLM head);
+        # those keep their fresh state, which no step reads. The manifest vouches for the files.
+        planner = dcp.DefaultLoadPlanner(allow_partial_load=True)
+        dcp.load(state, checkpoint_id=str(directory), planner=planner, no_dist=not _distributed())
         options = StateDictOptions(strict=False)
         if with_optimizer:
             set_state_dict(self.module, self.optimizer, model_state_dict=state["model"],
