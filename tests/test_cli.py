@@ -9,14 +9,12 @@ predictions must equal ``load_model(checkpoint=final).predict`` in this process.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import s2s
 
 from s2s import load_model
 from s2s.checkpoint import read_state_dict
@@ -75,16 +73,6 @@ RUNS = {
     "mlm": (["--task", "mlm", "--train", DATA / "writing/train.txt"],
             DATA / "writing/dev.txt", [r[0] for r in tsv_rows(DATA / "writing/dev.txt")], []),
 }
-
-
-def s2s(*args, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", S2S_LOAD_PLUGINS="bert,gpt2,tasks")
-    result = subprocess.run(
-        [sys.executable, "-m", "s2s", *map(str, args)], capture_output=True, text=True, timeout=600, env=env
-    )
-    if check:
-        assert result.returncode == 0, f"s2s {' '.join(map(str, args))}\n{result.stderr[-3000:]}"
-    return result
 
 
 def train_and_predict(name: str, root: Path):

@@ -11,22 +11,13 @@ evaluation's printed value.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
+from cli_helpers import s2s
+
 DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-def s2s(*args) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", S2S_LOAD_PLUGINS="bert,tasks")
-    result = subprocess.run([sys.executable, "-m", "s2s", *map(str, args)], capture_output=True, text=True,
-                            timeout=600, env=env)
-    assert result.returncode == 0, f"s2s {' '.join(map(str, args))}\n{result.stderr[-3000:]}"
-    return result
 
 
 def printed(stderr: str) -> list[dict[str, float]]:
@@ -42,8 +33,8 @@ def predictions(path: Path) -> list:
 def test_readme_classification_learns_and_prints_the_metrics_of_predict(tmp_path):
     train, dev = DATA / "classification/train.tsv", DATA / "classification/dev.tsv"
     run = s2s("train", "--task", "classification", "--train", train, "--eval", dev, "--output", tmp_path / "cls",
-              "--no-progress")
-    s2s("predict", tmp_path / "cls/final", "--input", dev, "--output", tmp_path / "preds.jsonl")
+              "--no-progress", plugins="bert,tasks")
+    s2s("predict", tmp_path / "cls/final", "--input", dev, "--output", tmp_path / "preds.jsonl", plugins="bert,tasks")
 
     gold = [line.split("\t")[1] for line in dev.read_text(encoding="utf-8").splitlines() if line.strip()]
     predicted = predictions(tmp_path / "preds.jsonl")
@@ -84,8 +75,8 @@ def char_tag_spans(path: Path) -> list[set[tuple[int, int, str]]]:
 def test_ner_best_metric_keeps_the_best_evaluation_and_it_is_the_f1_of_predict(tmp_path):
     train, dev = DATA / "ner/train.txt", DATA / "ner/dev.txt"
     run = s2s("train", "--task", "ner", "--train", train, "--eval", dev, "--output", tmp_path / "ner",
-              "--epochs", "6", "--best-metric", "entity_f1", "--no-progress")
-    s2s("predict", tmp_path / "ner/final", "--input", dev, "--output", tmp_path / "preds.jsonl")
+              "--epochs", "6", "--best-metric", "entity_f1", "--no-progress", plugins="bert,tasks")
+    s2s("predict", tmp_path / "ner/final", "--input", dev, "--output", tmp_path / "preds.jsonl", plugins="bert,tasks")
 
     gold = char_tag_spans(dev)
     predicted = [{tuple(span) for span in spans} for spans in predictions(tmp_path / "preds.jsonl")]

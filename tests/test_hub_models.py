@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from cli_helpers import s2s
 
 from s2s import load_model
 from s2s.hub import HubError
@@ -118,17 +116,10 @@ def test_folder_whose_config_no_backbone_reads_lists_it_and_the_backbones(bert_f
         assert listed in message
 
 
-def s2s(*args, env) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "s2s", *map(str, args)], capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
-    assert result.returncode == 0, f"s2s {' '.join(map(str, args))}\n{result.stderr[-3000:]}"
-    return result
-
-
 def test_cli_trains_from_an_id_and_predicts_from_one(bert_folder, tmp_path):
     """As a user runs it: HF_HUB_CACHE and HF_HUB_OFFLINE in the environment of the commands."""
     cache = tmp_path / "hf"
-    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "S2S_LOAD_PLUGINS": "bert,gpt2,tasks"}
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     put_in_hf_cache(cache, "hfl/tiny-bert", bert_folder)
     data = tmp_path / "train.tsv"
     data.write_text("今天天气很好\t好\n今天天气很坏\t坏\n我们去公园散步\t好\n", encoding="utf-8")

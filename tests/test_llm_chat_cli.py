@@ -5,13 +5,11 @@ predict`` on the fine-tuned folder: one reply per dialogue, equal to ``reply`` i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import s2s
 
 from s2s import load_model, resolve_tokenizer
 
@@ -19,14 +17,6 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("s2s_llama")
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "chat"
-
-
-def s2s(*args) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", S2S_LOAD_PLUGINS="llama,tasks")
-    result = subprocess.run([sys.executable, "-m", "s2s", *map(str, args)], capture_output=True, text=True,
-                            timeout=600, env=env)
-    assert result.returncode == 0, f"s2s {' '.join(map(str, args))}\n{result.stderr[-3000:]}"
-    return result
 
 
 def test_train_chat_on_a_qwen2_checkpoint_then_predict(tmp_path, all_plugins):
@@ -45,8 +35,8 @@ def test_train_chat_on_a_qwen2_checkpoint_then_predict(tmp_path, all_plugins):
 
     out = tmp_path / "run"
     s2s("train", "--task", "chat", "--model", "qwen2", "--checkpoint", pretrained, "--train", DATA / "train.json",
-        "--output", out, "--epochs", "1", "--batch-size", "8", "--no-progress")
-    predicted = s2s("predict", out / "final", "--input", DATA / "dev.json", "--max-new-tokens", "4")
+        "--output", out, "--epochs", "1", "--batch-size", "8", "--no-progress", plugins="llama,tasks")
+    predicted = s2s("predict", out / "final", "--input", DATA / "dev.json", "--max-new-tokens", "4", plugins="llama,tasks")
     records = [json.loads(line) for line in predicted.stdout.splitlines()]
     histories = [d[:-1] for d in json.loads((DATA / "dev.json").read_text("utf-8"))]
     assert [r["input"] for r in records] == histories
