@@ -14,8 +14,8 @@ Every backbone
     ``config.json`` dict) and ``hf_state_dict()`` (HF parameter names); ``pooler_dense()``:
     the pooler's linear map of the first token's state (before its activation), ``None``
     where the backbone has no pooler; ``head_dropout`` and ``head_init_std``: the dropout and
-    initial weight std of a task's head on its states (defaults 0.1 and 0.02; a backbone
-    whose config names its own returns those); ``lora_targets``: a class attribute, the HF
+    initial weight std of a task's head on its states (the config's ``hidden_dropout_prob`` and
+    ``initializer_range``, else 0.1 and 0.02); ``lora_targets``: a class attribute, the HF
     module names LoRA adapts by default (``"default"``, PEFT's choice for the architecture) and
     for ``targets="attention"`` (every linear map of attention), e.g. ``{"default": ("query",
     "value"), ...}`` (:mod:`s2s.adapters`).
@@ -69,9 +69,12 @@ at registration, naming the members.
 What a model package writes
     Its ``Config`` (a :class:`s2s.config.Config` dataclass: HF ``config.json`` keys, ``model_type``,
     ``architecture``; ``to_hf_dict()`` when its ``config.json`` needs more), its modules and
-    forward passes, and the members above that read them: ``max_positions``,
-    ``input_embeddings()``, ``blocks()``, and per kind ``lm_logits`` / ``decoder`` / ``encode``,
-    ``decode``, ``cross_key_values``. :mod:`s2s.testing.toy_encoder_decoder` is the minimum.
+    forward passes, and the members above that read them: ``input_embeddings()``, ``blocks()``,
+    ``max_positions`` (unless its config has ``max_position_embeddings``), and per kind
+    ``lm_logits`` / ``decoder`` / ``encode``, ``decode``, ``cross_key_values``. The config's
+    common transformers names (``max_position_embeddings``, ``hidden_dropout_prob``,
+    ``initializer_range``; its ``key_aliases`` where it spells them otherwise) give the sizes
+    and the head's dropout and init. :mod:`s2s.testing.toy_encoder_decoder` is the minimum.
     Loading, resizing and saving are written here once; a package declares what differs:
 
     - ``checkpoint_prefixes``: prefixes stripped from checkpoint keys (``bert.``, ``model.``);
@@ -184,8 +187,10 @@ class Backbone(nn.Module):
 
     @property
     def max_positions(self) -> int | None:
-        """How many positions one sequence may have; ``None`` when there is no limit."""
-        raise NotImplementedError
+        """How many positions one sequence may have; ``None`` when there is no limit. This
+        default is the config's ``max_position_embeddings`` (or the field that key aliases);
+        a backbone whose config has none implements it."""
+        return self.config.max_position_embeddings
 
     @property
     def vocab_size(self) -> int:
@@ -225,13 +230,15 @@ class Backbone(nn.Module):
 
     @property
     def head_dropout(self) -> float:
-        """Dropout before a task's head (transformers' classifiers use the backbone's own)."""
-        return 0.1
+        """Dropout before a task's head (transformers' classifiers use the backbone's own): the
+        config's ``hidden_dropout_prob`` (or the field that key aliases), else 0.1."""
+        return getattr(self.config, "hidden_dropout_prob", 0.1)
 
     @property
     def head_init_std(self) -> float:
-        """Std of the normal draw of a task head's weights (the backbone's initializer range)."""
-        return 0.02
+        """Std of the normal draw of a task head's weights: the config's ``initializer_range``
+        (or the field that key aliases), else 0.02."""
+        return getattr(self.config, "initializer_range", 0.02)
 
     # --- what a model package declares for loading, resizing and saving -------------------
     # (the load sequence, resizing, from_pretrained and save_pretrained below use only these)
@@ -429,7 +436,15 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
+# Required members Backbone's default reads from a config field, where the config has it.
+CONFIG_DEFAULTS = {"max_positions": "max_position_embeddings"}
+
 _MISSING = object()
+
+
+def _config_has(cls: type, key: str) -> bool:
+    has_key = getattr(getattr(cls, "config_class", None), "has_key", None)
+    return bool(has_key and has_key(key))
 
 
 def contract_violations(cls: type) -> list[str]:
@@ -447,6 +462,8 @@ def contract_violations(cls: type) -> list[str]:
     for name in needed:
         own = getattr(cls, name, _MISSING)  # a class attribute ``max_positions = None`` counts
         if own is _MISSING or own is getattr(Backbone, name, _MISSING):
+            if name in CONFIG_DEFAULTS and _config_has(cls, CONFIG_DEFAULTS[name]):
+                continue
             problems.append(f"{name} is not implemented")
     return problems
 

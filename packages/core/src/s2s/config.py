@@ -17,7 +17,11 @@ class Config:
     """Base of backbone configs. Subclasses are dataclasses with a default for every field.
 
     Keys of a ``config.json`` that a subclass does not define (``architectures``, …) are
-    ignored; ``key_aliases`` maps other spellings of a key to the field name.
+    ignored; ``key_aliases`` maps other spellings of a key to the field name, and the config
+    answers to them too, as transformers' ``attribute_map`` does: GPT-2's
+    ``config.hidden_size`` is its ``n_embd``. The backbone contract's defaults read the common
+    names (:class:`s2s.backbone.Backbone`: ``max_position_embeddings``, ``hidden_dropout_prob``,
+    ``initializer_range``), so a config that spells them otherwise aliases them.
     """
 
     model_type: ClassVar[str] = ""
@@ -36,6 +40,19 @@ class Config:
             return cls(**known)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from exc
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when ``name`` is not a field or attribute: an alias reads its field.
+        field = type(self).key_aliases.get(name)
+        if field is None or field == name:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return getattr(self, field)
+
+    @classmethod
+    def has_key(cls, name: str) -> bool:
+        """Whether the config has the field ``name``, under that name or as an alias."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return name in names or cls.key_aliases.get(name) in names
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

@@ -21,7 +21,9 @@ class BartConfig(Config):
 
     model_type: ClassVar[str] = "bart"
     architecture: ClassVar[str] = "BartForConditionalGeneration"
-    key_aliases: ClassVar[dict[str, str]] = {"hidden_size": "d_model"}
+    key_aliases: ClassVar[dict[str, str]] = {
+        "hidden_size": "d_model", "hidden_dropout_prob": "dropout", "initializer_range": "init_std",
+    }
 
     vocab_size: int = 21128
     max_position_embeddings: int = 512
@@ -61,10 +63,6 @@ class BartConfig(Config):
             raise ConfigError(
                 f"activation_function={self.activation_function!r}; supported: {', '.join(ACTIVATIONS)}"
             )
-
-    @property
-    def hidden_size(self) -> int:
-        return self.d_model
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The ``config.json`` that transformers reads. Generation options that change the

@@ -201,18 +201,6 @@ class BartBackbone(Backbone):
 
     # --- sizes and embeddings ----------------------------------------------------------------
 
-    @property
-    def max_positions(self) -> int:
-        return self.config.max_position_embeddings
-
-    @property
-    def head_dropout(self) -> float:
-        return self.config.dropout
-
-    @property
-    def head_init_std(self) -> float:
-        return self.config.init_std
-
     def input_embeddings(self) -> nn.Embedding:
         return self.shared
 

@@ -310,18 +310,6 @@ class BertBackbone(Backbone):
             position_ids = torch.arange(past_length, past_length + length, device=input_ids.device)[None]
         return position_ids, None
 
-    @property
-    def max_positions(self) -> int:
-        return self.config.max_position_embeddings
-
-    @property
-    def head_dropout(self) -> float:
-        return self.config.hidden_dropout_prob
-
-    @property
-    def head_init_std(self) -> float:
-        return self.config.initializer_range
-
     def input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word_embeddings
 

@@ -21,6 +21,7 @@ class GPT2Config(Config):
         "num_attention_heads": "n_head",
         "max_position_embeddings": "n_positions",
         "intermediate_size": "n_inner",
+        "hidden_dropout_prob": "resid_pdrop",
     }
 
     vocab_size: int = 21128
@@ -44,10 +45,6 @@ class GPT2Config(Config):
             raise ConfigError(
                 f"activation_function={self.activation_function!r}; supported: {', '.join(ACTIVATIONS)}"
             )
-
-    @property
-    def hidden_size(self) -> int:
-        return self.n_embd
 
     @property
     def head_dim(self) -> int:

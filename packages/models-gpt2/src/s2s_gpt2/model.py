@@ -10,15 +10,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from s2s.backbone import (
-    DECODER,
-    KV_CACHE,
-    LM_HEAD,
-    MASK_3D,
-    Backbone,
-    BackboneOutput,
-)
-from s2s.nn import masks, prepacked
+from s2s.backbone import DECODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone, BackboneOutput
+from s2s.generation.decoder_only import cached_length, causal_forward
+from s2s.nn import prepacked
 from s2s.nn.activations import activation
 from s2s.nn.attention import attention
 from s2s.nn.dropout import Dropout, dropout
@@ -125,16 +119,7 @@ class GPT2Backbone(Backbone):
     """GPT-2 decoder with a tied LM head.
 
     ``forward(input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-    past_key_values=None, use_cache=False)``:
-
-    - ``attention_mask`` [B, K]: padding (1 = real token), combined with the causal mask;
-      [B, Q, K]: the full mask (1 = may attend), used as given. K counts cached positions.
-    - ``position_ids`` default: from the padding mask (``cumsum - 1``, so left-padded rows
-      start at 0), else ``past .. past + Q - 1``.
-    - ``token_type_ids`` are embedded with ``wte`` and added, as in HF GPT-2 (CDial-GPT's
-      speaker tokens).
-    - ``past_key_values``: per-layer ``(key, value)`` [B, heads, T, head_dim] or a
-      :class:`~s2s.nn.kv_cache.KVCache` (updated in place).
+    past_key_values=None, use_cache=False, output_hidden_states=False)``: :meth:`forward`.
 
     Generation: :class:`s2s.generation.DecoderOnlyDecoder` through :meth:`run` and
     :meth:`kv_cache_spec`; ``token_type_ids`` is its per-token extra input.
@@ -169,18 +154,6 @@ class GPT2Backbone(Backbone):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
-    @property
-    def max_positions(self) -> int:
-        return self.config.n_positions
-
-    @property
-    def head_dropout(self) -> float:
-        return self.config.resid_pdrop
-
-    @property
-    def head_init_std(self) -> float:
-        return self.config.initializer_range
-
     def input_embeddings(self) -> nn.Embedding:
         return self.transformer.wte
 
@@ -196,48 +169,17 @@ class GPT2Backbone(Backbone):
         (prepacked on CPU without gradients: :mod:`s2s.nn.prepacked`)."""
         return prepacked.linear(hidden, self.transformer.wte.weight, None)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values=None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BackboneOutput:
-        batch, length = input_ids.shape
-        cache = past_key_values
-        if isinstance(cache, (tuple, list)):
-            cache = KVCache.from_tuples(cache, extra=length)
-        elif cache is None and use_cache:
-            cache = KVCache.allocate(self.kv_cache_spec(), batch, length)
-        past = cache.length if cache is not None else 0
-        if past + length > self.config.n_positions:
+    def forward(self, input_ids: torch.Tensor, attention_mask=None, token_type_ids=None, **options) -> BackboneOutput:
+        """:func:`s2s.generation.decoder_only.causal_forward`, whose ``options`` it takes by name
+        (``position_ids``, ``past_key_values``, ``use_cache``, ``output_hidden_states``), refusing
+        more than ``n_positions`` positions; ``token_type_ids`` [B, Q] are embedded with ``wte``
+        and added, as in HF GPT-2 (CDial-GPT's speaker tokens)."""
+        positions = cached_length(options.get("past_key_values")) + input_ids.shape[1]
+        if positions > self.config.n_positions:
             raise ValueError(
-                f"{past + length} positions, but this GPT-2 has n_positions={self.config.n_positions}: "
-                f"truncate the input"
+                f"{positions} positions, but this GPT-2 has n_positions={self.config.n_positions}: truncate the input"
             )
-        if position_ids is None:
-            position_ids = masks.positions_from_mask(attention_mask, past, length, input_ids.device)
-        mask = masks.decoder_attention_mask(attention_mask, batch, past, length, input_ids.device)
-        # Without a cache, padded positions are left out (their outputs are 0).
-        packing = None
-        if cache is None and mask is not None and attention_mask.dim() == 2:
-            packing = Packing(attention_mask)
-        hidden_states = [] if output_hidden_states else None
-        if cache is not None:
-            cache.reserve(length)
-        hidden = self.run(input_ids, position_ids, mask, cache, token_type_ids, hidden_states, packing)
-        if cache is not None:
-            cache.advance(length)
-        if isinstance(past_key_values, (tuple, list)) or (past_key_values is None and use_cache):
-            cache = cache.to_tuples()
-        return BackboneOutput(
-            last_hidden_state=hidden,
-            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
-            past_key_values=cache if use_cache else None,
-        )
+        return causal_forward(self, input_ids, attention_mask, token_type_ids=token_type_ids, **options)
 
     def run(self, input_ids, position_ids, mask, cache, token_type_ids=None, hidden_states=None, packing=None):
         """The transformer on ``input_ids`` [B, Q] with a ready bool ``mask`` [B, 1, Q, K] (or

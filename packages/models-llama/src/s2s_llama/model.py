@@ -9,19 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2s.backbone import (
-    DECODER,
-    KV_CACHE,
-    LM_HEAD,
-    MASK_3D,
-    Backbone,
-    BackboneOutput,
-)
+from s2s.backbone import DECODER, KV_CACHE, LM_HEAD, MASK_3D, Backbone
+from s2s.generation.decoder_only import causal_forward
 from s2s.nn import prepacked
 from s2s.nn.attention import attention
 from s2s.nn.init import init_normal
 from s2s.nn.kv_cache import KVCache, KVCacheSpec
-from s2s.nn.masks import decoder_attention_mask, positions_from_mask
 from s2s.nn.packing import Packing
 
 from .config import Glm4Config, GlmConfig, LlamaConfig, Qwen2Config, Qwen3Config
@@ -160,14 +153,8 @@ class LlamaBackbone(Backbone):
     """A decoder LLM with its LM head (``lm_head``, or the embeddings when tied).
 
     ``forward(input_ids, attention_mask=None, position_ids=None, past_key_values=None,
-    use_cache=False, output_hidden_states=False)``:
-
-    - ``attention_mask`` [B, K]: padding (1 = real token), combined with the causal mask;
-      [B, Q, K]: the full mask (1 = may attend), used as given. K counts cached positions.
-    - ``position_ids`` default: from the padding mask (``cumsum - 1``, so left-padded rows
-      start at 0), else ``past .. past + Q - 1``.
-    - ``past_key_values``: per-layer ``(key, value)`` [B, kv_heads, T, head_dim] or a
-      :class:`s2s.nn.kv_cache.KVCache` (updated in place).
+    use_cache=False, output_hidden_states=False)``: as
+    :func:`s2s.generation.decoder_only.causal_forward` states it.
     """
 
     kind = DECODER
@@ -175,6 +162,7 @@ class LlamaBackbone(Backbone):
     config_class = LlamaConfig
     lora_targets = {"default": ("q_proj", "v_proj"), "attention": ("q_proj", "k_proj", "v_proj", "o_proj")}
     padded_vocab = True  # released checkpoints pad the embeddings beyond the tokenizer
+    forward = causal_forward  # the decoder-only forward, on run()
 
     def __init__(self, config: LlamaConfig):
         super().__init__(config)
@@ -188,14 +176,6 @@ class LlamaBackbone(Backbone):
         init_normal(module, self.config.initializer_range)
         if isinstance(module, RMSNorm):
             nn.init.ones_(module.weight)
-
-    @property
-    def max_positions(self) -> int:
-        return self.config.max_position_embeddings
-
-    @property
-    def head_init_std(self) -> float:
-        return self.config.initializer_range
 
     @property
     def head_dropout(self) -> float:
@@ -218,43 +198,6 @@ class LlamaBackbone(Backbone):
         CPU without gradients)."""
         head = getattr(self, "lm_head", None)
         return head(hidden) if head is not None else prepacked.linear(hidden, self.model.embed_tokens.weight, None)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values=None,
-        use_cache: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BackboneOutput:
-        batch, length = input_ids.shape
-        cache = past_key_values
-        if isinstance(cache, (tuple, list)):
-            cache = KVCache.from_tuples(cache, extra=length)
-        elif cache is None and use_cache:
-            cache = KVCache.allocate(self.kv_cache_spec(), batch, length)
-        past = cache.length if cache is not None else 0
-        if position_ids is None:
-            position_ids = positions_from_mask(attention_mask, past, length, input_ids.device)
-        mask = decoder_attention_mask(attention_mask, batch, past, length, input_ids.device)
-        # Without a cache, padded positions are left out (their outputs are 0).
-        packing = None
-        if cache is None and mask is not None and attention_mask.dim() == 2:
-            packing = Packing(attention_mask)
-        hidden_states = [] if output_hidden_states else None
-        if cache is not None:
-            cache.reserve(length)
-        hidden = self.run(input_ids, position_ids, mask, cache, hidden_states, packing)
-        if cache is not None:
-            cache.advance(length)
-        if isinstance(past_key_values, (tuple, list)) or (past_key_values is None and use_cache):
-            cache = cache.to_tuples()
-        return BackboneOutput(
-            last_hidden_state=hidden,
-            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
-            past_key_values=cache if use_cache else None,
-        )
 
     def run(self, input_ids, position_ids, mask, cache, hidden_states=None, packing=None):
         """The decoder-only contract (:mod:`s2s.generation.decoder_only`): ``input_ids`` [B, Q],

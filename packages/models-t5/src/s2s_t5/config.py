@@ -23,6 +23,7 @@ class T5Config(Config):
         "num_hidden_layers": "num_layers",
         "intermediate_size": "d_ff",
         "head_dim": "d_kv",
+        "hidden_dropout_prob": "dropout_rate",
     }
 
     vocab_size: int = 32128
@@ -53,10 +54,6 @@ class T5Config(Config):
         for name in ("d_model", "d_kv", "d_ff", "num_heads", "num_layers", "vocab_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive integer")
-
-    @property
-    def hidden_size(self) -> int:
-        return self.d_model
 
     @property
     def gated(self) -> bool:

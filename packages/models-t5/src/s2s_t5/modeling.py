@@ -358,10 +358,6 @@ class T5Backbone(Backbone):
         """Relative positions: no limit in the model (T5-PEGASUS was pre-trained on 512)."""
         return None
 
-    @property
-    def head_dropout(self) -> float:
-        return self.config.dropout_rate
-
     def input_embeddings(self) -> nn.Embedding:
         return self.shared
 

@@ -18,6 +18,10 @@ A decoder-only backbone takes part by implementing, besides ``lm_logits`` (``LM_
 batches (a key mask over the cache, position ids counted from each row's first real token) and
 the next position of each row; ``merge`` joins batches started at different steps (continuous
 batching, :mod:`s2s.generation.scheduler`).
+
+:func:`causal_forward` is the ``forward`` of such a backbone written once on ``run``: padding
+and 3-D masks, default position ids, a cache given as a :class:`~s2s.nn.kv_cache.KVCache` or as
+per-layer tuples, and padded positions left out of the work when there is no cache.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..backbone import BackboneOutput
 from ..nn.kv_cache import KVCache
 from ..nn.masks import decoder_attention_mask, positions_from_mask
+from ..nn.packing import Packing
 
 OWN_INPUTS = ("input_ids", "attention_mask")
 NEXT = "next_"  # ``next_<name>`` [B]: the per-token input ``<name>`` of the generated tokens
@@ -140,6 +146,66 @@ class DecoderOnlyDecoder:
         hidden = self.backbone.run(input_ids, positions, mask, cache, **extra)
         cache.advance(input_ids.shape[1])
         return self.backbone.lm_logits(hidden[:, -1])
+
+
+def cached_length(past_key_values) -> int:
+    """How many positions ``past_key_values`` holds: a :class:`~s2s.nn.kv_cache.KVCache`,
+    per-layer ``(key, value)`` [B, kv_heads, T, head_dim], or ``None`` (0)."""
+    if past_key_values is None:
+        return 0
+    if isinstance(past_key_values, KVCache):
+        return past_key_values.length
+    return past_key_values[0][0].shape[2]
+
+
+def causal_forward(
+    backbone,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    past_key_values=None,
+    use_cache: bool = False,
+    output_hidden_states: bool = False,
+    **extra,
+) -> BackboneOutput:
+    """A decoder-only backbone's ``forward`` through its ``run`` (the module docstring):
+
+    - ``attention_mask`` [B, K]: padding (1 = real token), combined with the causal mask;
+      [B, Q, K]: the full mask (1 = may attend), used as given. K counts cached positions.
+    - ``position_ids`` default: from the padding mask (``cumsum - 1``, so left-padded rows
+      start at 0), else ``past .. past + Q - 1``.
+    - ``past_key_values``: per-layer ``(key, value)`` [B, kv_heads, T, head_dim] (the output's
+      cache is then tuples too) or a :class:`~s2s.nn.kv_cache.KVCache` (updated in place).
+    - ``extra``: per-token inputs ``run`` takes by name (``None`` values are left out).
+
+    Without a cache, padded positions are left out (their outputs are 0)."""
+    batch, length = input_ids.shape
+    cache = past_key_values
+    if isinstance(cache, (tuple, list)):
+        cache = KVCache.from_tuples(cache, extra=length)
+    elif cache is None and use_cache:
+        cache = KVCache.allocate(backbone.kv_cache_spec(), batch, length)
+    past = cache.length if cache is not None else 0
+    if position_ids is None:
+        position_ids = positions_from_mask(attention_mask, past, length, input_ids.device)
+    mask = decoder_attention_mask(attention_mask, batch, past, length, input_ids.device)
+    packing = None
+    if cache is None and mask is not None and attention_mask.dim() == 2:
+        packing = Packing(attention_mask)
+    hidden_states = [] if output_hidden_states else None
+    extra = {name: value for name, value in extra.items() if value is not None}
+    if cache is not None:
+        cache.reserve(length)
+    hidden = backbone.run(input_ids, position_ids, mask, cache, hidden_states=hidden_states, packing=packing, **extra)
+    if cache is not None:
+        cache.advance(length)
+    if isinstance(past_key_values, (tuple, list)) or (past_key_values is None and use_cache):
+        cache = cache.to_tuples()
+    return BackboneOutput(
+        last_hidden_state=hidden,
+        hidden_states=tuple(hidden_states) if hidden_states is not None else None,
+        past_key_values=cache if use_cache else None,
+    )
 
 
 def _extra_inputs(inputs, batch: int, length: int) -> tuple[dict, dict]:

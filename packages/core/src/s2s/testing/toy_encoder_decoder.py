@@ -107,7 +107,7 @@ class DecoderBlock(nn.Module):
 class ToyEncoderDecoder(Backbone):
     """One encoder block and one decoder block. All it writes is what every model package
     writes: its config, modules and forward passes, and the contract's members that read
-    them (``max_positions``, ``input_embeddings``, ``blocks``, ``lm_logits``, ``encode`` /
+    them (``input_embeddings``, ``blocks``, ``lm_logits``, ``encode`` /
     ``decode`` / ``cross_key_values``). Loading, resizing, saving and ``from_pretrained`` are
     :class:`~s2s.backbone.Backbone`'s: its weight names are written as they are, and only the
     embeddings follow the vocabulary (the head reads them)."""
@@ -124,10 +124,6 @@ class ToyEncoderDecoder(Backbone):
         self.encoder, self.decoder_block = EncoderBlock(config), DecoderBlock(config)
         self.norms = nn.ModuleList(nn.LayerNorm(h) for _ in range(2))  # after each stack
         self.dropout = nn.Dropout(config.dropout)
-
-    @property
-    def max_positions(self) -> int:
-        return self.config.max_position_embeddings
 
     def input_embeddings(self) -> nn.Embedding:
         return self.embed
