@@ -76,25 +76,18 @@ class BartConfig(Config):
         }
 
 
+def _both_sides(**sizes) -> dict:
+    """``encoder_X`` and ``decoder_X`` for each ``X`` of ``sizes`` (the same on both sides)."""
+    return {f"{side}_{name}": value for name, value in sizes.items() for side in ("encoder", "decoder")}
+
+
 # Size presets. ``tiny`` and ``small`` are for tests and examples (random weights); ``base`` is the shape of
 # fnlp/bart-base-chinese, ``large`` that of fnlp/bart-large-chinese.
 SIZES = {
-    "tiny": dict(
-        d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
-    ),
-    "small": dict(
-        d_model=256, encoder_layers=3, decoder_layers=3, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024,
-    ),
-    "base": dict(
-        d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
-        decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072,
-    ),
-    "large": dict(
-        d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
-        decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096,
-    ),
+    "tiny": dict(d_model=64, **_both_sides(layers=2, attention_heads=4, ffn_dim=128)),
+    "small": dict(d_model=256, **_both_sides(layers=3, attention_heads=4, ffn_dim=1024)),
+    "base": dict(d_model=768, **_both_sides(layers=6, attention_heads=12, ffn_dim=3072)),
+    "large": dict(d_model=1024, **_both_sides(layers=12, attention_heads=16, ffn_dim=4096)),
 }
 
 # Generation options a released config.json / generation_config.json may set that s2s does not

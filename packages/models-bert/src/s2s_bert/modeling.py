@@ -112,22 +112,25 @@ class SelfAttention(nn.Module):
         return scores
 
 
-class SelfOutput(nn.Module):
-    def __init__(self, config: BertConfig):
+class Output(nn.Module):
+    """``LayerNorm(dropout(dense(x)) + residual)``: after attention (``x`` [B, L, H]) and after
+    the feed-forward network (``x`` [B, L, 4H], ``in_features`` the intermediate size)."""
+
+    def __init__(self, config: BertConfig, in_features: int):
         super().__init__()
-        self.dense = prepacked.Linear(config.hidden_size, config.hidden_size)
+        self.dense = prepacked.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, context, residual):  # [B, L, H] each
-        return self.LayerNorm(self.dropout(self.dense(context)) + residual)
+    def forward(self, x, residual):  # -> [B, L, H]
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
 
 
 class Attention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.self = SelfAttention(config)
-        self.output = SelfOutput(config)
+        self.output = Output(config, config.hidden_size)
 
     def forward(self, hidden, mask=None, past=None, relative=None, packing=None):
         context, key_value = self.self(hidden, mask, past, relative, packing)
@@ -144,17 +147,6 @@ class Intermediate(nn.Module):
         return self.act(self.dense(hidden))
 
 
-class Output(nn.Module):
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.dense = prepacked.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
-
-    def forward(self, intermediate, residual):  # [B, L, 4H], [B, L, H] -> [B, L, H]
-        return self.LayerNorm(self.dropout(self.dense(intermediate)) + residual)
-
-
 class Layer(nn.Module):
     """One post-LayerNorm transformer block: attention, then the feed-forward network."""
 
@@ -162,7 +154,7 @@ class Layer(nn.Module):
         super().__init__()
         self.attention = Attention(config)
         self.intermediate = Intermediate(config)
-        self.output = Output(config)
+        self.output = Output(config, config.intermediate_size)
 
     def forward(self, hidden, mask=None, past=None, relative=None, packing=None):
         attended, key_value = self.attention(hidden, mask, past, relative, packing)

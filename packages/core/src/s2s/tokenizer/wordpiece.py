@@ -56,6 +56,14 @@ from .vocab import (
 _UNUSED = re.compile(r"\[unused\d+\]")
 
 
+
+def _vocab_id(token: str, required: bool = True) -> property:
+    """A property: the id of ``token`` in the vocab (``None`` where absent, unless ``required``)."""
+    if required:
+        return property(lambda self: self.vocab[token])
+    return property(lambda self: self.vocab.get(token))
+
+
 class Tokenizer(EngineTokenizer):
     """BERT WordPiece tokenizer for Chinese (see the module docstring for the rules).
 
@@ -122,25 +130,12 @@ class Tokenizer(EngineTokenizer):
         roles = {"unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
         return {role: token for role, token in roles.items() if token in self.vocab}
 
-    @property
-    def pad_id(self) -> int:
-        return self.vocab[PAD]
-
-    @property
-    def unk_id(self) -> int:
-        return self.vocab[UNK]
-
-    @property
-    def cls_id(self) -> int:
-        return self.vocab[CLS]
-
-    @property
-    def sep_id(self) -> int:
-        return self.vocab[SEP]
-
-    @property
-    def mask_id(self) -> int | None:
-        return self.vocab.get(MASK)
+    # The special tokens' ids (ints; ``mask_id`` is None without [MASK]).
+    pad_id = _vocab_id(PAD)
+    unk_id = _vocab_id(UNK)
+    cls_id = _vocab_id(CLS)
+    sep_id = _vocab_id(SEP)
+    mask_id = _vocab_id(MASK, required=False)
 
     @property
     def special_tokens(self) -> list[str]:
