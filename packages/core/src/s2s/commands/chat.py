@@ -9,21 +9,16 @@ serve``.
 
 from __future__ import annotations
 
-import argparse
 import queue
 import sys
 
-from .options import CommandError, model_folder
+from .options import CommandError, add_model_arguments, command_parser, model_folder
 from .predict import add_loading_arguments
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "chat", help="chat with a model folder in the terminal",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("model", help="a chat model folder (runs/chat/final) or model id")
-    parser.add_argument("--revision", help="the model id's branch, tag or commit")
+    parser = command_parser(subparsers, "chat", __doc__, "chat with a model folder in the terminal")
+    add_model_arguments(parser, "a chat model folder (runs/chat/final) or model id")
     parser.add_argument("--max-tokens", type=int, default=64, help="most tokens in one reply (default 64)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default); > 0: sampling")
     parser.add_argument("--top-p", type=float, default=1.0, help="sampling: keep the smallest set of tokens reaching this probability")

@@ -14,15 +14,12 @@ and ``s2s_task.json``. ``s2s predict OUT`` and ``s2s serve OUT`` run it.
 
 from __future__ import annotations
 
-import argparse
-
-from .options import CommandError, check_model_folder
+from .options import CommandError, check_model_folder, command_parser
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "export", help="write a model folder in another form (a LoRA adapter merged, ONNX)",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        subparsers, "export", __doc__, "write a model folder in another form (a LoRA adapter merged, ONNX)"
     )
     parser.add_argument("model", help="a model folder (runs/x/final, a PEFT adapter folder)")
     parser.add_argument("--merge-lora", metavar="OUT", help="fold the LoRA adapters in; write a plain folder to OUT")

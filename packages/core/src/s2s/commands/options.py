@@ -85,6 +85,24 @@ def parse_options(pairs: list[str] | None, where: str = "--option") -> dict[str,
     return options
 
 
+MODEL_HELP = "a model folder (runs/x/final) or model id (org/name, modelscope:owner/name)"
+REVISION_HELP = "the model id's branch, tag or commit"
+
+
+def command_parser(subparsers, name: str, doc: str, help: str) -> argparse.ArgumentParser:
+    """The parser of ``s2s NAME``: ``help`` in ``s2s --help``; its description, the first
+    paragraph of the command module's docstring ``doc``, laid out as written."""
+    return subparsers.add_parser(
+        name, help=help, description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, help: str = MODEL_HELP) -> None:
+    """The ``model`` argument (a folder or a model id, :func:`model_folder`) and ``--revision``."""
+    parser.add_argument("model", help=help)
+    parser.add_argument("--revision", help=REVISION_HELP)
+
+
 def model_folder(model: str, revision: str | None = None) -> Path:
     """The fine-tuned model folder ``model`` names: a folder, or a model id (org/name on Hugging
     Face, modelscope:owner/name; see :mod:`s2s.hub`) at ``revision``, checked."""

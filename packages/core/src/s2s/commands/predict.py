@@ -11,24 +11,26 @@ shows each prediction on stderr as it is generated.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from contextlib import nullcontext
 
 from ..io import atomic_write
-from .options import CommandError, check_model_folder, model_folder, parse_options
+from .options import (
+    CommandError,
+    add_model_arguments,
+    check_model_folder,
+    command_parser,
+    model_folder,
+    parse_options,
+)
 
 GENERATION_FLAGS = ("beam_size", "max_new_tokens", "do_sample", "top_k", "top_p", "temperature", "seed")
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "predict", help="predict a file with a trained model folder, to JSON lines",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("model", help="a model folder (runs/x/final) or model id (org/name, modelscope:owner/name)")
-    parser.add_argument("--revision", help="the model id's branch, tag or commit")
+    parser = command_parser(subparsers, "predict", __doc__, "predict a file with a trained model folder, to JSON lines")
+    add_model_arguments(parser)
     parser.add_argument("--input", required=True, help="the task's data file, or one text per line")
     parser.add_argument("--output", help="JSON lines file (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=32)

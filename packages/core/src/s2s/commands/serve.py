@@ -20,7 +20,6 @@ Bearer KEY``; an address other than loopback is refused without a key unless ``-
 
 from __future__ import annotations
 
-import argparse
 import errno
 import importlib.util
 import ipaddress
@@ -30,7 +29,7 @@ import signal
 import socket
 from pathlib import Path
 
-from .options import CommandError, model_folder
+from .options import CommandError, add_model_arguments, command_parser, model_folder
 from .predict import add_loading_arguments
 
 logger = logging.getLogger(__name__)
@@ -39,12 +38,8 @@ GRACEFUL_SHUTDOWN_S = 8  # SIGTERM: in-flight requests get this long, so the ser
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "serve", help="serve a trained model folder over HTTP",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("model", help="a model folder (runs/x/final) or model id (org/name, modelscope:owner/name)")
-    parser.add_argument("--revision", help="the model id's branch, tag or commit")
+    parser = command_parser(subparsers, "serve", __doc__, "serve a trained model folder over HTTP")
+    add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port, logged)")
     parser.add_argument("--max-batch", type=int, default=32, help="most inputs in one forward pass")

@@ -15,7 +15,6 @@ shards the model over them, ``--gradient-checkpointing`` recomputes activations 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..hookspecs import hookimpl
-from .options import CommandError, parse_options
+from .options import REVISION_HELP, CommandError, command_parser, parse_options
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +37,13 @@ RANDOM_MIN_STEPS = 100
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train a task on its standard data file",
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(subparsers, "train", __doc__, "train a task on its standard data file")
     parser.add_argument("--config", help="YAML or TOML file of these options (flags override it)")
     parser.add_argument("--task", help="registered task name (s2s plugins lists them)")
     parser.add_argument("--model", help="backbone name (default: the one the checkpoint's config.json describes, else bert)")
     parser.add_argument("--checkpoint", help="pretrained weights to start from: a folder, a file, or a model id "
                         "(org/name on Hugging Face, modelscope:owner/name)")
-    parser.add_argument("--revision", help="the model id's branch, tag or commit")
+    parser.add_argument("--revision", help=REVISION_HELP)
     parser.add_argument("--size", help=f"backbone size preset (default: the checkpoint's, {RANDOM_SIZE} without one)")
     parser.add_argument("--model-config", help="backbone config values: a JSON object or a config.json path")
     parser.add_argument("--vocab", help="vocab.txt (default: the checkpoint's, or built from --train)")
