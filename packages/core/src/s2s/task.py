@@ -129,6 +129,16 @@ class Task(nn.Module, metaclass=abc.ABCMeta):
         finally:
             self.train(was_training)
 
+    def stream_in_inference(self, pieces: Iterator[Any]) -> Iterator[Any]:
+        """The pieces of the generator ``pieces``, each made in :meth:`inference` (eval mode, no
+        gradients), not the caller's code that runs between them (a streamed generation)."""
+        while True:
+            with self.inference():
+                piece = next(pieces, None)
+            if piece is None:
+                return
+            yield piece
+
     # --- files and JSON: what `s2s train / predict / serve` rely on ---------------------------
 
     generative: ClassVar[bool] = False  # predictions are generated text (streamed by the server)

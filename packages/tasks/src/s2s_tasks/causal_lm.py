@@ -164,12 +164,7 @@ class CausalLM(Task):
             self.decoder(max_new_tokens), inputs, self.tokenizer.decode_stream(), max_new_tokens=max_new_tokens,
             eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"], **options,
         )
-        while True:  # eval mode and no gradients while a piece is made, not while the caller runs
-            with self.inference():
-                piece = next(pieces, None)
-            if piece is None:
-                return
-            yield piece
+        return self.stream_in_inference(pieces)
 
     # --- files (s2s train / predict / serve) ---------------------------------------------
 

@@ -257,15 +257,7 @@ class Seq2Seq(Task):
             self.decoder(max_new_tokens), inputs, self.tokenizer.decode_stream(), max_new_tokens=max_new_tokens,
             eos_token_id=self.eos_id, **prompt, **options,
         )
-        return self._made_in_inference(pieces)
-
-    def _made_in_inference(self, pieces: Iterator[str]) -> Iterator[str]:
-        while True:  # eval mode and no gradients while a piece is made, not while the caller runs
-            with self.inference():
-                piece = next(pieces, None)
-            if piece is None:
-                return
-            yield piece
+        return self.stream_in_inference(pieces)
 
     def stream_prediction(self, item, **options) -> Iterator[str]:
         if max(options.get("beam_size", 1), options.get("num_beams", 1)) > 1:  # known at the end only
