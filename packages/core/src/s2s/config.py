@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 C = TypeVar("C", bound="Config")
@@ -53,6 +54,19 @@ class Config:
         """Whether the config has the field ``name``, under that name or as an alias."""
         names = {f.name for f in dataclasses.fields(cls)}
         return name in names or cls.key_aliases.get(name) in names
+
+    def check_choice(self, name: str, choices: Sequence[str]) -> None:
+        """Refuse a value of the field ``name`` outside ``choices``, naming them."""
+        value = getattr(self, name)
+        if value not in choices:
+            raise ConfigError(f"{name}={value!r}; supported: {', '.join(choices)}")
+
+    def check_multiple(self, name: str, of: str) -> None:
+        """Refuse a field ``name`` that is not a multiple of the field ``of`` (a width its heads
+        share)."""
+        value, divisor = getattr(self, name), getattr(self, of)
+        if value % divisor:
+            raise ConfigError(f"{name}={value} is not a multiple of {of}={divisor}")
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

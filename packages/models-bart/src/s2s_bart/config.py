@@ -56,20 +56,14 @@ class BartConfig(Config):
 
     def __post_init__(self):
         for side in ("encoder", "decoder"):
-            heads = getattr(self, f"{side}_attention_heads")
-            if self.d_model % heads:
-                raise ConfigError(f"d_model={self.d_model} is not a multiple of {side}_attention_heads={heads}")
-        if self.activation_function not in ACTIVATIONS:
-            raise ConfigError(
-                f"activation_function={self.activation_function!r}; supported: {', '.join(ACTIVATIONS)}"
-            )
+            self.check_multiple("d_model", of=f"{side}_attention_heads")
+        self.check_choice("activation_function", ACTIVATIONS)
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The ``config.json`` that transformers reads. Generation options that change the
         output (beams, n-gram bans) are not written: s2s never applies them by default."""
         return {
-            **self.to_dict(),
-            "architectures": [self.architecture],
+            **super().to_hf_dict(),
             "is_encoder_decoder": True,
             "tie_word_embeddings": True,
             "tokenizer_class": "BertTokenizer",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from s2s.config import Config, ConfigError
+from s2s.config import Config
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 
@@ -36,16 +36,8 @@ class BertConfig(Config):
     attn_implementation: str = "sdpa"
 
     def __post_init__(self):
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(
-                f"hidden_size={self.hidden_size} is not a multiple of "
-                f"num_attention_heads={self.num_attention_heads}"
-            )
-        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
-            raise ConfigError(
-                f"attn_implementation={self.attn_implementation!r}; expected one of "
-                f"{', '.join(ATTN_IMPLEMENTATIONS)}"
-            )
+        self.check_multiple("hidden_size", of="num_attention_heads")
+        self.check_choice("attn_implementation", ATTN_IMPLEMENTATIONS)
 
     @property
     def head_dim(self) -> int:
@@ -53,9 +45,8 @@ class BertConfig(Config):
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The ``config.json`` that transformers reads."""
-        values = self.to_dict()
+        values = super().to_hf_dict()
         values.pop("attn_implementation")
-        values["architectures"] = [self.architecture]
         return values
 
 

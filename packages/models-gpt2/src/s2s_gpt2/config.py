@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from s2s.config import Config, ConfigError
+from s2s.config import Config
 
 
 @dataclass
@@ -39,12 +39,8 @@ class GPT2Config(Config):
     scale_attn_weights: bool = True
 
     def __post_init__(self):
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd={self.n_embd} is not a multiple of n_head={self.n_head}")
-        if self.activation_function not in ACTIVATIONS:
-            raise ConfigError(
-                f"activation_function={self.activation_function!r}; supported: {', '.join(ACTIVATIONS)}"
-            )
+        self.check_multiple("n_embd", of="n_head")
+        self.check_choice("activation_function", ACTIVATIONS)
 
     @property
     def head_dim(self) -> int:

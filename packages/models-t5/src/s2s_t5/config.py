@@ -47,10 +47,7 @@ class T5Config(Config):
     def __post_init__(self):
         if self.num_decoder_layers is None:
             self.num_decoder_layers = self.num_layers
-        if self.feed_forward_proj not in FEED_FORWARDS:
-            raise ConfigError(
-                f"feed_forward_proj={self.feed_forward_proj!r}; supported: {', '.join(FEED_FORWARDS)}"
-            )
+        self.check_choice("feed_forward_proj", FEED_FORWARDS)
         for name in ("d_model", "d_kv", "d_ff", "num_heads", "num_layers", "vocab_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive integer")
@@ -67,7 +64,7 @@ class T5Config(Config):
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The ``config.json`` that transformers reads."""
-        return {**self.to_dict(), "is_encoder_decoder": True, "architectures": [self.architecture]}
+        return {**super().to_hf_dict(), "is_encoder_decoder": True}
 
 
 @dataclass
