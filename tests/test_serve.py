@@ -31,11 +31,12 @@ LABELS = ["体育", "娱乐", "科技", "财经"]
 
 
 class Server:
-    """``s2s serve FOLDER --port 0``; ``url`` once it listens; stderr kept in ``log``."""
+    """``s2s serve FOLDER --port 0`` with the ``plugins`` loaded; ``url`` once it listens; stderr
+    kept in ``log``."""
 
-    def __init__(self, folder, *args):
+    def __init__(self, folder, *args, plugins="bert,gpt2,tasks"):
         self.folder = folder
-        env = dict(os.environ, OMP_NUM_THREADS="1", S2S_LOAD_PLUGINS="bert,gpt2,tasks")
+        env = dict(os.environ, OMP_NUM_THREADS="1", S2S_LOAD_PLUGINS=plugins)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "s2s", "serve", str(folder), "--port", "0", *map(str, args)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
