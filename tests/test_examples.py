@@ -27,6 +27,7 @@ EXAMPLES = {
     "seq2seq/auto_title.py": {"rouge-1", "rouge-2", "rouge-l", "bleu"},
     "couplet/train_couplet.py": {"held_out", "same_form"},
     "gpt2/chat.py": None,  # prints replies, no metrics
+    "chat/qwen_from_scratch.py": None,  # a tiny Qwen2 from scratch; prints replies
     "gpt2/writing.py": None,  # prints continuations, no metrics
 }
 
