@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from s2s.generation import decoder_for, generate
+from s2s.testing import generation as testing
 from s2s_gpt2 import GPT2Backbone, GPT2Config
 
 transformers = pytest.importorskip("transformers")
@@ -33,23 +34,11 @@ def prompts(n=20):
 
 
 def left_pad(rows):
-    length = max(len(r) for r in rows)
-    ids = torch.full((len(rows), length), PAD)
-    mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, length - len(row):] = row
-        mask[i, length - len(row):] = 1
-    return ids, mask
+    return testing.left_pad(rows, PAD)
 
 
 def peer_generate(peer, ids, mask, **options):
-    with torch.no_grad():
-        out = peer.generate(
-            input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=PAD, eos_token_id=EOS,
-            max_new_tokens=NEW, **options,
-        )
-    rows = out[:, ids.shape[1]:].tolist()
-    return [row[: row.index(EOS)] if EOS in row else row for row in rows]
+    return testing.peer_generate(peer, ids, mask, eos=EOS, pad=PAD, max_new_tokens=NEW, **options)
 
 
 SETTINGS = [
