@@ -2,7 +2,8 @@
 ``PeftModel.from_pretrained(AutoModelFor…)`` with the same logits, one PEFT writes loads into
 s2s with the same logits, and the merged folder loads into transformers with them too.
 A BERT classifier (its head in ``modules_to_save``), a GPT-2 LM (``c_attn``, an ``[in, out]``
-weight), a T5 seq2seq model (``q``/``v`` in encoder, decoder and cross-attention)."""
+weight), a T5 seq2seq model (``q``/``v`` in encoder, decoder and cross-attention), Qwen2 and Llama
+LMs (``q_proj``/``v_proj``, and every linear map of the blocks as PEFT's ``all-linear``)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,18 @@ transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 pytest.importorskip("s2s_gpt2")
 pytest.importorskip("s2s_t5")
+pytest.importorskip("s2s_llama")
+TASK_TYPES = {"bert": "SEQ_CLS", "gpt2": "CAUSAL_LM", "t5": "SEQ_2_SEQ_LM", "qwen2": "CAUSAL_LM", "llama": "CAUSAL_LM"}
 
 TEXT = "国足晋级世界杯股市今天大涨房价下跌了央行降息篮球联赛开幕"
 CASES = {
     "bert": ("bert", "classification", {"labels": ["a", "b", "c"]}, ["query", "value"], "AutoModelForSequenceClassification"),
     "gpt2": ("gpt2", "causal_lm", {}, ["c_attn"], "AutoModelForCausalLM"),
     "t5": ("t5", "seq2seq", {}, ["q", "v"], "AutoModelForSeq2SeqLM"),
+    "qwen2": ("qwen2", "causal_lm", {}, ["q_proj", "v_proj"], "AutoModelForCausalLM"),
+    # every linear map of the blocks: what PEFT's "all-linear" picks on a Llama
+    "llama": ("llama", "causal_lm", {}, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+              "AutoModelForCausalLM"),
 }
 
 
@@ -98,7 +105,7 @@ def test_s2s_adapter_loads_into_peft_and_back(case, tokenizer, tmp_path):
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["target_modules"] == sorted(targets)
     assert config["base_model_name_or_path"] == str(base)
-    assert config["task_type"] == {"bert": "SEQ_CLS", "gpt2": "CAUSAL_LM", "t5": "SEQ_2_SEQ_LM"}[name]
+    assert config["task_type"] == TASK_TYPES[name]
     assert config["fan_in_fan_out"] is (name == "gpt2")
     assert config["modules_to_save"] == (["classifier"] if name == "bert" else None)
     batch = inputs(tokenizer, name)
@@ -122,8 +129,7 @@ def test_peft_adapter_loads_into_s2s(case, tokenizer, tmp_path):
     name, base = case
     _, _, _, targets, auto = CASES[name]
     hf = getattr(transformers, auto).from_pretrained(base)
-    task_type = {"bert": "SEQ_CLS", "gpt2": "CAUSAL_LM", "t5": "SEQ_2_SEQ_LM"}[name]
-    config = peft.LoraConfig(task_type=task_type, r=4, lora_alpha=16, target_modules=targets, use_rslora=True)
+    config = peft.LoraConfig(task_type=TASK_TYPES[name], r=4, lora_alpha=16, target_modules=targets, use_rslora=True)
     made = peft.get_peft_model(hf, config)
     randomize([p for n, p in made.named_parameters() if "lora_B" in n or "modules_to_save" in n])
     made.save_pretrained(tmp_path / "peft")
