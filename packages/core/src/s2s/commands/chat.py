@@ -12,8 +12,13 @@ from __future__ import annotations
 import queue
 import sys
 
-from .options import CommandError, add_model_arguments, command_parser, model_folder
-from .predict import add_loading_arguments
+from .options import (
+    CommandError,
+    add_loading_arguments,
+    add_model_arguments,
+    command_parser,
+    model_folder,
+)
 
 
 def add_parser(subparsers) -> None:

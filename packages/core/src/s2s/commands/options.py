@@ -125,3 +125,12 @@ def check_model_folder(folder: str | Path) -> Path:
             f"written by `s2s train` (runs/x/final) or by a task's save_pretrained"
         )
     return folder
+
+
+def add_loading_arguments(parser) -> None:
+    """How ``predict``, ``chat`` and ``serve`` load a folder: :func:`load_task`'s options."""
+    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
+    parser.add_argument(
+        "--quantize", choices=("int8", "int8-dynamic"),
+        help="CPU inference with int8 linear maps: weight-only (int8) or weights and activations (int8-dynamic, faster)",
+    )

@@ -18,6 +18,7 @@ from contextlib import nullcontext
 from ..io import atomic_write
 from .options import (
     CommandError,
+    add_loading_arguments,
     add_model_arguments,
     check_model_folder,
     command_parser,
@@ -46,15 +47,6 @@ def add_parser(subparsers) -> None:
     group.add_argument("--seed", type=int)
     group.add_argument("--option", action="append", metavar="KEY=VALUE", help="any other option (JSON value)")
     parser.set_defaults(func=run, command_parser=parser)
-
-
-def add_loading_arguments(parser) -> None:
-    """How ``predict``, ``chat`` and ``serve`` load a folder: :func:`load_task`'s options."""
-    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
-    parser.add_argument(
-        "--quantize", choices=("int8", "int8-dynamic"),
-        help="CPU inference with int8 linear maps: weight-only (int8) or weights and activations (int8-dynamic, faster)",
-    )
 
 
 def load_task(folder, device=None, quantize=None):

@@ -29,8 +29,13 @@ import signal
 import socket
 from pathlib import Path
 
-from .options import CommandError, add_model_arguments, command_parser, model_folder
-from .predict import add_loading_arguments
+from .options import (
+    CommandError,
+    add_loading_arguments,
+    add_model_arguments,
+    command_parser,
+    model_folder,
+)
 
 logger = logging.getLogger(__name__)
 
