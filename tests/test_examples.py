@@ -2,19 +2,24 @@
 
 One epoch each (the examples' defaults train longer); those that report metrics print them as
 one JSON line, whose keys are checked. The real-data runs are documented in each example's README.
+The runs are subprocesses of one thread each, started two at a time (CI has two cores) when the
+first test of this file needs them; each test checks its own runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("S2S_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 EXAMPLES = {
     "classification/train_classification.py": {"accuracy", "macro_f1"},
@@ -30,17 +35,61 @@ EXAMPLES = {
     "chat/qwen_from_scratch.py": None,  # a tiny Qwen2 from scratch; prints replies
     "gpt2/writing.py": None,  # prints continuations, no metrics
 }
+TITLES = ["--size", "tiny", "--limit", "24", "--max-new-tokens", "6", "--beam-size", "2", "--no-progress"]
+# a test (the script for those of EXAMPLES, else the test's name) -> the runs it checks: (script, arguments)
+RUNS = {
+    **{script: [(script, ["--epochs", "1"])] for script in EXAMPLES},
+    "test_auto_title_runs_on_nezha_and_prints_titles": [
+        ("seq2seq/auto_title.py", ["--model", "nezha", *TITLES, "--epochs", "1", "--show", "2"])],
+    "test_auto_title_bart_denoises_then_trains": [
+        ("seq2seq/auto_title.py", ["--model", "bart", *TITLES, "--show", "1", *budget])
+        for budget in (["--denoise-epochs", "1", "--epochs", "1"], ["--epochs", "0"])],
+    "test_sft_instructions_on_the_shared_data": [
+        ("sft/instructions.py", ["--csl-limit", "40", "--thucnews-limit", "100", "--epochs", "1",
+                                 "--output", "run", "--no-progress"])],
+}
+
+
+def sft_skip_reason() -> str | None:
+    if importlib.util.find_spec("s2s_llama") is None:
+        return "needs s2s-models-llama"
+    if not (SHARED / "csl_title" / "train.tsv").is_file() or not (SHARED / "thucnews_titles" / "train.txt").is_file():
+        return f"the shared data is not at {SHARED} (set S2S_SHARED_DATA)"
+    return None
+
+
+def run_example(script: str, args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("S2S_LOAD_PLUGINS", None)
+    cwd.mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *args],
+        capture_output=True, text=True, timeout=300, env=env, cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{script} {' '.join(args)}\n{result.stderr[-3000:]}"
+    return result, cwd
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory):
+    """The runs of the selected tests of this file, two at a time, in the tests' order: test ->
+    futures of ``(completed process, its working folder)``."""
+    tests = [item.callspec.params["script"] if hasattr(item, "callspec") else item.name
+             for item in request.session.items if item.module is request.module]
+    if sft_skip_reason() is not None:
+        tests = [test for test in tests if test != "test_sft_instructions_on_the_shared_data"]
+    root = tmp_path_factory.mktemp("examples")
+    with ThreadPoolExecutor(2) as pool:
+        yield {test: [pool.submit(run_example, script, args, root / f"{index}-{i}")
+                      for i, (script, args) in enumerate(RUNS[test])]
+               for index, test in enumerate(tests) if test in RUNS}
+        pool.shutdown(cancel_futures=True)
 
 
 @pytest.mark.parametrize("script", sorted(EXAMPLES))
-def test_example_runs_and_prints_metrics(script, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("S2S_LOAD_PLUGINS", None)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / script), "--epochs", "1"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_example_runs_and_prints_metrics(runs, script):
+    [future] = runs[script]
+    result, _ = future.result()
     if EXAMPLES[script] is None:
         assert result.stdout.strip()
         return
@@ -48,57 +97,32 @@ def test_example_runs_and_prints_metrics(script, tmp_path):
     assert EXAMPLES[script] <= set(metrics), metrics
 
 
-def test_auto_title_runs_on_nezha_and_prints_titles(tmp_path):
+def test_auto_title_runs_on_nezha_and_prints_titles(runs):
     """NEZHA's seq2seq predict (UniLM's cached decoding at each row's own positions) end to end,
     on a tiny budget: the titles are printed, whatever a minute of training makes of them."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("S2S_LOAD_PLUGINS", None)
-    args = ["--model", "nezha", "--size", "tiny", "--epochs", "1", "--limit", "24", "--show", "2",
-            "--max-new-tokens", "6", "--beam-size", "2", "--no-progress"]
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "seq2seq" / "auto_title.py"), *args],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    [future] = runs["test_auto_title_runs_on_nezha_and_prints_titles"]
+    result, _ = future.result()
     lines = result.stdout.strip().splitlines()
     assert sum(line.strip().startswith("generated:") for line in lines) == 2 + 3  # held-out + training texts
     assert json.loads(lines[-1])["model"] == "nezha"
 
 
-def test_auto_title_bart_denoises_then_trains(tmp_path):
+def test_auto_title_bart_denoises_then_trains(runs):
     """BART's from-scratch recipe end to end on a tiny budget (init_std from the width, a denoising
     epoch on the sources, a title epoch), and ``--epochs 0`` evaluating the untrained model."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("S2S_LOAD_PLUGINS", None)
-    common = ["--model", "bart", "--size", "tiny", "--limit", "24", "--show", "1", "--max-new-tokens", "6",
-              "--beam-size", "2", "--no-progress"]
-    for budget in (["--denoise-epochs", "1", "--epochs", "1"], ["--epochs", "0"]):
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "examples" / "seq2seq" / "auto_title.py"), *common, *budget],
-            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
+    for future in runs["test_auto_title_bart_denoises_then_trains"]:
+        result, _ = future.result()
         metrics = json.loads(result.stdout.strip().splitlines()[-1])
         assert {"rouge-l", "rouge-l_other_reference", "distinct_titles"} <= set(metrics), metrics
 
 
-SHARED = Path(os.environ.get("S2S_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def test_sft_instructions_on_the_shared_data(tmp_path):
+def test_sft_instructions_on_the_shared_data(runs):
     """examples/sft: CSL and THUCNews as instructions, one Qwen2-shaped model, ROUGE-L and accuracy
     (a few dozen chats: the run is checked, not its figures; README.md has a longer run)."""
-    pytest.importorskip("s2s_llama", reason="needs s2s-models-llama")
-    if not (SHARED / "csl_title" / "train.tsv").is_file() or not (SHARED / "thucnews_titles" / "train.txt").is_file():
-        pytest.skip(f"the shared data is not at {SHARED} (set S2S_SHARED_DATA)")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("S2S_LOAD_PLUGINS", None)
-    args = ["--csl-limit", "40", "--thucnews-limit", "100", "--epochs", "1", "--output", tmp_path / "run", "--no-progress"]
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "sft" / "instructions.py"), *map(str, args)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    if (reason := sft_skip_reason()) is not None:
+        pytest.skip(reason)
+    [future] = runs["test_sft_instructions_on_the_shared_data"]
+    result, folder = future.result()
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"csl_rouge-l", "thucnews_accuracy", "task_specific_recipes"} <= set(metrics), metrics
-    assert (tmp_path / "run" / "final" / "s2s_task.json").is_file()
+    assert (folder / "run" / "final" / "s2s_task.json").is_file()
