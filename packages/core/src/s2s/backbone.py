@@ -26,7 +26,8 @@ With ``LM_HEAD``
 Kind ``decoder``
     ``forward(input_ids, attention_mask=None, ...) -> BackboneOutput`` (causal); for
     generation, ``kv_cache_spec()`` and ``run(input_ids, position_ids, mask, cache, **extra) ->
-    hidden``, as :mod:`s2s.generation.decoder_only` states them.
+    hidden``, as :mod:`s2s.generation.decoder_only` states them. ``kv_cache_spec()`` has a
+    default, from the config's layers, key/value heads and ``head_dim`` (:meth:`Backbone.kv_cache_spec`).
 
 Kind ``encoder-decoder``
     - ``encode(input_ids, attention_mask=None) -> encoder_states [B, S, H]``, run once per source;
@@ -128,6 +129,7 @@ from .checkpoint import (
 from .config import ConfigError
 from .nn import prepacked
 from .nn.init import init_normal
+from .nn.kv_cache import KVCacheSpec
 
 logger = logging.getLogger(__name__)
 
@@ -419,6 +421,15 @@ class Backbone(nn.Module):
         checkpoints state one), from the checkpoint's config."""
         return getattr(self.config, "forced_eos_token_id", None)
 
+    def kv_cache_spec(self) -> KVCacheSpec:
+        """Decoders: what the KV cache holds (:mod:`s2s.generation.decoder_only`). This default
+        reads the config's ``num_hidden_layers``, ``num_key_value_heads`` (else
+        ``num_attention_heads``: no grouped-query attention) and ``head_dim`` (or the fields
+        their key aliases name), in the input embeddings' dtype, on their device."""
+        config, weight = self.config, self.input_embeddings().weight
+        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        return KVCacheSpec(config.num_hidden_layers, kv_heads, config.head_dim, weight.dtype, weight.device)
+
 
 # Config fields that name special token ids; a resize must keep them.
 SPECIAL_TOKEN_IDS = (
@@ -436,8 +447,11 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
-# Required members Backbone's default reads from a config field, where the config has it.
-CONFIG_DEFAULTS = {"max_positions": "max_position_embeddings"}
+# Required members Backbone's default reads from config fields, where the config has them all.
+CONFIG_DEFAULTS = {
+    "max_positions": ("max_position_embeddings",),
+    "kv_cache_spec": ("num_hidden_layers", "num_attention_heads", "hidden_size"),
+}
 
 _MISSING = object()
 
@@ -462,7 +476,7 @@ def contract_violations(cls: type) -> list[str]:
     for name in needed:
         own = getattr(cls, name, _MISSING)  # a class attribute ``max_positions = None`` counts
         if own is _MISSING or own is getattr(Backbone, name, _MISSING):
-            if name in CONFIG_DEFAULTS and _config_has(cls, CONFIG_DEFAULTS[name]):
+            if name in CONFIG_DEFAULTS and all(_config_has(cls, key) for key in CONFIG_DEFAULTS[name]):
                 continue
             problems.append(f"{name} is not implemented")
     return problems

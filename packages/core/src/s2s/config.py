@@ -22,7 +22,9 @@ class Config:
     answers to them too, as transformers' ``attribute_map`` does: GPT-2's
     ``config.hidden_size`` is its ``n_embd``. The backbone contract's defaults read the common
     names (:class:`s2s.backbone.Backbone`: ``max_position_embeddings``, ``hidden_dropout_prob``,
-    ``initializer_range``), so a config that spells them otherwise aliases them.
+    ``initializer_range``, ``num_hidden_layers``, ``num_attention_heads``, ``head_dim``), so a
+    config that spells them otherwise aliases them. ``head_dim``, where no field states it or
+    is aliased to it, is ``hidden_size // num_attention_heads`` (as transformers' models take it).
     """
 
     model_type: ClassVar[str] = ""
@@ -43,11 +45,14 @@ class Config:
             raise ConfigError(f"{source}: {exc}") from exc
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached when ``name`` is not a field or attribute: an alias reads its field.
+        # Only reached when ``name`` is not a field or attribute: an alias reads its field, and
+        # ``head_dim`` that no field states is transformers' default (hidden_size / heads).
         field = type(self).key_aliases.get(name)
-        if field is None or field == name:
-            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-        return getattr(self, field)
+        if field is not None and field != name:
+            return getattr(self, field)
+        if name == "head_dim":
+            return self.hidden_size // self.num_attention_heads
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     @classmethod
     def has_key(cls, name: str) -> bool:

@@ -39,10 +39,6 @@ class BertConfig(Config):
         self.check_multiple("hidden_size", of="num_attention_heads")
         self.check_choice("attn_implementation", ATTN_IMPLEMENTATIONS)
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
     def to_hf_dict(self) -> dict[str, Any]:
         """The ``config.json`` that transformers reads."""
         values = super().to_hf_dict()

@@ -43,10 +43,6 @@ class GPT2Config(Config):
         self.check_choice("activation_function", ACTIVATIONS)
 
     @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    @property
     def inner_size(self) -> int:
         return self.n_inner or 4 * self.n_embd
 

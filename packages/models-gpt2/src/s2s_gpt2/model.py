@@ -16,7 +16,7 @@ from s2s.nn import prepacked
 from s2s.nn.activations import activation
 from s2s.nn.attention import attention
 from s2s.nn.dropout import Dropout, dropout
-from s2s.nn.kv_cache import KVCache, KVCacheSpec
+from s2s.nn.kv_cache import KVCache
 from s2s.nn.norms import layer_norm
 from s2s.nn.packing import Packing
 
@@ -159,10 +159,6 @@ class GPT2Backbone(Backbone):
 
     def blocks(self) -> nn.ModuleList:
         return self.transformer.h
-
-    def kv_cache_spec(self) -> KVCacheSpec:
-        weight = self.transformer.wte.weight
-        return KVCacheSpec(self.config.n_layer, self.config.n_head, self.config.head_dim, weight.dtype, weight.device)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``[..., vocab]``: the hidden states times the word embeddings

@@ -14,7 +14,7 @@ from s2s.generation.decoder_only import causal_forward
 from s2s.nn import prepacked
 from s2s.nn.attention import attention
 from s2s.nn.init import init_normal
-from s2s.nn.kv_cache import KVCache, KVCacheSpec
+from s2s.nn.kv_cache import KVCache
 from s2s.nn.packing import Packing
 
 from .config import Glm4Config, GlmConfig, LlamaConfig, Qwen2Config, Qwen3Config
@@ -186,12 +186,6 @@ class LlamaBackbone(Backbone):
 
     def blocks(self) -> nn.ModuleList:
         return self.model.layers
-
-    def kv_cache_spec(self) -> KVCacheSpec:
-        """The cache holds the key/value heads: ``kv_heads / heads`` of a full-head cache."""
-        weight = self.model.embed_tokens.weight
-        c = self.config
-        return KVCacheSpec(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, weight.dtype, weight.device)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``[..., vocab]``: ``lm_head``, or the embeddings when tied (prepacked on

@@ -4,7 +4,8 @@ A decoder-only backbone takes part by implementing, besides ``lm_logits`` (``LM_
 ``max_positions`` (``None``: unbounded):
 
 - ``kv_cache_spec() -> s2s.nn.kv_cache.KVCacheSpec``: its layers, **key/value** heads (fewer
-  than the query heads under grouped-query attention), ``head_dim``, dtype and device;
+  than the query heads under grouped-query attention), ``head_dim``, dtype and device
+  (:meth:`s2s.backbone.Backbone.kv_cache_spec` reads them from the config's common names);
 - ``run(input_ids, position_ids, mask, cache, **extra) -> hidden``: ``input_ids`` long
   ``[B, Q]``; ``position_ids`` long ``[B or 1, Q]``; ``mask`` bool ``[B, 1, Q, K]`` (True = may
   attend, ``K = cache.length + Q``) or ``None`` for plain causal attention; ``cache`` a
