@@ -144,6 +144,9 @@ LM_HEAD = "lm_head"  # has ``lm_logits(hidden)``
 KV_CACHE = "kv_cache"  # incremental decoding: ``past_key_values`` in, updated cache out
 CROSS_CACHE = "cross_cache"  # encoder-decoder: ``cross_key_values``, ``decode(cross_key_values=...)``
 DECODER_PADDING = "decoder_padding"  # encoder-decoder: ``decode(decoder_mask=..., decoder_positions=...)``
+# What a generative encoder-decoder with caches declares (T5, BART): an LM head, the self-attention
+# cache, the cross-attention keys/values held apart, rows of different decoded lengths in a batch.
+ENCODER_DECODER_LM = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE, DECODER_PADDING})
 
 
 @dataclass

@@ -20,15 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from s2s.backbone import (
-    CROSS_CACHE,
-    DECODER_PADDING,
-    ENCODER_DECODER,
-    KV_CACHE,
-    LM_HEAD,
-    Backbone,
-    BackboneOutput,
-)
+from s2s.backbone import ENCODER_DECODER, ENCODER_DECODER_LM, Backbone, BackboneOutput
 from s2s.checkpoint import LoadReport
 from s2s.folder import CONFIG_FILE, GENERATION_CONFIG_FILE, folder_of, read_json
 from s2s.nn import prepacked
@@ -166,7 +158,7 @@ class BartBackbone(Backbone):
     """
 
     kind = ENCODER_DECODER
-    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE, DECODER_PADDING})
+    capabilities = ENCODER_DECODER_LM
     # Each row attends with its own copy of the cross keys/values, in transformers' kernel
     # shapes: grouped queries sum in another order (1e-6), which flipped a near-tie of beam
     # search on real CSL sources (bench/bart_generation.py).

@@ -29,15 +29,7 @@ import math
 import torch
 from torch import nn
 
-from s2s.backbone import (
-    CROSS_CACHE,
-    DECODER_PADDING,
-    ENCODER_DECODER,
-    KV_CACHE,
-    LM_HEAD,
-    Backbone,
-    BackboneOutput,
-)
+from s2s.backbone import ENCODER_DECODER, ENCODER_DECODER_LM, Backbone, BackboneOutput
 from s2s.nn import lora, prepacked
 from s2s.nn.activations import activation
 from s2s.nn.attention import grouped_attention
@@ -300,7 +292,7 @@ class T5Backbone(Backbone):
     """
 
     kind = ENCODER_DECODER
-    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE, DECODER_PADDING})
+    capabilities = ENCODER_DECODER_LM
     config_class = T5Config
     lora_targets = {"default": ("q", "v"), "attention": ("q", "k", "v", "o")}
     # Checkpoints: transformers' names (s2s_t5.weights); the encoder's and decoder's

@@ -17,15 +17,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..backbone import (
-    CROSS_CACHE,
-    DECODER_PADDING,
-    ENCODER_DECODER,
-    KV_CACHE,
-    LM_HEAD,
-    Backbone,
-    BackboneOutput,
-)
+from ..backbone import ENCODER_DECODER, ENCODER_DECODER_LM, Backbone, BackboneOutput
 from ..config import Config
 from ..hookspecs import hookimpl
 from ..nn.attention import grouped_attention
@@ -113,7 +105,7 @@ class ToyEncoderDecoder(Backbone):
     embeddings follow the vocabulary (the head reads them)."""
 
     kind = ENCODER_DECODER
-    capabilities = frozenset({LM_HEAD, KV_CACHE, CROSS_CACHE, DECODER_PADDING})
+    capabilities = ENCODER_DECODER_LM
     config_class = ToyConfig
 
     def __init__(self, config: ToyConfig):
