@@ -81,8 +81,8 @@ def test_an_unknown_format_is_refused_naming_the_line(tmp_path):
         ({"messages": [{"role": "user", "content": "你好"}]}, "no assistant turn"),
         ({"conversations": [{"from": "human", "value": "你好"}, {"from": "gpt", "value": " "}]}, "assistant turn without text"),
         ({"instruction": "你好"}, "no assistant turn"),
-        ({"messages": [{"role": "robot", "content": "x"}]}, r"messages\[0\] has role 'robot'"),
-        ({"conversations": [{"from": "alien", "value": "x"}]}, r"conversations\[0\] is from 'alien'"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, r"messages\[0\]\.role is 'robot'"),
+        ({"conversations": [{"from": "alien", "value": "x"}]}, r"conversations\[0\]\.from is 'alien'"),
         ({"messages": [{"role": "user", "content": 3}]}, r"messages\[0\]\.content must be a string"),
     ],
 )

@@ -186,23 +186,11 @@ class ChatFiles(TaskFiles):
 
 
 def _openai(record: Mapping) -> list[dict]:
-    messages = []
-    for index, message in enumerate(_turns(record, "messages", "{role, content}")):
-        role = ROLES.get(message.get("role"))
-        if role is None:
-            raise ValueError(f"messages[{index}] has role {message.get('role')!r}; SFT reads {', '.join(ROLES)}")
-        messages.append({"role": role, "content": _text(message.get("content"), f"messages[{index}].content")})
-    return messages
+    return _messages(record, "messages", ("role", "content"), ROLES)
 
 
 def _sharegpt(record: Mapping) -> list[dict]:
-    messages = _system(record)
-    for index, turn in enumerate(_turns(record, "conversations", "{from, value}")):
-        role = SHAREGPT_ROLES.get(turn.get("from"))
-        if role is None:
-            raise ValueError(f"conversations[{index}] is from {turn.get('from')!r}; SFT reads {', '.join(SHAREGPT_ROLES)}")
-        messages.append({"role": role, "content": _text(turn.get("value"), f"conversations[{index}].value")})
-    return messages
+    return _system(record) + _messages(record, "conversations", ("from", "value"), SHAREGPT_ROLES)
 
 
 def _alpaca(record: Mapping) -> list[dict]:
@@ -225,14 +213,24 @@ def _alpaca(record: Mapping) -> list[dict]:
     return messages
 
 
-def _turns(record: Mapping, key: str, shape: str) -> list[dict]:
+def _messages(record: Mapping, key: str, fields: tuple[str, str], roles: Mapping[str, str]) -> list[dict]:
+    """``record[key]``, a list of turns with a role and a text under ``fields``, as messages
+    (``roles`` maps the format's role names to system / user / assistant)."""
+    role_key, text_key = fields
+    shape = f"{{{role_key}, {text_key}}}"
     turns = record[key]
     if not isinstance(turns, (list, tuple)) or not turns:
         raise ValueError(f"{key!r} must be a non-empty list of {shape} objects")
+    messages = []
     for index, turn in enumerate(turns):
+        where = f"{key}[{index}]"
         if not isinstance(turn, Mapping):
-            raise ValueError(f"{key}[{index}] must be a {shape} object, got {type(turn).__name__}")
-    return list(turns)
+            raise ValueError(f"{where} must be a {shape} object, got {type(turn).__name__}")
+        role = roles.get(turn.get(role_key))
+        if role is None:
+            raise ValueError(f"{where}.{role_key} is {turn.get(role_key)!r}; SFT reads {', '.join(roles)}")
+        messages.append({"role": role, "content": _text(turn.get(text_key), f"{where}.{text_key}")})
+    return messages
 
 
 def _system(record: Mapping) -> list[dict]:
