@@ -125,16 +125,21 @@ class LlamaConfig(Config):
 
 
 @dataclass
-class Qwen2Config(LlamaConfig):
+class _QwenConfig(LlamaConfig):
+    """The defaults transformers' ``Qwen2Config`` and ``Qwen3Config`` share over Llama's."""
+
+    vocab_size: int = 151936
+    intermediate_size: int = 22016
+    max_position_embeddings: int = 32768
+
+
+@dataclass
+class Qwen2Config(_QwenConfig):
     """Qwen2 / Qwen2.5: biases on q, k and v (none on o). Defaults: transformers' ``Qwen2Config``."""
 
     model_type: ClassVar[str] = "qwen2"
     architecture: ClassVar[str] = "Qwen2ForCausalLM"
     output_bias: ClassVar[bool] = False
-
-    vocab_size: int = 151936
-    intermediate_size: int = 22016
-    max_position_embeddings: int = 32768
 
     def __post_init__(self):
         self.attention_bias = True  # always, as in transformers' Qwen2 (a config.json may say otherwise)
@@ -142,16 +147,14 @@ class Qwen2Config(LlamaConfig):
 
 
 @dataclass
-class Qwen3Config(LlamaConfig):
-    """Qwen3: per-head RMSNorm on q and k before the rotation, an explicit head_dim, no bias."""
+class Qwen3Config(_QwenConfig):
+    """Qwen3: per-head RMSNorm on q and k before the rotation, an explicit head_dim, no bias.
+    Defaults: transformers' ``Qwen3Config``."""
 
     model_type: ClassVar[str] = "qwen3"
     architecture: ClassVar[str] = "Qwen3ForCausalLM"
     qk_norm: ClassVar[bool] = True
 
-    vocab_size: int = 151936
-    intermediate_size: int = 22016
-    max_position_embeddings: int = 32768
     head_dim: int | None = 128
 
 
