@@ -3,11 +3,15 @@ that reruns each unpadded sequence from scratch (no cache, no mask, no position 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 import torch
 from torch import nn
 
-from s2s.backbone import DECODER, ENCODER, LM_HEAD, Backbone
+from s2s.backbone import DECODER, ENCODER, LM_HEAD, Backbone, contract_violations
+from s2s.config import Config
 from s2s.generation import DecoderOnlyDecoder, decoder_for, generate
 from s2s.nn.kv_cache import KVCache, KVCacheSpec
 
@@ -132,6 +136,44 @@ def test_the_cache_holds_the_key_value_heads_only(model):
     assert state.cache.data.shape == (LAYERS, 2, len(PROMPTS), model.kv_heads, capacity, HEAD_DIM)
     full_head = LAYERS * 2 * len(PROMPTS) * HEADS * capacity * HEAD_DIM * 4  # fp32 bytes
     assert state.cache.nbytes == full_head * model.kv_heads // HEADS
+
+
+@dataclass
+class GPT2Names(Config):
+    key_aliases: ClassVar[dict[str, str]] = {
+        "hidden_size": "n_embd", "num_hidden_layers": "n_layer", "num_attention_heads": "n_head",
+    }
+    n_embd: int = 24
+    n_layer: int = 3
+    n_head: int = 4
+
+
+@dataclass
+class GroupedQuery(Config):
+    hidden_size: int = 24
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int = 8  # stated, not hidden_size / heads
+
+
+@pytest.mark.parametrize(("config", "layers", "kv_heads", "head_dim"), [(GPT2Names(), 3, 4, 6), (GroupedQuery(), 2, 2, 8)])
+def test_the_default_kv_cache_spec_reads_the_config(config, layers, kv_heads, head_dim):
+    class Decoder(Backbone):
+        kind = DECODER
+        config_class = type(config)
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.embed = nn.Embedding(VOCAB, config.hidden_size, dtype=torch.float64)
+
+        def input_embeddings(self):
+            return self.embed
+
+    assert "kv_cache_spec is not implemented" not in contract_violations(Decoder)
+    assert "kv_cache_spec is not implemented" in contract_violations(type("Bare", (Decoder,), {"config_class": Config}))
+    spec = Decoder(config).kv_cache_spec()
+    assert spec == KVCacheSpec(layers, kv_heads, head_dim, torch.float64, torch.device("cpu"))
 
 
 def test_kv_cache_reorder_write_and_growth():
