@@ -143,12 +143,14 @@ def test_config_file_under_flags(tmp_path):
 
 
 def test_bad_input_is_named(tmp_path):
-    unknown = s2s("train", "--task", "no_such_task", "--train", "x", "--output", tmp_path, check=False)
-    assert unknown.returncode == 2 and "unknown task 'no_such_task'" in unknown.stderr
-    assert "classification" in unknown.stderr  # lists what is installed
     bad = tmp_path / "bad.tsv"
     bad.write_text("好文章\n", encoding="utf-8")
-    wrong = s2s("train", "--task", "classification", "--train", bad, "--output", tmp_path / "o", check=False)
+    commands = [("train", "--task", "no_such_task", "--train", "x", "--output", tmp_path),
+                ("train", "--task", "classification", "--train", bad, "--output", tmp_path / "o"),
+                ("predict", tmp_path, "--input", bad)]
+    with ThreadPoolExecutor(2) as pool:  # each exits at once: two at a time
+        unknown, wrong, not_model = pool.map(lambda args: s2s(*args, check=False), commands)
+    assert unknown.returncode == 2 and "unknown task 'no_such_task'" in unknown.stderr
+    assert "classification" in unknown.stderr  # lists what is installed
     assert wrong.returncode == 2 and f"{bad}, line 1" in wrong.stderr and "text<TAB>label" in wrong.stderr
-    not_model = s2s("predict", tmp_path, "--input", bad, check=False)
     assert not_model.returncode == 2 and "lacks s2s_task.json" in not_model.stderr

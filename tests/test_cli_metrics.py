@@ -5,7 +5,8 @@ model), must learn: its dev accuracy beats the majority class. The accuracy and 
 prints at its last evaluation must equal those counted here by hand from ``s2s predict``'s
 output on the same file (within 0.5 points). NER with ``--best-metric entity_f1``: ``final/``
 is the best evaluation's model, and the entity F1 counted here from its predictions is that
-evaluation's printed value.
+evaluation's printed value. The two tests' train-then-predict runs go two at a time (one thread
+each; CI has two cores), started when the first test needs them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from cli_helpers import s2s
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -30,12 +33,43 @@ def predictions(path: Path) -> list:
     return [json.loads(line)["prediction"] for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_readme_classification_learns_and_prints_the_metrics_of_predict(tmp_path):
-    train, dev = DATA / "classification/train.tsv", DATA / "classification/dev.tsv"
-    run = s2s("train", "--task", "classification", "--train", train, "--eval", dev, "--output", tmp_path / "cls",
-              "--no-progress", plugins="bert,tasks")
-    s2s("predict", tmp_path / "cls/final", "--input", dev, "--output", tmp_path / "preds.jsonl", plugins="bert,tasks")
+def readme_classification(tmp_path: Path):
+    run = s2s("train", "--task", "classification", "--train", DATA / "classification/train.tsv",
+              "--eval", DATA / "classification/dev.tsv", "--output", tmp_path / "cls", "--no-progress",
+              plugins="bert,tasks")
+    s2s("predict", tmp_path / "cls/final", "--input", DATA / "classification/dev.tsv",
+        "--output", tmp_path / "preds.jsonl", plugins="bert,tasks")
+    return run, tmp_path
 
+
+def ner_best_metric(tmp_path: Path):
+    run = s2s("train", "--task", "ner", "--train", DATA / "ner/train.txt", "--eval", DATA / "ner/dev.txt",
+              "--output", tmp_path / "ner", "--epochs", "6", "--best-metric", "entity_f1", "--no-progress",
+              plugins="bert,tasks")
+    s2s("predict", tmp_path / "ner/final", "--input", DATA / "ner/dev.txt", "--output", tmp_path / "preds.jsonl",
+        plugins="bert,tasks")
+    return run, tmp_path
+
+
+# test -> its train-then-predict commands, given a folder of their own; they return (``s2s train``'s process, the folder)
+RUNS = {
+    "test_readme_classification_learns_and_prints_the_metrics_of_predict": readme_classification,
+    "test_ner_best_metric_keeps_the_best_evaluation_and_it_is_the_f1_of_predict": ner_best_metric,
+}
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory):
+    """The selected tests' runs, two at a time, in the tests' order: test -> future of its run's result."""
+    tests = [item.name for item in request.session.items if item.module is request.module and item.name in RUNS]
+    with ThreadPoolExecutor(2) as pool:
+        yield {test: pool.submit(RUNS[test], tmp_path_factory.mktemp("metrics")) for test in tests}
+        pool.shutdown(cancel_futures=True)
+
+
+def test_readme_classification_learns_and_prints_the_metrics_of_predict(runs):
+    run, tmp_path = runs["test_readme_classification_learns_and_prints_the_metrics_of_predict"].result()
+    dev = DATA / "classification/dev.tsv"
     gold = [line.split("\t")[1] for line in dev.read_text(encoding="utf-8").splitlines() if line.strip()]
     predicted = predictions(tmp_path / "preds.jsonl")
     accuracy = sum(g == p for g, p in zip(gold, predicted)) / len(gold)
@@ -72,11 +106,9 @@ def char_tag_spans(path: Path) -> list[set[tuple[int, int, str]]]:
     return texts
 
 
-def test_ner_best_metric_keeps_the_best_evaluation_and_it_is_the_f1_of_predict(tmp_path):
-    train, dev = DATA / "ner/train.txt", DATA / "ner/dev.txt"
-    run = s2s("train", "--task", "ner", "--train", train, "--eval", dev, "--output", tmp_path / "ner",
-              "--epochs", "6", "--best-metric", "entity_f1", "--no-progress", plugins="bert,tasks")
-    s2s("predict", tmp_path / "ner/final", "--input", dev, "--output", tmp_path / "preds.jsonl", plugins="bert,tasks")
+def test_ner_best_metric_keeps_the_best_evaluation_and_it_is_the_f1_of_predict(runs):
+    run, tmp_path = runs["test_ner_best_metric_keeps_the_best_evaluation_and_it_is_the_f1_of_predict"].result()
+    dev = DATA / "ner/dev.txt"
 
     gold = char_tag_spans(dev)
     predicted = [{tuple(span) for span in spans} for spans in predictions(tmp_path / "preds.jsonl")]
