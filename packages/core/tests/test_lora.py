@@ -3,6 +3,7 @@ unmerge, an [in, out] weight, prepacked inference, the config's refusals."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -91,6 +92,30 @@ def test_gradients_reach_the_adapter_only_when_the_base_is_frozen():
     assert layer.weight.grad is None and adapter.A.grad is not None and adapter.B.grad is not None
     assert torch.count_nonzero(adapter.A.grad) == 0  # B = 0: A's gradient is B^T (..) = 0
     assert torch.count_nonzero(adapter.B.grad) > 0
+
+
+def test_under_bf16_autocast_the_output_keeps_its_dtype_as_peft_s_does():
+    """PEFT's LoRA layer on the same weights: the same bf16 output, for an fp32 input (after a
+    norm) and a bf16 one (after attention); fp32 adapters and their gradients stay fp32."""
+    peft = pytest.importorskip("peft")
+    torch.manual_seed(0)
+    ours = nn.Linear(16, 8)
+    reference = nn.Sequential()
+    reference.add_module("proj", copy.deepcopy(ours))
+    reference = peft.get_peft_model(reference, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["proj"]))
+    adapter = lora.attach(ours, lora.LoraConfig(r=4, alpha=8))
+    with torch.no_grad():
+        adapter.B.normal_()
+        proj = reference.base_model.model.proj
+        proj.lora_A["default"].weight.copy_(adapter.A)
+        proj.lora_B["default"].weight.copy_(adapter.B)
+    for x in (torch.randn(3, 16), torch.randn(3, 16).bfloat16()):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got, want = ours(x), proj(x)
+        assert got.dtype == want.dtype == torch.bfloat16
+        torch.testing.assert_close(got, want)
+    got.float().sum().backward()
+    assert adapter.A.grad.dtype == adapter.B.grad.dtype == torch.float32
 
 
 def test_config_refuses_bad_values_and_parses_the_command_line():

@@ -129,9 +129,11 @@ class Adapter(nn.Module):
         self.merged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [.., in] -> [.., out]
+        """The update in the adapter's dtype, or autocast's (which casts ``x`` itself)."""
         x = dropout(x, self.p, self.training) if self.p else x
-        out = F.linear(F.linear(x.to(self.A.dtype), self.A), self.B) * self.scale  # autocast decides
-        return out.to(x.dtype)  # a bf16 base keeps fp32 adapters
+        if x.dtype != self.A.dtype and not _autocast(x.device.type):  # a bf16 base keeps fp32 adapters
+            x = x.to(self.A.dtype)
+        return F.linear(F.linear(x, self.A), self.B) * self.scale
 
     def delta(self) -> torch.Tensor:
         """``scale * B @ A`` in the base weight's layout: ``[out, in]`` (``[in, out]`` if transposed)."""
@@ -139,13 +141,22 @@ class Adapter(nn.Module):
         return delta.t() if self.transposed else delta
 
 
+def _autocast(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
 class _Adapted:
-    """Mixed in before a linear map's class: its forward plus the adapter's."""
+    """Mixed in before a linear map's class: its forward plus the adapter's, in the dtype of
+    its own output (under bf16 autocast a bf16 output stays bf16, as PEFT's does, rather than
+    turning everything after it fp32)."""
 
     def forward(self, x):
         out = super().forward(x)
         adapter = self.__dict__["lora"]
-        return out if adapter.merged else out + adapter(x)
+        return out if adapter.merged else out + adapter(x).to(out.dtype)
 
 
 _CLASSES: dict[type, type] = {}
