@@ -84,6 +84,11 @@ def test_an_unknown_format_is_refused_naming_the_line(tmp_path):
         ({"messages": [{"role": "robot", "content": "x"}]}, r"messages\[0\]\.role is 'robot'"),
         ({"conversations": [{"from": "alien", "value": "x"}]}, r"conversations\[0\]\.from is 'alien'"),
         ({"messages": [{"role": "user", "content": 3}]}, r"messages\[0\]\.content must be a string"),
+        ({"messages": [*CHAT[:2], {**CHAT[2], "weight": 0.5}]}, r"messages\[2\]\.weight is 0\.5: it must be 0 .* or 1"),
+        ({"messages": [*CHAT[:2], {**CHAT[2], "weight": True}]}, r"messages\[2\]\.weight is True: it must be 0"),
+        ({"messages": [*CHAT[:2], {**CHAT[2], "weight": "1"}]}, r"messages\[2\]\.weight is '1': it must be 0"),
+        ({"messages": [{**CHAT[1], "weight": 1}, CHAT[2]]}, r"messages\[0\] is a user turn with a weight: only assistant"),
+        ({"messages": [*CHAT[:2], {**CHAT[2], "weight": 0}]}, r"every assistant turn \(messages\[2\]\) has weight 0"),
     ],
 )
 def test_unusable_records_are_named_by_line(record, message, tmp_path):
@@ -104,3 +109,12 @@ def test_inputs_for_predict_and_scores(tmp_path):
     assert files.inputs(examples) == [CHAT[:4]] * 2
     scores = files.score(["2", "3"], examples)
     assert scores["exact_match"] == 0.5 and scores["rouge-l"] == 0.5
+
+
+def test_openai_weights_are_kept_and_turns_after_the_last_trained_one_dropped(tmp_path):
+    weighted = [*CHAT[:2], {**CHAT[2], "weight": 1.0}, CHAT[3], {**CHAT[4], "weight": 0}]
+    path = write_lines(tmp_path / "train.jsonl", [{"messages": weighted}, {"messages": [*CHAT[:2], {**CHAT[2], "weight": 0}, *CHAT[3:]]}])
+    first, second = read_conversations(path)
+    assert first.messages == [*CHAT[:2], {**CHAT[2], "weight": 1}]  # the weight-0 last answer trains nothing
+    assert second.messages == [*CHAT[:2], {**CHAT[2], "weight": 0}, *CHAT[3:]]
+    assert second.answer == "2"

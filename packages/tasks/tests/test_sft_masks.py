@@ -111,6 +111,27 @@ def test_label_mask_equals_the_mask_by_hand(template, fmt, tmp_path):
     assert everything["loss_mask"] == [0] + [1] * (len(ids) - 1)
 
 
+def test_assistant_turns_of_weight_0_have_no_loss(template, tmp_path):
+    """OpenAI's ``"weight": 0``: the mask by hand over the spans of the weight-1 answers only;
+    with ``train_on_prompt``, every token but the first and those of the weight-0 answers."""
+    name, tokenizer, encode = template
+    record = json.loads(json.dumps(RECORDS["openai"]))
+    record["messages"][2]["weight"] = 0
+    path = tmp_path / "weighted.jsonl"
+    path.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    chat = read_conversations(path)[0]
+    [feature] = sft(tokenizer).build_dataset([chat])
+    text = tokenizer.apply_chat_template(chat.messages, tokenize=False)
+    ids, offsets = encode(text)
+    assert feature["input_ids"] == ids
+    answers = [m["content"] for m in chat.messages if m["role"] == "assistant"]
+    first, second = spans_by_hand(text, answers, END_OF_TURN[name], trim=name == "llama3")
+    assert feature["loss_mask"] == overlapping(offsets, [second])
+    assert 0 < sum(feature["loss_mask"]) < sum(sft(tokenizer).build_dataset([RECORDS["openai"]])[0]["loss_mask"])
+    [everything] = sft(tokenizer, train_on_prompt=True).build_dataset([chat])
+    assert everything["loss_mask"] == [0] + [1 - m for m in overlapping(offsets, [first])[1:]]
+
+
 def test_the_default_template_is_saved_and_reloaded(template, tmp_path):
     name, tokenizer, _ = template
     model = sft(tokenizer)

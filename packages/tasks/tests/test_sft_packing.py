@@ -68,6 +68,25 @@ def test_packing_is_refused_on_an_encoder_decoder():
         load_model(tokenizer(), "t5", "sft", size="tiny", pack=True)
 
 
+@pytest.mark.parametrize("backbone", ["t5", "bart"])
+def test_train_on_prompt_is_refused_on_an_encoder_decoder_naming_it(backbone):
+    pytest.importorskip(f"s2s_{backbone}", reason=f"needs s2s-models-{backbone}")
+    with pytest.raises(ValueError, match=rf"train_on_prompt=True .* {backbone} is an encoder-decoder, whose prompt is "
+                                         r"the encoder's input"):
+        load_model(tokenizer(), backbone, "sft", size="tiny", train_on_prompt=True)
+
+
+def test_an_encoder_decoder_has_no_pair_for_an_answer_of_weight_0():
+    pytest.importorskip("s2s_bart", reason="needs s2s-models-bart")
+    tok = tokenizer()
+    model = load_model(tok, "bart", "sft", size="tiny")
+    weighted = [*CHATS[1][:2], {**CHATS[1][2], "weight": 0}, *CHATS[1][3:]]
+    [feature] = model.build_dataset([weighted])  # the second answer only, after the whole chat before it
+    assert feature["input_ids"] == tok.apply_chat_template(weighted[:4], add_generation_prompt=True)
+    answer = [tok.token_to_id(t) for t in tok.tokenize("五")]
+    assert feature["labels"] == [*answer, model.variant.eos_id]
+
+
 def test_an_encoder_decoder_reads_one_pair_per_answer():
     pytest.importorskip("s2s_bart", reason="needs s2s-models-bart")
     tok = tokenizer()

@@ -99,6 +99,26 @@ class ChatFormat:
             start = end + 1
         return mask
 
+    def turn_stretches(self, messages: Sequence[dict], mask: Sequence[int]) -> list[tuple[int, int]]:
+        """The ``(start, end)`` token range of each assistant turn of ``messages`` in the
+        assistant ``mask`` that :meth:`encode` gave: its stretches of 1s, one per turn (a
+        ValueError when the template marks them otherwise)."""
+        stretches, start = [], None
+        for index, value in enumerate([*mask, 0]):
+            if value and start is None:
+                start = index
+            elif not value and start is not None:
+                stretches.append((start, index))
+                start = None
+        turns = sum(m["role"] == "assistant" for m in messages)
+        if len(stretches) != turns:
+            raise ValueError(
+                f"the chat template {self.source} marks {len(stretches)} stretches of assistant tokens for "
+                f"{turns} assistant turns, so a per-turn weight cannot be placed: drop the weight keys, or "
+                "use a template that marks each assistant turn in one piece"
+            )
+        return stretches
+
     def prompt(self, messages: Sequence[dict]) -> list[int]:
         """The ids of a prompt for the next assistant turn."""
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)

@@ -8,14 +8,17 @@ same way.
 
 **Decoders** (GPT-2, Qwen2/3, Llama, GLM-4) read the whole rendered chat; the loss covers the
 tokens of the assistant turns, each turn's end-of-turn token included (``train_on_prompt=True``:
-every token but the first). ``pack=True`` fills rows of ``max_length`` tokens with several
+every token but the first); an assistant turn of OpenAI ``"weight": 0`` gets no loss either way
+(:mod:`s2s_tasks.sft_data`). ``pack=True`` fills rows of ``max_length`` tokens with several
 chats one after the other (greedily, in order): each token attends to the earlier tokens of
 its own chat only (:func:`s2s.nn.masks.packed_causal_mask`) and positions restart at 0 per
 chat, so a packed batch has the loss of the same chats unpacked, with less padding.
 
 **Encoder-decoders** (T5, BART): the encoder reads the prompt (the chat rendered up to an
 assistant turn, with the template's generation prompt) and the decoder that turn's text, one
-pair per assistant turn (:class:`~s2s_tasks.seq2seq_variants.EncoderDecoder`'s layout).
+pair per assistant turn of weight 1 (:class:`~s2s_tasks.seq2seq_variants.EncoderDecoder`'s
+layout). There is no prompt in the decoder to train on, so ``train_on_prompt`` (like ``pack``)
+is refused on them.
 
 **Length**: a chat longer than ``max_length`` loses its oldest exchanges (system turns stay)
 until it fits; one that cannot fit that way, or any over-long one with ``overlong="skip"``, is
@@ -46,7 +49,7 @@ from .chat_format import ChatFormat, drop_oldest_turn
 from .common import build_features, fit_max_length
 from .lm_loss import lm_loss
 from .seq2seq_variants import VARIANTS
-from .sft_data import ChatFiles, Conversation, conversation, to_messages
+from .sft_data import ChatFiles, Conversation, conversation, to_messages, weight
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ OVERLONG = ("drop_oldest", "skip")
 class SFT(Task):
     """Answer chats; see the module docstring. Options: ``max_length`` (default: the backbone's
     positions), ``chat_template`` (Jinja source; default: the tokenizer's, else the default
-    template), ``train_on_prompt``, ``pack`` (decoders) and ``overlong`` (``"drop_oldest"`` or
+    template), ``train_on_prompt`` and ``pack`` (decoders), and ``overlong`` (``"drop_oldest"`` or
     ``"skip"``)."""
 
     kinds = frozenset({DECODER, ENCODER_DECODER})
@@ -70,6 +73,12 @@ class SFT(Task):
         self.encoder_decoder = backbone.kind == ENCODER_DECODER
         if pack and self.encoder_decoder:
             raise ValueError("pack=True packs the rows of a decoder; an encoder-decoder reads each prompt apart")
+        if train_on_prompt and self.encoder_decoder:
+            raise ValueError(
+                f"train_on_prompt=True (--train-on-prompt) puts the loss on the prompt tokens of a decoder's rows; "
+                f"{backbone.config.model_type} is an encoder-decoder, whose prompt is the encoder's input, which "
+                "has no loss: leave train_on_prompt off (the loss is on the answers), or train a decoder"
+            )
         self.max_length = fit_max_length(backbone, max_length)
         self.format = ChatFormat(tokenizer, chat_template)
         self.variant = VARIANTS[backbone.kind](backbone, tokenizer)  # the layout of seq2seq on this kind
@@ -147,16 +156,21 @@ class SFT(Task):
     def encode_chat(self, messages: list[dict], tally: Counter) -> list[dict]:
         """The features of one chat (none when it is skipped), counting in ``tally``."""
         if self.encoder_decoder:
-            return [f for index, m in enumerate(messages) if m["role"] == "assistant"
+            return [f for index, m in enumerate(messages) if m["role"] == "assistant" and weight(m)
                     for f in self._pair(messages[:index], m["content"], tally)]
-        ids, mask = self._fit(messages, self.format.encode, tally)
+        messages, ids, mask = self._fit(messages, self.format.encode, tally)
         if ids is None:
             return []
-        mask = [0] + ([1] * (len(ids) - 1) if self.train_on_prompt else mask[1:])  # nothing predicts the first
-        return [{"input_ids": ids, "loss_mask": mask}]
+        loss_mask = [0] + ([1] * (len(ids) - 1) if self.train_on_prompt else mask[1:])  # nothing predicts the first
+        turns = [m for m in messages if m["role"] == "assistant"]
+        if not all(weight(m) for m in turns):
+            for turn, (start, end) in zip(turns, self.format.turn_stretches(messages, mask)):
+                if not weight(turn):
+                    loss_mask[start:end] = [0] * (end - start)
+        return [{"input_ids": ids, "loss_mask": loss_mask}]
 
     def _pair(self, prompt: list[dict], answer: str, tally: Counter) -> list[dict]:
-        src, _ = self._fit(prompt, lambda chat: (self.format.prompt(chat), None), tally)
+        _, src, _ = self._fit(prompt, lambda chat: (self.format.prompt(chat), None), tally)
         if src is None:
             return []
         tgt = [self.tokenizer.token_to_id(t) for t in self.tokenizer.tokenize(answer)] + [self.variant.eos_id]
@@ -165,18 +179,18 @@ class SFT(Task):
         return [feature]
 
     def _fit(self, messages: list[dict], encode, tally: Counter):
-        """``encode(messages)`` once it fits ``max_length`` (oldest exchanges dropped), or
-        ``(None, None)`` when it is skipped."""
+        """``(messages, *encode(messages))`` once they fit ``max_length`` (oldest exchanges
+        dropped), or ``(messages, None, None)`` when they are skipped."""
         shortened = False
         while True:
             ids, mask = encode(messages)
             if len(ids) <= self.max_length:
                 tally["shortened"] += shortened
-                return ids, mask
+                return messages, ids, mask
             shorter = drop_oldest_turn(messages) if self.overlong == "drop_oldest" else None
             if shorter is None:
                 tally["skipped"] += 1
-                return None, None
+                return messages, None, None
             messages, shortened = shorter, True
 
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:

@@ -16,6 +16,12 @@ Each becomes a :class:`Conversation`: ``messages`` with the roles ``system``, ``
 assistant; Alpaca's user turn is ``instruction``, then a newline and ``input`` when there is
 one). Content given as OpenAI text parts is joined. A training record needs an assistant turn
 with text; turns after the last assistant turn are left out (nothing would learn from them).
+
+OpenAI's per-message ``weight`` (as in its fine-tuning format) is read on assistant turns:
+``"weight": 0`` keeps the turn as context but puts no loss on it, ``1`` (the default) trains on
+it; any other value, or a weight on another role, is refused naming the line. Such a turn keeps
+its ``weight`` key in the message; a training record needs an assistant turn of weight 1, and
+turns after the last one are left out.
 """
 
 from __future__ import annotations
@@ -98,8 +104,8 @@ def conversation(example, where: str = "") -> Conversation:
 
 
 def trainable(messages: list[dict]) -> list[dict]:
-    """``messages`` through their last assistant turn; a ValueError when there is none or
-    when an assistant turn has no text."""
+    """``messages`` through their last assistant turn trained on (weight 1); a ValueError when
+    there is none or when an assistant turn has no text."""
     answers = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     if not answers:
         roles = ", ".join(m["role"] for m in messages)
@@ -107,7 +113,17 @@ def trainable(messages: list[dict]) -> list[dict]:
     for index in answers:
         if not messages[index]["content"].strip():
             raise ValueError(f"messages[{index}] is an assistant turn without text: nothing to train on")
-    return messages[: answers[-1] + 1]
+    trained = [i for i in answers if weight(messages[i])]
+    if not trained:
+        turns = ", ".join(f"messages[{i}]" for i in answers)
+        raise ValueError(f"every assistant turn ({turns}) has weight 0, so nothing to train on: "
+                         "give at least one weight 1 (or no weight)")
+    return messages[: trained[-1] + 1]
+
+
+def weight(message: Mapping) -> int:
+    """A message's loss weight: its ``weight`` (0 or 1, assistant turns only), else 1."""
+    return message.get("weight", 1)
 
 
 def read_conversations(path: str | os.PathLike, *, answers: bool = True) -> list[Conversation]:
@@ -186,7 +202,22 @@ class ChatFiles(TaskFiles):
 
 
 def _openai(record: Mapping) -> list[dict]:
-    return _messages(record, "messages", ("role", "content"), ROLES)
+    messages = _messages(record, "messages", ("role", "content"), ROLES)
+    for index, (message, turn) in enumerate(zip(messages, record["messages"])):
+        if "weight" in turn:
+            message["weight"] = _weight(turn["weight"], index, message["role"])
+    return messages
+
+
+def _weight(value, index: int, role: str) -> int:
+    """OpenAI's per-message ``weight``: 0 (no loss on this assistant turn) or 1."""
+    if role != "assistant":
+        raise ValueError(f"messages[{index}] is a {role} turn with a weight: only assistant turns take one "
+                         "(0: no loss on that turn, 1: the default)")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in (0, 1):
+        raise ValueError(f"messages[{index}].weight is {value!r}: it must be 0 (no loss on this assistant turn) "
+                         "or 1 (trained on, the default)")
+    return int(value)
 
 
 def _sharegpt(record: Mapping) -> list[dict]:
@@ -248,4 +279,4 @@ def _text(value, name: str) -> str:
 
 
 __all__ = ["ALPACA", "OPENAI", "SHAREGPT", "ChatFiles", "Conversation", "conversation", "detect_format", "read_conversations",
-           "to_messages", "trainable"]
+           "to_messages", "trainable", "weight"]

@@ -84,7 +84,7 @@ def add_parser(subparsers) -> None:
     group.add_argument("--schema", help="relation extraction: DuIE schema file (default: the predicates of --train)")
     group.add_argument("--max-length", type=int, help="longest input in tokens")
     group.add_argument("--train-on-prompt", action="store_true", default=None,
-                       help="sft: the loss on every token, not on the answers only")
+                       help="sft on a decoder: the loss on every token, not on the answers only")
     group.add_argument("--pack", action="store_true", default=None,
                        help="sft on a decoder: several chats per row (block-diagonal attention)")
     group.add_argument("--option", action="append", metavar="KEY=VALUE", help="any other task option (JSON value)")
