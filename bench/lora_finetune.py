@@ -1,16 +1,20 @@
 """LoRA fine-tuning step time and peak memory: s2s's Trainer against transformers' Trainer + peft.
 
-The same random decoder checkpoint (saved by s2s, loaded by both), LoRA r=16 (alpha 32) on the
-attention's query/key/value/output maps, the same rows of token ids (all one length, no padding;
-each trainer draws its own order), AdamW (weight decay 0.01),
-CPU bf16 autocast on both sides, gradient clipping at 1 on both. Each side runs in its own
-process (peak RSS is per process, ``ru_maxrss``); the step time is the median interval between
-step ends after ``--warmup`` steps. Full fine-tuning (every weight trained, same batches) is
-printed beside it.
+One random Qwen2-shaped decoder (s2s-models-llama's ``qwen2``: 384 wide, 4 layers, 6 query heads
+sharing 2 key/value heads, a 3,000-character vocabulary), saved once by s2s; the s2s side loads
+that folder with ``load_model``, the peer with transformers' ``Qwen2ForCausalLM``, so both start
+from the same weights. LoRA r=16, alpha 32, no dropout, on ``q_proj``, ``k_proj``, ``v_proj`` and
+``o_proj`` of every layer on both sides. The same rows of token ids in the same order on both
+sides (all one length, no padding; a stream each Trainer reads in order, no shuffling), AdamW
+(lr 1e-4, weight decay 0.01, each Trainer's own build), a constant schedule, gradient clipping at
+1, CPU bf16 autocast on both. Full fine-tuning (every weight trained, same batches) is printed
+beside it.
 
-The decoder is GPT-2 shaped (s2s-models-gpt2; ``c_attn`` holds q/k/v, ``attn.c_proj`` is o):
-the LLM family (Qwen2) was not on main when this was written. Prints one JSON line per side and
-the ratios, with the load average before and after (figures under load > 1 say little).
+Each side runs in its own process; its peak RSS is the kernel's high-water mark of that process
+(``VmHWM`` in ``/proc/self/status``; ``ru_maxrss`` would carry the launching process's over
+``exec``). The step time is the median interval between step ends after ``--warmup`` steps.
+Prints one JSON line per side, the ratios, and the load average before and after (figures taken
+under a load above the thread count say little).
 
     python bench/lora_finetune.py                      # all four runs
     python bench/lora_finetune.py --steps 30 --threads 1
@@ -21,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,8 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-SHAPE = dict(n_embd=256, n_layer=2, n_head=4, n_positions=256)  # small: this machine is shared
+SHAPE = dict(hidden_size=384, num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=2, head_dim=64,
+             intermediate_size=1024, max_position_embeddings=512)  # Qwen2-shaped, small: the machine is shared
 VOCAB_CHARS = 3000
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 LENGTH, BATCH, LR, R, ALPHA = 128, 4, 1e-4, 16, 32
 
 
@@ -42,21 +47,36 @@ def make_base(folder: Path) -> None:
     chars = [chr(0x4E00 + i) for i in range(VOCAB_CHARS)]
     tokenizer = Tokenizer.build_vocab(["".join(chars)], min_frequency=1)
     torch.manual_seed(0)
-    load_model(tokenizer, "gpt2", "causal_lm", config=SHAPE).save_pretrained(folder)
+    load_model(tokenizer, "qwen2", "causal_lm", config=SHAPE).save_pretrained(folder)
 
 
-def batches(vocab: int, steps: int):
+def rows(vocab: int, steps: int) -> list:
+    """``steps * BATCH`` rows of ``LENGTH`` token ids, the same on both sides."""
     import torch
 
     generator = torch.Generator().manual_seed(1)
-    return [torch.randint(5, vocab, (BATCH, LENGTH), generator=generator) for _ in range(steps)]
+    return list(torch.randint(5, vocab, (steps * BATCH, LENGTH), generator=generator))
+
+
+def in_order(items: list):
+    """A stream of ``items`` (both Trainers read a stream in its order, unshuffled)."""
+    import torch
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(items)
+
+        def __len__(self):
+            return len(items)
+
+    return Stream()
 
 
 def run_s2s(base: Path, steps: int, lora: bool) -> list[float]:
     from s2s import Trainer, hookimpl, load_model
 
-    model = load_model(checkpoint=base, lora=dict(r=R, alpha=ALPHA, targets="attention") if lora else None)
-    data = [{"input_ids": row.tolist()} for batch in batches(model.backbone.vocab_size, steps) for row in batch]
+    model = load_model(checkpoint=base, lora=dict(r=R, alpha=ALPHA, targets=TARGETS) if lora else None)
+    data = in_order([{"input_ids": row.tolist()} for row in rows(model.backbone.vocab_size, steps)])
     ends: list[float] = []
 
     class Clock:
@@ -64,8 +84,8 @@ def run_s2s(base: Path, steps: int, lora: bool) -> list[float]:
         def on_step_end(self, step):
             ends.append(time.perf_counter())
 
-    trainer = Trainer(epochs=1, batch_size=BATCH, lr=LR, amp="bf16", device="cpu", max_grad_norm=1.0,
-                      scheduler="constant", warmup=0, progress=False, callbacks=[Clock()])
+    trainer = Trainer(epochs=1, batch_size=BATCH, lr=LR, weight_decay=0.01, amp="bf16", device="cpu",
+                      max_grad_norm=1.0, scheduler="constant", warmup=0, progress=False, callbacks=[Clock()])
     trainer.train(model, data, collate_fn=model.collate)
     return ends
 
@@ -75,19 +95,11 @@ def run_hf(base: Path, steps: int, lora: bool) -> list[float]:
     import torch
     import transformers
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(base)
+    model = transformers.Qwen2ForCausalLM.from_pretrained(base, dtype=torch.float32)
     if lora:
         model = peft.get_peft_model(model, peft.LoraConfig(
-            task_type="CAUSAL_LM", r=R, lora_alpha=ALPHA, target_modules=["attn.c_attn", "attn.c_proj"]))
-    rows = [row for batch in batches(model.config.vocab_size, steps) for row in batch]
-
-    class Rows(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(rows)
-
-        def __getitem__(self, i):
-            return {"input_ids": rows[i], "labels": rows[i]}
-
+            task_type="CAUSAL_LM", r=R, lora_alpha=ALPHA, lora_dropout=0.0, target_modules=list(TARGETS)))
+    data = in_order([{"input_ids": row, "labels": row} for row in rows(model.config.vocab_size, steps)])
     ends: list[float] = []
 
     class Clock(transformers.TrainerCallback):
@@ -96,20 +108,28 @@ def run_hf(base: Path, steps: int, lora: bool) -> list[float]:
 
     with tempfile.TemporaryDirectory() as output:
         arguments = transformers.TrainingArguments(
-            output_dir=output, num_train_epochs=1, per_device_train_batch_size=BATCH, learning_rate=LR,
+            output_dir=output, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=LR,
             lr_scheduler_type="constant", max_grad_norm=1.0, use_cpu=True, bf16=True,
             weight_decay=0.01, save_strategy="no", eval_strategy="no",
             logging_strategy="no", report_to=[], disable_tqdm=True, dataloader_num_workers=0)
-        transformers.Trainer(model=model, args=arguments, train_dataset=Rows(), callbacks=[Clock()]).train()
+        transformers.Trainer(model=model, args=arguments, train_dataset=data, callbacks=[Clock()]).train()
     return ends
+
+
+def peak_rss_mb() -> float:
+    """This process's resident-set high-water mark (``VmHWM``), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status: this bench measures memory on Linux only")
 
 
 def side(name: str, base: Path, steps: int, warmup: int) -> dict:
     run = run_s2s if name.startswith("s2s") else run_hf
     ends = run(base, steps, lora=name.endswith("lora"))
     intervals = [b - a for a, b in zip(ends[warmup:], ends[warmup + 1:])]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    return {"side": name, "steps": len(ends), "step_ms": 1000 * statistics.median(intervals), "peak_rss_mb": peak_mb}
+    return {"side": name, "steps": len(ends), "step_ms": 1000 * statistics.median(intervals),
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def load_average() -> list[str]:
@@ -121,9 +141,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sides", default="s2s-lora,hf-lora,s2s-full,hf-full", help="comma-separated")
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps < args.warmup + 2:
+        parser.error(f"--steps {args.steps}: need at least --warmup + 2 = {args.warmup + 2} for one timed interval")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -134,7 +157,7 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         make_base(Path(folder))
-        for name in ("s2s-lora", "hf-lora", "s2s-full", "hf-full"):
+        for name in args.sides.split(","):
             out = subprocess.run(
                 [sys.executable, __file__, "--side", name, "--base", folder, "--steps", str(args.steps),
                  "--warmup", str(args.warmup), "--threads", str(args.threads)],
@@ -146,10 +169,12 @@ def main() -> int:
             results[name] = json.loads(out.stdout.strip().splitlines()[-1])
             print(json.dumps(results[name]), flush=True)
     for kind in ("lora", "full"):
+        if f"s2s-{kind}" not in results or f"hf-{kind}" not in results:
+            continue
         ours, theirs = results[f"s2s-{kind}"], results[f"hf-{kind}"]
         print(f"{kind}: s2s {ours['step_ms']:.1f} ms/step, transformers {theirs['step_ms']:.1f} ms/step: "
               f"{theirs['step_ms'] / ours['step_ms']:.2f}x; peak RSS {ours['peak_rss_mb']:.0f} MB vs "
-              f"{theirs['peak_rss_mb']:.0f} MB")
+              f"{theirs['peak_rss_mb']:.0f} MB ({ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}x)")
     print(f"load average after: {load_average()}")
     return 0
 
