@@ -18,6 +18,9 @@ Used only where that is safe: CPU fp32 tensors, gradients, autocast and tracing 
 whose oneDNN ops work. Anywhere else, or with ``s2s.nn.prepacked.enabled = False`` (no extra
 memory), :func:`linear` is the plain product.
 
+Training in bf16 on a CPU without bf16 kernels goes through :func:`s2s.nn.cpu_bf16.linear`
+(a backward whose products are laid out for that CPU's kernel).
+
 A weight can also be given another map for its products (:func:`multiply_by`): an int8-quantized
 model's tied LM head multiplies by an int8 copy of the embeddings its lookups read
 (:mod:`s2s.nn.quantize`).
@@ -31,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.weak import WeakIdKeyDictionary
+
+from . import cpu_bf16
 
 enabled = True
 
@@ -71,6 +76,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
     if weight in _MAPS and x.device.type == "cpu" and not torch.is_grad_enabled() and not transposed:
         out = _copy(weight, "map")(x)
         return out if bias is None else out + bias.to(out.dtype)
+    if cpu_bf16.applies(x, weight):  # training in bf16 on a CPU without bf16 kernels
+        return cpu_bf16.linear(x, weight.t() if transposed else weight, bias)
     if (
         not enabled
         or x.device.type != "cpu"
