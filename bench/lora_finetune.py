@@ -153,7 +153,8 @@ def main() -> int:
     if args.side:
         print(json.dumps(side(args.side, Path(args.base), args.steps, args.warmup)))
         return 0
-    print(f"load average before: {load_average()}", flush=True)
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"{args.threads} thread(s); load average before: {load_average()}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         make_base(Path(folder))
