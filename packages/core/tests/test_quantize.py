@@ -120,6 +120,18 @@ def test_int8_dynamic_linear_equals_the_rounded_product(rows, with_bias):
 
 
 @pytest.mark.skipif(not int8_dynamic_kernel_available(), reason="torch without fbgemm's dynamic quantized linear map")
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "one row"])
+def test_int8_dynamic_linear_on_rows_equals_the_rounded_product(layout):
+    """2-D fp32 rows (how decoders call a map) go straight to the kernel: same product."""
+    torch.manual_seed(1)
+    linear = nn.Linear(48, 24)
+    x = {"contiguous": torch.randn(5, 48), "strided": torch.randn(48, 5).t(), "one row": torch.randn(1, 48)}[layout]
+    out = Int8DynamicLinear(linear.weight, linear.bias)(x)
+    assert out.shape == (x.shape[0], 24) and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), by_hand_dynamic(x, linear.weight, linear.bias), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not int8_dynamic_kernel_available(), reason="torch without fbgemm's dynamic quantized linear map")
 def test_int8_dynamic_scheme_replaces_every_map_and_refuses_training():
     model = nn.Sequential(nn.Linear(8, 12), nn.Linear(12, 4))
     assert quantize_int8(model, "int8-dynamic") == 2
