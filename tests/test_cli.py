@@ -120,8 +120,9 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
     common = ["train", "--task", "classification", "--train", DATA / "classification/train.tsv",
               "--epochs", "1", "--batch-size", "8", "--size", "tiny", "--model-config", NO_DROPOUT,
               "--option", "classifier_dropout=0", "--no-progress", "--device", "cpu"]
-    s2s(*common, "--output", tmp_path / "one")
-    two = s2s(*common, "--output", tmp_path / "two", "--num-procs", "2")
+    with ThreadPoolExecutor(2) as pool:  # the one-process run beside the two (it waits on them at each step)
+        _, two = pool.map(lambda args: s2s(*common, *args), [("--output", tmp_path / "one"),
+                                                            ("--output", tmp_path / "two", "--num-procs", "2")])
     assert two.stdout.count("metrics: ") == 1  # rank 0 reports, once
     one = read_state_dict(tmp_path / "one" / "model.safetensors")
     both = read_state_dict(tmp_path / "two" / "model.safetensors")
