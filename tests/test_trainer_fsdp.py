@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -177,7 +178,11 @@ def test_sigkill_then_resume_auto_is_bitwise_on_two_ranks_and_continues_on_one(t
     assert sorted(p.name for p in (checkpoints / "step-00000003" / "shards").iterdir()) == [
         ".metadata", "__0_0.distcp", "__1_0.distcp"]
     shutil.copytree(out, tmp_path / "to-one")
-    log = train(tmp_path, out, 2)
+    (tmp_path / "beside").mkdir()  # the 1-rank run's own script folder: it runs beside the 2-rank resume
+    with ThreadPoolExecutor(2) as pool:
+        two = pool.submit(train, tmp_path, out, 2)
+        on_one = pool.submit(train, tmp_path / "beside", tmp_path / "to-one", 1)
+        log = two.result()
     assert "resumed from" in log
     expected = read_state_dict(straight / "model.safetensors")
     resumed = read_state_dict(out / "model.safetensors")
@@ -189,7 +194,7 @@ def test_sigkill_then_resume_auto_is_bitwise_on_two_ranks_and_continues_on_one(t
 
     assert load_model(checkpoint=out / "final").state_dict().keys() == expected.keys()
     # the 2-rank checkpoint on 1 rank: the same loss curve
-    log = train(tmp_path, tmp_path / "to-one", 1)
+    log = on_one.result()
     assert "was written by 2 processes, this run has 1" in log
     reference, one = losses(straight), losses(tmp_path / "to-one")
     assert sorted(one) == list(range(1, 13))
