@@ -1,7 +1,8 @@
 """``s2s serve`` (dynamic batching) against a naive server answering one request at a time.
 
 Both serve the same fine-tuned folder: a ``small`` BERT classifier (random weights, vocab
-built from data/classification) saved by ``save_pretrained``. The naive peer is the standard
+built from data/classification) saved by ``save_pretrained``; ``s2s serve`` also serves its
+ONNX Runtime int8 export (a row of its own). The naive peer is the standard
 library's single-threaded ``http.server`` calling ``predict([text])`` per request. The load:
 ``--clients`` connections each sending one-text requests one after the other, from Debian's
 compiled ``wrk`` (``--load wrk``, the default when it is installed: ``apt-get install wrk``;
@@ -36,16 +37,20 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[1] / "data" / "classification"
 
 
-def build_model(folder: Path) -> list[str]:
-    """Save a small BERT classifier to ``folder``; return texts to send."""
+def build_model(folder: Path, onnx_folder: Path) -> list[str]:
+    """Save a small BERT classifier to ``folder`` and its ONNX Runtime int8 export to
+    ``onnx_folder`` (``s2s export --format onnx --quantize int8``); return texts to send."""
     from s2s import Tokenizer, load_model, seed_everything
+    from s2s.onnx.export import export_onnx
 
     rows = [line.split("\t") for line in (DATA / "train.tsv").read_text(encoding="utf-8").splitlines() if line.strip()]
     texts = [row[0] for row in rows]
     seed_everything(0)
     tokenizer = Tokenizer.build_vocab(texts, min_frequency=1)
     labels = sorted({row[1] for row in rows})
-    load_model(tokenizer, "bert", "classification", size="small", labels=labels).save_pretrained(folder)
+    model = load_model(tokenizer, "bert", "classification", size="small", labels=labels)
+    model.save_pretrained(folder)
+    export_onnx(model, onnx_folder, quantize="int8")
     return texts
 
 
@@ -176,12 +181,13 @@ def main() -> None:
     if args.naive_server:
         return naive_server(args.naive_server)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "small-classifier"
-        texts = build_model(folder)
+        folder, onnx_folder = Path(tmp) / "small-classifier", Path(tmp) / "small-classifier-onnx-int8"
+        texts = build_model(folder, onnx_folder)
+        served = [sys.executable, "-m", "s2s", "serve", "--port", "0", "--max-batch", "32"]
         results = {}
         for name, command, marker in (
-            ("s2s serve", [sys.executable, "-m", "s2s", "serve", str(folder), "--port", "0", "--max-batch", "32"],
-             "Application startup complete"),
+            ("s2s serve", served + [str(folder)], "Application startup complete"),
+            ("s2s serve, ONNX int8", served + [str(onnx_folder)], "Application startup complete"),
             ("naive", [sys.executable, __file__, "--naive-server", str(folder)], "naive server on"),
         ):
             process, url = start(pinned(command, args.server_cpu), marker)
@@ -193,17 +199,19 @@ def main() -> None:
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
-            print(f"{name:10s} {results[name]['rps']:8.1f} requests/s  p50 {results[name]['p50_ms']:7.1f} ms  "
+            print(f"{name:20s} {results[name]['rps']:8.1f} requests/s  p50 {results[name]['p50_ms']:7.1f} ms  "
                   f"p99 {results[name]['p99_ms']:7.1f} ms  client CPU {results[name]['client_cpu']:.2f} cores",
                   flush=True)
-    served, naive = results["s2s serve"], results["naive"]
+    served, onnx, naive = results["s2s serve"], results["s2s serve, ONNX int8"], results["naive"]
     print(json.dumps({
         "load": args.load, "clients": args.clients, "cpu_count": os.cpu_count(), "load_average": os.getloadavg()[0],
         "client_cpu": args.client_cpu, "server_cpu": args.server_cpu,
         "s2s_serve": {k: round(v, 2) for k, v in served.items()},
+        "s2s_serve_onnx_int8": {k: round(v, 2) for k, v in onnx.items()},
         "naive": {k: round(v, 2) for k, v in naive.items()},
         "rps_ratio": round(served["rps"] / naive["rps"], 2),
         "p50_ratio": round(served["p50_ms"] / naive["p50_ms"], 2),
+        "onnx_int8_rps_ratio": round(onnx["rps"] / naive["rps"], 2),
         "target": "rps_ratio >= 3 and p50_ratio <= 2",
     }))
 
