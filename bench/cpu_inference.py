@@ -13,7 +13,7 @@ Every variant runs in this process on the same weights and inputs, alternately (
 shared machine hits each alike); the best of ``--repeats`` is kept. Prints the load average:
 figures taken at a load above 1 are not results.
 
-    python bench/cpu_inference.py [--only classification|generation] [--threads 1 2] [--repeats 5]
+    python bench/cpu_inference.py [--only classification|generation] [--threads 1 2] [--repeats 5] [--batches 1 8 32]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def best_times(variants: dict, repeats: int) -> dict[str, float]:
     return best
 
 
-def classification(threads: list[int], repeats: int) -> None:
+def classification(threads: list[int], repeats: int, batches: list[int]) -> None:
     from s2s import load_model
     from s2s.onnx.export import export_onnx
 
@@ -74,7 +74,7 @@ def classification(threads: list[int], repeats: int) -> None:
                 torch.set_num_threads(n)
                 for name in ("onnx fp32", "onnx int8"):  # sessions take torch's thread count when made
                     variants[name] = load_model(checkpoint=Path(tmp, name.split()[1]))
-                for batch in (1, 8, 32):
+                for batch in batches:
                     inputs = {
                         "input_ids": torch.randint(5, VOCAB, (batch, 64)),
                         "attention_mask": torch.ones(batch, 64, dtype=torch.long),
@@ -132,10 +132,11 @@ def main() -> None:
     parser.add_argument("--only", choices=("classification", "generation"))
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32], help="classification batch sizes")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}; torch {torch.__version__}", flush=True)
     if args.only in (None, "classification"):
-        classification(args.threads, args.repeats)
+        classification(args.threads, args.repeats, args.batches)
     if args.only in (None, "generation"):
         generation(args.threads, args.repeats)
     print(f"load average after: {os.getloadavg()[0]:.2f}")

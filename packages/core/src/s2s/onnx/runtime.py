@@ -63,11 +63,16 @@ class OnnxBackbone(nn.Module):
 
 
 def session(path: Path, entry: dict):
-    """An ONNX Runtime session on ``path`` (threads: torch's), with errors that name the file."""
+    """An ONNX Runtime session on ``path`` (threads: torch's), with errors that name the file.
+
+    Its threads spin between the operators of a run but not after it: spinning on past the run
+    (ONNX Runtime's default) takes the cores from what the process runs next, the task's head
+    in PyTorch or another session (int8 at 2 threads ran slower than at 1)."""
     onnxruntime = require()
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf / InvalidGraph classes
