@@ -258,6 +258,31 @@ def test_sft_chat_plain_and_streamed_equal_predict(folders):
         server.stop()
 
 
+def test_a_qwen2_folder_serves_predict_and_completions(tmp_path):
+    """A causal LM on a Qwen2 byte-level BPE (no [CLS] / [SEP] / [UNK]; its eos ends the
+    text): /predict and /v1/completions answer as predict does, a one-token prompt included."""
+    pytest.importorskip("s2s_llama")
+    from s2s.testing.hf_tokenizers import byte_level_bpe_folder
+
+    folder = byte_level_bpe_folder(tmp_path / "qwen", TEXTS, "qwen2", vocab_size=400)
+    seed_everything(0)
+    widen(load_model(Tokenizer.from_pretrained(folder), "qwen2", "causal_lm", size="tiny")).save_pretrained(folder)
+    reference = load_model(checkpoint=folder)
+    assert len(reference.tokenizer.prompt_ids("今")) == 1
+    server = Server(folder, plugins="llama,tasks")
+    try:
+        for prompt in ("今", "今天天气"):
+            expected = reference.continue_text([prompt], 8)[0]
+            status, body = server.post({"inputs": [prompt], "options": {"max_new_tokens": 8}})
+            assert status == 200 and json.loads(body)["outputs"] == [expected] and expected
+            answer = client(server, key="unused").completions.create(model="qwen", prompt=prompt, max_tokens=8,
+                                                                     temperature=0)
+            assert answer.choices[0].text == expected
+            assert answer.usage.prompt_tokens == len(reference.tokenizer.prompt_ids(prompt))
+    finally:
+        server.stop()
+
+
 def test_embeddings_equal_encode_texts(folders):
     server = Server(folders / "emb")
     try:

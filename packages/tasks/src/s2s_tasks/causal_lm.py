@@ -1,10 +1,13 @@
 """Causal language modelling on decoders (GPT-2): fine-tuning and text continuation.
 
-Training texts become ``[CLS] text [SEP]``; every next token is predicted (padding excluded).
-A text longer than ``max_length`` is cut into consecutive windows of ``max_length`` tokens,
-so nothing is thrown away. Prompts for continuation are ``[CLS] prompt`` (no ``[SEP]``: the
-text goes on); a prompt longer than the room left for ``max_new_tokens`` keeps its end (the
-most recent context), with a warning. Generation stops at ``[SEP]``.
+Training texts become the tokenizer's template ending with its end-of-text token
+(:meth:`~s2s.tokenizer.encoding.EngineTokenizer.text_ids`: ``[CLS] text [SEP]`` on a BERT
+vocabulary, ``text <|im_end|>`` on Qwen2, ``<|begin_of_text|> text <|eot_id|>`` on Llama 3);
+every next token is predicted (padding excluded). A text longer than ``max_length`` is cut
+into consecutive windows of ``max_length`` tokens, so nothing is thrown away. Prompts for
+continuation keep the template's leading specials and no end token (``[CLS] prompt``: the text
+goes on); a prompt longer than the room left for ``max_new_tokens`` keeps those and its end
+(the most recent context), with a warning. Generation stops at the end token (``[SEP]``, the eos).
 
     lm = load_model(tokenizer, "gpt2", "causal_lm")
     trainer.train(lm, lm.build_dataset(texts), collate_fn=lm.collate)
@@ -27,7 +30,7 @@ from s2s.generation import GenerationRequest, decoder_for, generate, stream
 from s2s.task import Task, TinyRun
 from s2s.task_files import TextLineFiles
 
-from .common import build_features, fit_max_length, left_padded
+from .common import build_features, fit_max_length, keep_start_and_end, left_padded, padding_id
 from .lm_loss import lm_loss
 
 logger = logging.getLogger(__name__)
@@ -61,13 +64,13 @@ class CausalLM(Task):
     # --- data ----------------------------------------------------------------------------
 
     def build_dataset(self, texts: Iterable[str], source: str = "dataset"):
-        """``[CLS] text [SEP]`` features; long texts are split into ``max_length`` windows. A
+        """``[CLS] text [SEP]`` features (:meth:`~s2s.tokenizer.encoding.EngineTokenizer.text_ids`); long texts are split into ``max_length`` windows. A
         list gives a list, any other iterable is encoded lazily (:func:`~s2s_tasks.common.build_features`)."""
 
         def encode(text, tally: Counter) -> list[dict]:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("empty or not a string")
-            ids = self.tokenizer.encode(text).ids
+            ids = self.tokenizer.text_ids(text)
             windows = [ids[start : start + self.max_length] for start in range(0, len(ids), self.max_length)]
             return [{"input_ids": window} for window in windows if len(window) > 1]
 
@@ -77,27 +80,28 @@ class CausalLM(Task):
         """Pad on the right; ``attention_mask`` marks the real tokens."""
         return pad_batch(
             [{**f, "attention_mask": [1] * len(f["input_ids"])} for f in features],
-            {"input_ids": self.tokenizer.pad_id},
+            {"input_ids": padding_id(self.tokenizer)},
         )
 
     # --- generation ----------------------------------------------------------------------
 
     def encode_prompt(self, prompt: str, max_new_tokens: int) -> tuple[list[int], bool]:
-        """``[CLS] prompt`` ids, keeping the end when too long; and whether it was cut."""
+        """``[CLS] prompt`` ids (:meth:`~s2s.tokenizer.encoding.EngineTokenizer.prompt_ids`),
+        keeping the leading specials and the end when too long; and whether it was cut."""
         if not isinstance(prompt, str):
             raise TypeError(f"a prompt must be a string, got {type(prompt).__name__}")
-        ids = self.tokenizer.encode(prompt).ids[:-1] if prompt.strip() else [self.tokenizer.cls_id]
+        ids = self.tokenizer.prompt_ids(prompt)
         room = self.max_length - max_new_tokens
         if room < 2:
             raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in max_length={self.max_length}")
         if len(ids) <= room:
             return ids, False
-        return ids[:1] + ids[len(ids) - room + 1 :], True
+        return keep_start_and_end(ids, len(self.tokenizer.start_ids), room), True
 
     def generation_inputs(self, prompts: list[list[int]], token_types=None, next_types=None):
         """Left-padded ``input_ids`` / ``attention_mask`` (and token types) for the backbone's
         decoder; ``next_token_type_ids`` [B] are the types of the generated tokens."""
-        inputs = left_padded(prompts, self.tokenizer.pad_id, self.device, token_types)
+        inputs = left_padded(prompts, padding_id(self.tokenizer), self.device, token_types)
         if next_types is not None:
             inputs["next_token_type_ids"] = torch.tensor(next_types, device=self.device)
         return inputs
@@ -109,7 +113,8 @@ class CausalLM(Task):
     def continue_text(self, prompts: Sequence[str], max_new_tokens: int = 64, **options) -> list[str]:
         """The continuation of each prompt (without the prompt). ``options`` go to
         :func:`s2s.generation.generate` (``do_sample``, ``top_k``, ``top_p``, ``temperature``,
-        ``repetition_penalty``, ``num_beams``, ``seed``…); ``[UNK]`` is banned by default."""
+        ``repetition_penalty``, ``num_beams``, ``seed``…); ``[UNK]`` (the tokenizer's
+        ``banned_ids``) is banned by default."""
         if isinstance(prompts, str):
             raise TypeError("continue_text takes a list of prompts; wrap a single prompt in a list")
         encoded = [self.encode_prompt(p, max_new_tokens) for p in prompts]
@@ -121,12 +126,12 @@ class CausalLM(Task):
     predict = continue_text  # every task's inference call
 
     def _generate(self, prompts, max_new_tokens, options, token_types=None, next_types=None) -> list[str]:
-        options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
+        options.setdefault("banned_token_ids", self.tokenizer.banned_ids)
         inputs = self.generation_inputs(prompts, token_types, next_types)
         with self.inference():
             ids = generate(
                 self.decoder(max_new_tokens), inputs, max_new_tokens=max_new_tokens,
-                eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"],
+                eos_token_id=self.tokenizer.end_id, prompt_ids=inputs["input_ids"],
                 prompt_mask=inputs["attention_mask"], **options,
             )
         return [self.tokenizer.decode(row) for row in ids]
@@ -149,20 +154,21 @@ class CausalLM(Task):
         ids, cut = self.encode_prompt(item, max_new_tokens)
         if cut:
             raise ValueError(
-                f"the prompt has {len(self.tokenizer.encode(item).ids) - 1} tokens: with max_tokens={max_new_tokens} "
+                f"the prompt has {len(self.tokenizer.prompt_ids(item))} tokens: with max_tokens={max_new_tokens} "
                 f"it is over the model's context of {self.max_length} tokens"
             )
         return self._request([ids])
 
     def _request(self, prompts, token_types=None, next_types=None) -> GenerationRequest:
         inputs = self.generation_inputs(prompts, token_types, next_types)
-        return GenerationRequest(inputs, prompts[0], [self.tokenizer.sep_id], [self.tokenizer.unk_id])
+        ends = [] if self.tokenizer.end_id is None else [self.tokenizer.end_id]
+        return GenerationRequest(inputs, prompts[0], ends, self.tokenizer.banned_ids)
 
     def _stream(self, inputs: dict, max_new_tokens: int, options) -> Iterator[str]:
-        options.setdefault("banned_token_ids", [self.tokenizer.unk_id])
+        options.setdefault("banned_token_ids", self.tokenizer.banned_ids)
         pieces = stream(
             self.decoder(max_new_tokens), inputs, self.tokenizer.decode_stream(), max_new_tokens=max_new_tokens,
-            eos_token_id=self.tokenizer.sep_id, prompt_ids=inputs["input_ids"], **options,
+            eos_token_id=self.tokenizer.end_id, prompt_ids=inputs["input_ids"], **options,
         )
         return self.stream_in_inference(pieces)
 

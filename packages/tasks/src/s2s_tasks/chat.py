@@ -6,6 +6,8 @@ spaces (``[["你 好", "你 好 ， 最 近 怎 么 样"], ...]``); a JSON objec
 
     [CLS] turn1 [SEP] turn2 [SEP] … turnN [SEP]
 
+(on a Hugging Face tokenizer: its template's leading specials, each turn ended by the eos token).
+
 Speakers alternate. When the vocab has speaker tokens (``[speaker1]``, ``[speaker2]``, as
 CDial-GPT's does) each position also gets its speaker's token id as ``token_type_ids``
 (embedded with the word embeddings, as CDial-GPT does). The loss covers every turn but the
@@ -33,7 +35,7 @@ from s2s.task import TinyRun
 from s2s.task_files import TaskFiles, read_text_lines
 
 from .causal_lm import CausalLM
-from .common import build_features, warn_counts
+from .common import build_features, keep_start_and_end, padding_id, warn_counts
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +96,10 @@ class Chat(CausalLM):
 
     def encode_turns(self, turns: Sequence[str]) -> tuple[list[int], list[int] | None, list[int]]:
         """``(input_ids, token_type_ids or None, loss_mask)`` of ``[CLS] t1 [SEP] t2 [SEP] …``."""
-        ids, types, loss = [self.tokenizer.cls_id], [0], [0]
+        ids = list(self.tokenizer.start_ids)  # [CLS]
+        types, loss = [0] * len(ids), [0] * len(ids)
         for index, turn in enumerate(turns):
-            turn_ids = self.tokenizer.encode(turn).ids[1:]  # turn [SEP]
+            turn_ids = self.tokenizer.continuation_ids(turn)  # turn [SEP]
             ids += turn_ids
             types += [index % 2] * len(turn_ids)
             loss += [int(index > 0)] * len(turn_ids)
@@ -126,7 +129,7 @@ class Chat(CausalLM):
     def collate(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
         return pad_batch(
             [{**f, "attention_mask": [1] * len(f["input_ids"])} for f in features],
-            {"input_ids": self.tokenizer.pad_id},
+            {"input_ids": padding_id(self.tokenizer)},
         )
 
     def fit_history(self, history: Sequence[str], max_new_tokens: int):
@@ -140,8 +143,9 @@ class Chat(CausalLM):
             turns = turns[1:]
             ids, types, _ = self.encode_turns(turns)
         if len(ids) > room:  # one long turn: keep [CLS] and its end
-            ids = ids[:1] + ids[len(ids) - room + 1 :]
-            types = types[:1] + types[len(types) - room + 1 :] if types else None
+            start = len(self.tokenizer.start_ids)
+            ids = keep_start_and_end(ids, start, room)
+            types = keep_start_and_end(types, start, room) if types else None
         # The turn parity restarts at the first kept turn; the reply's speaker follows it.
         next_speaker = len(turns) % 2
         return ids, types, next_speaker

@@ -308,6 +308,20 @@ def cut_keeping_last(ids: list[int], length: int) -> list[int]:
     return ids[: length - 1] + ids[-1:]
 
 
+def padding_id(tokenizer) -> int:
+    """The id that pads a batch: the pad token, else 0 (Llama 3 has none; padding is masked out)."""
+    return tokenizer.pad_id if tokenizer.pad_id is not None else 0
+
+
+def keep_start_and_end(ids: list, start: int, length: int) -> list:
+    """``ids`` cut to ``length`` keeping its first ``start`` (the template's leading specials,
+    ``[CLS]``) and its end (the most recent context)."""
+    if len(ids) <= length:
+        return ids
+    start = min(start, length - 1)
+    return ids[:start] + ids[len(ids) - (length - start) :]
+
+
 def check_text(text, name: str) -> str:
     """``text`` when it is a non-blank string; else a TypeError / ValueError naming ``name``."""
     if not isinstance(text, str):

@@ -25,10 +25,13 @@ logger = logging.getLogger(__name__)
 
 class DecoderOnly:
     """``[CLS] src [SEP] tgt [SEP]`` in one causal sequence (``token_type_ids`` 1 on the target,
-    which alone is scored); sources padded on the left, so every prompt ends where generation starts."""
+    which alone is scored); sources padded on the left, so every prompt ends where generation starts.
+    On a Hugging Face tokenizer: its template's leading specials, then ``src <eos> tgt <eos>``
+    (the tokenizer's ``text_ids`` and ``continuation_ids``)."""
 
     def __init__(self, backbone, tokenizer):
-        self.start_id, self.eos_id = tokenizer.cls_id, tokenizer.sep_id
+        start = tokenizer.start_ids  # [CLS]; none for Qwen2
+        self.start_id, self.eos_id = (start[0] if start else None), tokenizer.end_id
 
     def pair(self, src: list[int], tgt: list[int], max_length: int) -> tuple[dict[str, list[int]], bool]:
         """Features of ``src`` (``[CLS] src [SEP]``) and ``tgt`` (``tgt [SEP]``), and whether they were
@@ -87,7 +90,7 @@ class EncoderDecoder:
     def __init__(self, backbone, tokenizer):
         start, eos = backbone.decoder_start_token_id, backbone.eos_token_id
         self.start_id = tokenizer.cls_id if start is None else start
-        self.eos_id = tokenizer.sep_id if eos is None else eos
+        self.eos_id = tokenizer.end_id if eos is None else eos
         self.warned_token_types = False
 
     def pair(self, src: list[int], tgt: list[int], max_length: int) -> tuple[dict[str, list[int]], bool]:

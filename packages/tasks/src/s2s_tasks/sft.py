@@ -46,7 +46,7 @@ from s2s.nn.masks import packed_causal_mask
 from s2s.task import Task, TinyRun
 
 from .chat_format import ChatFormat, drop_oldest_turn
-from .common import build_features, fit_max_length
+from .common import build_features, fit_max_length, padding_id
 from .lm_loss import lm_loss
 from .seq2seq_variants import VARIANTS
 from .sft_data import ChatFiles, Conversation, conversation, to_messages, weight
@@ -83,7 +83,7 @@ class SFT(Task):
         self.format = ChatFormat(tokenizer, chat_template)
         self.variant = VARIANTS[backbone.kind](backbone, tokenizer)  # the layout of seq2seq on this kind
         self.train_on_prompt, self.pack, self.overlong = train_on_prompt, pack, overlong
-        self.pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+        self.pad_id = padding_id(tokenizer)
         unk = tokenizer.special_tokens_map.get("unk_token")
         self.banned_ids = [tokenizer.token_to_id(unk)] if unk is not None else []
         self.stop_ids = [self.variant.eos_id] if self.encoder_decoder else self.format.stop_ids

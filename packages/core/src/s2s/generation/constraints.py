@@ -44,14 +44,14 @@ class Couplet:
 
     ``first_lines[row]`` is input ``row`` of the generation; ``max_positions`` (the task's
     ``max_length``; ``None``: unbounded) must hold ``[CLS] first [SEP] second [SEP]``, or a
-    ``ValueError`` names the line. ``eos_id`` defaults to the tokenizer's ``[SEP]``.
+    ``ValueError`` names the line. ``eos_id`` defaults to the tokenizer's end token (``[SEP]``).
     """
 
     def __init__(self, tokenizer, first_lines: Sequence[str], *, max_positions: int | None, eos_id: int | None = None):
         if isinstance(first_lines, str):
             raise TypeError("first_lines is a list of texts; wrap a single line in a list")
         self.characters = character_ids(tokenizer)
-        self.eos = torch.tensor([tokenizer.sep_id if eos_id is None else eos_id], dtype=torch.long)
+        self.eos = torch.tensor([tokenizer.end_id if eos_id is None else eos_id], dtype=torch.long)
         self.lines: list[list[int | None]] = []  # per line: the forced punctuation id, or None
         for row, text in enumerate(first_lines):
             tokens = [tokenizer.id_to_token(i) for i in tokenizer.encode(text).ids[1:-1]]
@@ -93,7 +93,7 @@ class Poem:
             raise ValueError(f"line_length and lines must be positive, got {line_length} and {lines}")
         self.characters = character_ids(tokenizer)
         self.marks = punctuation_id(tokenizer, "，"), punctuation_id(tokenizer, "。")
-        self.eos = torch.tensor([tokenizer.sep_id if eos_id is None else eos_id], dtype=torch.long)
+        self.eos = torch.tensor([tokenizer.end_id if eos_id is None else eos_id], dtype=torch.long)
         self.line_length, self.lines = line_length, lines
 
     @property

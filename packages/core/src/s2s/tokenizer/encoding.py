@@ -69,6 +69,69 @@ class EngineTokenizer:
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         raise NotImplementedError
 
+    @property
+    def end_id(self) -> int | None:
+        """The token that ends a text and stops generation (BERT vocabularies: ``[SEP]``;
+        Hugging Face tokenizers: the eos token); ``None`` where the tokenizer has none."""
+        raise NotImplementedError
+
+    bos_id: int | None = None  # a Hugging Face tokenizer's bos token, where it has one
+
+    # ------------------------------------------------- texts for language models
+    # What every task that trains or prompts a decoder needs, whatever the vocabulary:
+    # BERT ``[CLS] text [SEP]``, Qwen2 ``text``, Llama 3 ``<|begin_of_text|> text``.
+
+    @property
+    def banned_ids(self) -> list[int]:
+        """The ids generation never produces by default: the unknown token, where there is one."""
+        unk = getattr(self, "unk_id", None)
+        return [] if unk is None else [unk]
+
+    @property
+    def start_ids(self) -> list[int]:
+        """The special tokens the template puts before a text (``[CLS]``, Llama 3's bos, none for Qwen2)."""
+        return self._engine.encode("a").ids[: self._lead_specials()]
+
+    def text_ids(self, text: str) -> list[int]:
+        """A whole text for training: the template's tokens (``[CLS] text [SEP]``), ending with
+        :attr:`end_id` exactly once (appended where the template does not end with it)."""
+        ids = self.encode(text).ids
+        if self.end_id is None:
+            raise ValueError(
+                f"{self!r} has no end-of-text token, so a text cannot be ended: give the folder's "
+                "tokenizer_config.json an eos_token"
+            )
+        return ids if ids and ids[-1] == self.end_id else [*ids, self.end_id]
+
+    def continuation_ids(self, text: str) -> list[int]:
+        """:meth:`text_ids` without the template's leading specials: a text that follows
+        another in one sequence (``tgt [SEP]``)."""
+        return self.text_ids(text)[self._lead_specials() :]
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """A text for a decoder to continue: the template's tokens with its leading specials
+        (``[CLS] text``, ``<|begin_of_text|> text``) and without a trailing end token the
+        template adds. A text of no tokens starts from :attr:`start_ids` (else the bos, else
+        the end token, as GPT-2's ``<|endoftext|>`` starts a text)."""
+        ids = self.encode(text).ids
+        if len(ids) > self._lead_specials() and ids[-1] == self.end_id and self._tail_specials():
+            ids = ids[:-1]
+        if ids:
+            return ids
+        start = self.bos_id if self.bos_id is not None else self.end_id
+        if start is None:
+            raise ValueError(f"{self!r} has no bos or eos token to start an empty prompt from: give a prompt")
+        return [start]
+
+    def _lead_specials(self) -> int:
+        """How many special tokens the template puts before a single text."""
+        mask = self._engine.encode("a").special_tokens_mask
+        return mask.index(0) if 0 in mask else 0
+
+    def _tail_specials(self) -> int:
+        """How many special tokens the template puts after a single text."""
+        return self._engine.num_special_tokens_to_add(False) - self._lead_specials()
+
     # ---------------------------------------------------------------- engines
     def _reset_engines(self) -> None:
         """Drop every engine (threads still encoding keep theirs until they finish)."""

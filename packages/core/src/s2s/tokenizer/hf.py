@@ -146,6 +146,12 @@ class HFTokenizer(EngineTokenizer):
     sep_id = property(lambda self: self._role_id("sep_token"))
     mask_id = property(lambda self: self._role_id("mask_token"))
 
+    @property
+    def end_id(self) -> int | None:
+        """The eos token (else the sep token of a BERT-style folder): it ends a text and stops generation."""
+        eos = self.eos_id
+        return self.sep_id if eos is None else eos
+
     # -------------------------------------------------------------- decoding
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         """The engine's decoding of ``ids`` (transformers' ``decode``, with the clean-up of

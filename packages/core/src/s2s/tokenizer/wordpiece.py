@@ -136,6 +136,7 @@ class Tokenizer(EngineTokenizer):
     cls_id = _vocab_id(CLS)
     sep_id = _vocab_id(SEP)
     mask_id = _vocab_id(MASK, required=False)
+    end_id = _vocab_id(SEP)  # [SEP] ends a text and stops generation
 
     @property
     def special_tokens(self) -> list[str]:
