@@ -117,3 +117,66 @@ def test_backbones_free_their_packed_weights_when_training():
     assert model.proj.weight in prepacked._COPIES
     model.train()
     assert model.proj.weight not in prepacked._COPIES
+
+
+@pytest.fixture
+def bf16_path(monkeypatch):
+    """Counts the bf16 products converted to fp32 by blocks, on a CPU said to lack bf16 kernels
+    (as AVX2 is; the path's arithmetic runs on any CPU)."""
+    from s2s.nn import cpu_bf16
+
+    monkeypatch.setattr(cpu_bf16, "slow_bf16_products", lambda: True)
+    monkeypatch.setattr(prepacked, "_BLOCK_BYTES", 4 * 64 * 7)  # blocks of 7 weight rows: 96 = 13 x 7 + 5
+    monkeypatch.setattr(prepacked, "_UP_CONVERT_VALUES", 96 * 64)
+    calls = []
+    up_converted = prepacked._up_converted
+    monkeypatch.setattr(prepacked, "_up_converted", lambda *args: calls.append(args[0].shape[0]) or up_converted(*args))
+    return calls
+
+
+@pytest.mark.parametrize("rows", [1, 4, 8, 33])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_bf16_inference_products_are_bf16_roundings_of_the_exact_products(bf16_path, rows, with_bias):
+    generator = torch.Generator().manual_seed(rows)
+    weight = (torch.randn(96, 64, generator=generator) * 0.1).bfloat16()
+    bias = torch.randn(96, generator=generator).bfloat16() if with_bias else None
+    x = torch.randn(rows, 3, 64, generator=generator).bfloat16()
+    want = exact(x, weight, bias)  # of the same bf16 values, in float64
+    with torch.no_grad():
+        got = prepacked.linear(x, weight, bias)
+        got_conv = prepacked.linear(x, weight.t().contiguous(), bias, transposed=True)
+        plain = torch.nn.functional.linear(x, weight, bias)
+    for value in (got, got_conv):
+        assert value.dtype == torch.bfloat16 and value.shape == want.shape
+        # one rounding to bf16 (8 significant bits) of a sum taken in fp32
+        torch.testing.assert_close(value.double(), want, rtol=2**-8, atol=1e-5)
+        torch.testing.assert_close(value, plain)  # bf16 tolerance of torch's own product
+    assert bf16_path == ([] if 3 * rows < prepacked.UP_CONVERT_ROWS else [3 * rows, 3 * rows])
+
+
+def test_bf16_path_is_taken_only_for_cpu_inference_on_bf16_tensors(bf16_path, monkeypatch):
+    from s2s.nn import cpu_bf16
+
+    weight, conv_weight = torch.randn(96, 64).bfloat16(), torch.randn(64, 96).bfloat16()
+    x = torch.randn(8, 64).bfloat16()
+    with torch.no_grad():
+        prepacked.linear(x, weight, None)
+        prepacked.linear(x[:1], conv_weight, None, transposed=True)  # one row: torch's product...
+        prepacked.linear(x, weight[:95], None)  # a smaller weight: torch's product
+    assert bf16_path == [8]
+    assert set(prepacked._COPIES[conv_weight]) == {"out_in"}  # ...by a dense [out, in] copy
+    assert weight not in prepacked._COPIES  # an [out, in] weight is used as it is
+    prepacked.linear(x, weight, None)  # gradients on
+    prepacked.linear(x.requires_grad_(), weight, None).sum().backward()  # training: cpu_bf16
+    with torch.no_grad():
+        prepacked.linear(x.float(), weight.float(), None)  # fp32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            prepacked.linear(x.float(), weight.float(), None)
+        prepacked.enabled = False
+        try:
+            prepacked.linear(x, weight, None)
+        finally:
+            prepacked.enabled = True
+        monkeypatch.setattr(cpu_bf16, "slow_bf16_products", lambda: False)  # a CPU with bf16 kernels
+        prepacked.linear(x, weight, None)
+    assert bf16_path == [8]

@@ -19,7 +19,9 @@ whose oneDNN ops work. Anywhere else, or with ``s2s.nn.prepacked.enabled = False
 memory), :func:`linear` is the plain product.
 
 Training in bf16 on a CPU without bf16 kernels goes through :func:`s2s.nn.cpu_bf16.linear`
-(a backward whose products are laid out for that CPU's kernel).
+(a backward whose products are laid out for that CPU's kernel). Inference in bf16 on such a CPU
+(same conditions, bf16 tensors) multiplies by an ``[out, in]`` weight (a dense copy of an
+``[in, out]`` one), and from 8 rows on converts blocks of it to fp32 (:func:`_bf16_linear`).
 
 A weight can also be given another map for its products (:func:`multiply_by`): an int8-quantized
 model's tied LM head multiplies by an int8 copy of the embeddings its lookups read
@@ -78,6 +80,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
         return out if bias is None else out + bias.to(out.dtype)
     if cpu_bf16.applies(x, weight):  # training in bf16 on a CPU without bf16 kernels
         return cpu_bf16.linear(x, weight.t() if transposed else weight, bias)
+    if _bf16_inference(x, weight):
+        return _bf16_linear(x, weight, bias, transposed)
     if (
         not enabled
         or x.device.type != "cpu"
@@ -100,10 +104,60 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
+def _bf16_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether ``x @ weight.T`` is a bf16 product for inference on a CPU without bf16 kernels."""
+    return (
+        enabled
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.bfloat16
+        and not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not _cpu_autocast()
+        and cpu_bf16.slow_bf16_products()
+    )
+
+
+def _bf16_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, transposed: bool) -> torch.Tensor:
+    """The bf16 product laid out for torch's kernels on such a CPU: an ``[out, in]`` weight (a
+    dense copy of an ``[in, out]`` one; torch's product by that layout is 15x slower), and from
+    :data:`UP_CONVERT_ROWS` rows on, fp32 products by blocks of the weight converted from bf16
+    (not for small weights such as a Qwen2 k/v projection's, where converting costs more)."""
+    out_in = _copy(weight, "out_in") if transposed else weight.contiguous()
+    rows = x.reshape(-1, x.shape[-1])
+    if rows.shape[0] < UP_CONVERT_ROWS or weight.numel() < _UP_CONVERT_VALUES:
+        out = F.linear(rows, out_in, bias)
+    else:
+        out = _up_converted(rows.float(), out_in, bias).to(torch.bfloat16)
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+# torch's bf16 product on an AVX2 CPU costs a matrix-vector product per row (about 8 GB/s of
+# weights per core): one row runs near the memory bandwidth, 8 rows take 8x as long. From 8 rows
+# converting blocks of weight rows to fp32 (4 MB each: they stay in cache) and multiplying in fp32
+# is 1.3-4x faster (bench/prepacked_linear.py --dtype bfloat16 --qwen); at 4 rows neither is faster.
+UP_CONVERT_ROWS = 8
+_UP_CONVERT_VALUES = 1 << 18
+_BLOCK_BYTES = 4 << 20
+
+
+def _up_converted(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``rows @ weight.T + bias`` in fp32 (``rows`` fp32, ``weight`` ``[out, in]`` bf16), a
+    block of weight rows at a time: the same bf16 values multiplied, summed in fp32."""
+    step = max(1, _BLOCK_BYTES // (4 * weight.shape[1]))
+    if available():
+        blocks = [torch.ops.mkldnn._linear_pointwise(rows, weight[start:start + step].float(), None, "none", [], "")
+                  for start in range(0, weight.shape[0], step)]
+    else:
+        blocks = [F.linear(rows, weight[start:start + step].float()) for start in range(0, weight.shape[0], step)]
+    out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, -1)
+    return out if bias is None else out.add_(bias.float())
+
+
 def _copy(weight: torch.Tensor, form: str) -> torch.Tensor:
     """``weight`` as ``form``: "packed" (oneDNN's layout of an ``[out, in]`` weight), "packed
-    from in_out" (the same of an ``[in, out]`` weight), "in_out" (the dense transpose) or "map"
-    (the module :func:`multiply_by` makes)."""
+    from in_out" (the same of an ``[in, out]`` weight), "in_out" (the dense transpose of an
+    ``[out, in]`` weight), "out_in" (that of an ``[in, out]`` one) or "map" (the module
+    :func:`multiply_by` makes)."""
     # Inference tensors have no version counter; they cannot be updated outside inference mode.
     key = (weight.data_ptr(), 0 if weight.is_inference() else weight._version)
     copies = _COPIES.setdefault(weight, {})
@@ -114,7 +168,7 @@ def _copy(weight: torch.Tensor, form: str) -> torch.Tensor:
             return entry[1]
         dense = weight.detach() if form == "packed" else weight.detach().t()
         dense = dense.contiguous()
-        entry = (key, dense if form == "in_out" else torch.ops.mkldnn._reorder_linear_weight(dense))
+        entry = (key, dense if form in ("in_out", "out_in") else torch.ops.mkldnn._reorder_linear_weight(dense))
         copies[form] = entry
     return entry[1]
 
