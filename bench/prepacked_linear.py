@@ -8,9 +8,10 @@ ratio peer / prepacked (> 1: prepacked faster) against the faster of the two pee
 (``addmm`` on ``[in, out]`` as GPT-2's Conv1D, ``F.linear`` on ``[out, in]`` as nn.Linear),
 and the largest difference from a float64 product. ``prepacked T`` multiplies by the ``[in, out]``
 weight (``transposed=True``). With ``--dtype bfloat16`` every operand is bf16 (on an AVX2 CPU
-prepacked takes its bf16 path); ``--qwen`` adds the Qwen2.5-0.5B shapes.
+prepacked takes its bf16 path; ``--up-convert``: with fp32 blocks from 8 rows on); ``--qwen`` adds
+the Qwen2.5-0.5B shapes.
 
-    python bench/prepacked_linear.py [--threads N] [--rows 1 4 8 32] [--dtype bfloat16] [--qwen]
+    python bench/prepacked_linear.py [--threads N] [--rows 1 4 8 32] [--dtype bfloat16 [--up-convert]] [--qwen]
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 8, 32])
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--qwen", action="store_true", help="add the Qwen2.5-0.5B shapes")
+    parser.add_argument("--up-convert", action="store_true", help="s2s.nn.prepacked.bf16_up_convert = True")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,6 +76,7 @@ def main() -> None:
         print("skipped: this torch has no working oneDNN linear ops")
         return
     dtype = getattr(torch, args.dtype)
+    prepacked.bf16_up_convert = args.up_convert
     print(f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads, "
           f"{args.dtype}; ms per product; GB/s: weight bytes / the faster prepacked time")
     print(f"{'shape':20s} {'rows':>4s} {'addmm':>8s} {'linear':>8s} {'prepacked':>9s} {'prepacked T':>11s}  "

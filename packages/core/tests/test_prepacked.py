@@ -128,6 +128,7 @@ def bf16_path(monkeypatch):
     monkeypatch.setattr(cpu_bf16, "slow_bf16_products", lambda: True)
     monkeypatch.setattr(prepacked, "_BLOCK_BYTES", 4 * 64 * 7)  # blocks of 7 weight rows: 96 = 13 x 7 + 5
     monkeypatch.setattr(prepacked, "_UP_CONVERT_VALUES", 96 * 64)
+    monkeypatch.setattr(prepacked, "bf16_up_convert", True)
     calls = []
     up_converted = prepacked._up_converted
     monkeypatch.setattr(prepacked, "_up_converted", lambda *args: calls.append(args[0].shape[0]) or up_converted(*args))
@@ -178,5 +179,9 @@ def test_bf16_path_is_taken_only_for_cpu_inference_on_bf16_tensors(bf16_path, mo
         finally:
             prepacked.enabled = True
         monkeypatch.setattr(cpu_bf16, "slow_bf16_products", lambda: False)  # a CPU with bf16 kernels
+        prepacked.linear(x, weight, None)
+    assert bf16_path == [8]
+    monkeypatch.setattr(prepacked, "bf16_up_convert", False)  # the default
+    with torch.no_grad():
         prepacked.linear(x, weight, None)
     assert bf16_path == [8]

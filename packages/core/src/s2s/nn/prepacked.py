@@ -21,7 +21,8 @@ memory), :func:`linear` is the plain product.
 Training in bf16 on a CPU without bf16 kernels goes through :func:`s2s.nn.cpu_bf16.linear`
 (a backward whose products are laid out for that CPU's kernel). Inference in bf16 on such a CPU
 (same conditions, bf16 tensors) multiplies by an ``[out, in]`` weight (a dense copy of an
-``[in, out]`` one), and from 8 rows on converts blocks of it to fp32 (:func:`_bf16_linear`).
+``[in, out]`` one), and with ``bf16_up_convert = True``, from 8 rows on, converts blocks of it to
+fp32 (:func:`_bf16_linear`).
 
 A weight can also be given another map for its products (:func:`multiply_by`): an int8-quantized
 model's tied LM head multiplies by an int8 copy of the embeddings its lookups read
@@ -40,6 +41,10 @@ from torch.utils.weak import WeakIdKeyDictionary
 from . import cpu_bf16
 
 enabled = True
+# bf16 inference on a CPU without bf16 kernels: convert weights to fp32 by blocks from 8 rows on
+# (_bf16_linear). Off by default: its sums, taken in another order than torch's bf16 product,
+# round differently now and then, so batched greedy / beam tokens can differ from transformers'.
+bf16_up_convert = False
 
 # weight -> {form: ((data_ptr, version), copy)}; forms are listed in _copy
 _COPIES = WeakIdKeyDictionary()
@@ -119,12 +124,13 @@ def _bf16_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def _bf16_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, transposed: bool) -> torch.Tensor:
     """The bf16 product laid out for torch's kernels on such a CPU: an ``[out, in]`` weight (a
-    dense copy of an ``[in, out]`` one; torch's product by that layout is 15x slower), and from
-    :data:`UP_CONVERT_ROWS` rows on, fp32 products by blocks of the weight converted from bf16
-    (not for small weights such as a Qwen2 k/v projection's, where converting costs more)."""
+    dense copy of an ``[in, out]`` one; torch's product by that layout is 15x slower), and with
+    :data:`bf16_up_convert`, from :data:`UP_CONVERT_ROWS` rows on, fp32 products by blocks of the
+    weight converted from bf16 (not for small weights such as a Qwen2 k/v projection's, where
+    converting costs more)."""
     out_in = _copy(weight, "out_in") if transposed else weight.contiguous()
     rows = x.reshape(-1, x.shape[-1])
-    if rows.shape[0] < UP_CONVERT_ROWS or weight.numel() < _UP_CONVERT_VALUES:
+    if not bf16_up_convert or rows.shape[0] < UP_CONVERT_ROWS or weight.numel() < _UP_CONVERT_VALUES:
         out = F.linear(rows, out_in, bias)
     else:
         out = _up_converted(rows.float(), out_in, bias).to(torch.bfloat16)
@@ -134,7 +140,8 @@ def _bf16_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 # torch's bf16 product on an AVX2 CPU costs a matrix-vector product per row (about 8 GB/s of
 # weights per core): one row runs near the memory bandwidth, 8 rows take 8x as long. From 8 rows
 # converting blocks of weight rows to fp32 (4 MB each: they stay in cache) and multiplying in fp32
-# is 1.3-4x faster (bench/prepacked_linear.py --dtype bfloat16 --qwen); at 4 rows neither is faster.
+# is 1.3-4x faster (bench/prepacked_linear.py --dtype bfloat16 --up-convert --qwen); at 4 rows
+# neither is faster.
 UP_CONVERT_ROWS = 8
 _UP_CONVERT_VALUES = 1 << 18
 _BLOCK_BYTES = 4 << 20
