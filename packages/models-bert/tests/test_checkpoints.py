@@ -75,6 +75,19 @@ def test_checkpoint_without_a_head_reports_it_newly_initialised(tmp_path, cls_na
         ours.load_pretrained(tmp_path, head_prefixes=())
 
 
+def test_from_pretrained_gives_the_head_a_checkpoint_lacks_a_fresh_models_values(tmp_path):
+    hf_model("BertModel", TINY).save_pretrained(tmp_path)  # no cls.predictions
+    torch.manual_seed(3)
+    ours = BertBackbone.from_pretrained(tmp_path)  # built without weights: the head is filled apart
+    torch.manual_seed(3)
+    fresh = BertBackbone(BertConfig.from_dict(json.loads((tmp_path / "config.json").read_text())))
+    head = {k: v for k, v in fresh.state_dict().items() if k.startswith("cls.")}
+    assert head and not any(p.is_meta for p in ours.parameters())
+    for key, value in head.items():
+        assert torch.equal(ours.state_dict()[key], value), key
+    assert not ours.state_dict()["cls.predictions.bias"].any()  # zeros, as its constructor makes it
+
+
 def test_saved_folder_loads_in_transformers(tmp_path):
     torch.manual_seed(3)
     ours = tiny_model().eval()

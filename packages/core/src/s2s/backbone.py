@@ -93,7 +93,8 @@ What a model package writes
     The load sequence (:meth:`Backbone.load_pretrained`): read (:func:`s2s.checkpoint.read_state_dict`)
     -> strip prefixes -> rename -> resolve tied copies -> keep rows -> check -> load all or
     nothing (:func:`s2s.checkpoint.load_into`, which checks every key and shape before it copies
-    any) -> log the report (WARNING naming unused weights). :meth:`Backbone.checkpoint_state_dict`
+    any; a model built without weights for the checkpoint, :mod:`s2s.nn.meta`, takes its tensors
+    as parameters instead) -> log the report (WARNING naming unused weights). :meth:`Backbone.checkpoint_state_dict`
     is the sequence up to the load, tensors in the checkpoint's dtype.
 
 Building blocks shared by backbones live in :mod:`s2s.nn`: the attention mask from what a task
@@ -127,7 +128,8 @@ from .checkpoint import (
     strip_prefixes,
 )
 from .config import ConfigError
-from .nn import prepacked
+from .dtypes import building_in
+from .nn import meta, prepacked
 from .nn.init import init_normal
 from .nn.kv_cache import KVCacheSpec
 
@@ -301,7 +303,8 @@ class Backbone(nn.Module):
         if found is None:
             raise ConfigError(f"no {' or '.join(folder.CONFIG_FILES)} beside {path}")
         values = folder.read_json(found) | config_changes
-        model = cls(cls.config_class.from_dict(values, source=str(found)))
+        with meta.empty_parameters():  # the checkpoint's tensors become the parameters
+            model = cls(cls.config_class.from_dict(values, source=str(found)))
         model.load_pretrained(path)
         return model
 
@@ -319,7 +322,12 @@ class Backbone(nn.Module):
         Keys under ``head_prefixes`` (default :attr:`head_prefixes`) may be missing: they keep
         their fresh initialisation and the report lists them. ``keep_tokens`` keeps those rows
         of the checkpoint's vocabulary, in that order. Keys in ``ignore`` (a task's head beside
-        the backbone) are neither loaded nor reported."""
+        the backbone) are neither loaded nor reported.
+
+        A model built without weights (:func:`s2s.nn.meta.empty_parameters`, as ``load_model``
+        and :meth:`from_pretrained` build one for a checkpoint) takes the checkpoint's tensors
+        as its parameters, with no copy and no random initialisation; the weights under
+        ``head_prefixes`` the checkpoint lacks are then a fresh model's."""
         source = str(path)
         state_dict = self.checkpoint_state_dict(read_state_dict(path), source, keep_tokens)
         heads = self.head_prefixes if head_prefixes is None else tuple(head_prefixes)
@@ -327,8 +335,20 @@ class Backbone(nn.Module):
             self, state_dict, source=source, may_be_missing=lambda key: bool(heads) and key.startswith(heads),
             ignore_unexpected=set(ignore).__contains__, model_types=self.model_types or None,
         )
+        del state_dict
+        empty = meta.empty_names(self)
+        if empty:
+            self._fill_fresh(empty)
         report.log(logger)
         return report
+
+    def _fill_fresh(self, names: list[str]) -> None:
+        """The weights ``names``, left on the meta device by a load (the checkpoint lacked them),
+        as a fresh model of this config has them (built in their dtype)."""
+        dtype = self.state_dict(keep_vars=True)[names[0]].dtype
+        with building_in(dtype if dtype.is_floating_point else None):
+            fresh = type(self)(self.config).state_dict()
+        meta.assign(self, {name: fresh[name] for name in names})
 
     def checkpoint_state_dict(
         self, state_dict: dict[str, torch.Tensor], source: str, keep_tokens: Sequence[int] | None = None

@@ -21,6 +21,7 @@ from safetensors.torch import save as safetensors_bytes
 from . import folder
 from .folder import CheckpointError
 from .io import atomic_write
+from .nn import meta
 
 WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
 
@@ -152,6 +153,10 @@ def load_into(
 ) -> LoadReport:
     """Copy ``state_dict`` (already in ``module``'s names) into ``module``, all or nothing.
 
+    Parameters on the meta device (a module built by :func:`s2s.nn.meta.empty_parameters`) are
+    not copied into: the checkpoint's tensors become them (:func:`s2s.nn.meta.assign`), so a
+    memory-mapped checkpoint in the module's dtype is held once, not read into a second copy.
+
     Keys for which ``may_be_missing`` is true (a new task head, a tied weight) may be absent
     and are reported as newly initialised. Raises :class:`CheckpointError` with the report
     when any other key is missing or any shape differs; nothing is copied then. The error
@@ -176,8 +181,10 @@ def load_into(
             f"{report}\nThe checkpoint does not fit this model: check the model name, size and "
             f"config.json (a missing LayerNorm often means a checkpoint of another architecture)."
         )
+    empty = {k for k, tensor in own.items() if tensor.is_meta}  # built without weights: assign
     with torch.no_grad():
-        module.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
+        module.load_state_dict({k: v for k, v in state_dict.items() if k in own and k not in empty}, strict=False)
+    meta.assign(module, {k: v for k, v in state_dict.items() if k in empty})
     return report
 
 

@@ -4,7 +4,8 @@
 ``"auto"`` takes the dtype the checkpoint's ``config.json`` states (``torch_dtype``, or transformers
 5's ``dtype``), so a bf16 checkpoint stays bf16 with no fp32 copy made; a name (``"bfloat16"``,
 ``"float32"``, ``"float16"``) or a ``torch.dtype`` converts to that. The model is built in that
-dtype (parameters and their random initialisation), then the weights are loaded into it.
+dtype; with a checkpoint its parameters are built empty and become the checkpoint's tensors,
+converted only where the dtypes differ (:mod:`s2s.nn.meta`).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from .folder import (
     read_json,
 )
 from .hub import resolve_checkpoint
+from .nn.meta import empty_parameters
 from .nn.quantize import quantize_backbone
 from .onnx.runtime import attach, is_onnx_folder
 from .plugins import get_backbone, get_plugins, get_task
@@ -59,7 +60,9 @@ def load_model(
     ``vocab`` is a :class:`s2s.Tokenizer`, a ``vocab.txt`` path or a token→id mapping.
     The config is, in increasing priority: the backbone's size preset, the ``config.json``
     of ``checkpoint`` (when a directory), ``config`` (a path or a dict), and the vocab size.
-    With ``checkpoint`` the weights are loaded and the load report is logged. ``checkpoint`` is a
+    With ``checkpoint`` the weights are loaded and the load report is logged: the backbone is built
+    without weights and a safetensors checkpoint's memory-mapped tensors become its parameters
+    (no random initialisation, no copy where the dtype is the checkpoint's; :mod:`s2s.nn.meta`). ``checkpoint`` is a
     folder, a file, or a model id (``org/name`` on Hugging Face, ``modelscope:owner/name``) at
     ``revision`` (see :mod:`s2s.hub`).
 
@@ -149,8 +152,13 @@ def load_model(
     onnx = checkpoint is not None and is_onnx_folder(checkpoint)
     if onnx and (quantize is not None or dtype is not None):
         raise ValueError(f"{checkpoint} is an ONNX export: quantize it when exporting (s2s export --quantize int8)")
-    # an ONNX graph replaces the backbone: it is built without memory
-    with building_in(torch_dtype), torch.device("meta") if onnx else contextlib.nullcontext():
+    if onnx:  # an ONNX graph replaces the backbone: it is built without memory
+        building = torch.device("meta")
+    elif checkpoint is not None:  # built without weights: the checkpoint's tensors become them
+        building = empty_parameters()
+    else:
+        building = contextlib.nullcontext()
+    with building_in(torch_dtype), building:
         backbone = entry.cls(entry.cls.config_class.from_dict(values, source=f"config of {model_name!r}"))
     report = None
     if keep_tokens is not None:  # a task loads no keep_tokens: its backbone loads them first
