@@ -57,12 +57,32 @@ class DecoderOnlyDecoder:
     pad on the left)}`` and any per-token input the backbone's ``run`` takes, ``name``: [B, L];
     the generated tokens get ``next_<name>`` [B] when given (CDial-GPT: the speaker of the
     reply), else each row's last value. The cache is sized for ``max_new_tokens`` new tokens up
-    front (and grows if a caller steps further).
+    front (and grows if a caller steps further). A prompt read alone (one row, no padding)
+    reuses the keys/values of the beginning it shares with the previous one read alone.
     """
 
     def __init__(self, backbone, max_new_tokens: int = 64):
         self.backbone = backbone
         self.max_new_tokens = max_new_tokens
+        self._prompt = None  # (ids [L], keys/values [layers, 2, 1, kv_heads, L, head_dim], weights)
+
+    def _weights(self) -> int:
+        """Changes when a parameter is written in place (training, ``load_state_dict``)."""
+        return sum(parameter._version for parameter in self.backbone.parameters())
+
+    def _reuse_prompt(self, input_ids, cache: KVCache) -> int:
+        """Copy into ``cache`` the keys/values of the beginning ``input_ids`` [L] shares with the
+        previous one-row prompt (a chat template's system prompt: continuous batching reads
+        prompts one by one); how many positions (at most ``L - 1``: the last one gives the logits)."""
+        if self._prompt is None or self._prompt[2] != self._weights():
+            return 0
+        ids, keys_values, _ = self._prompt
+        size = min(len(ids), len(input_ids) - 1)
+        differs = (ids[:size] != input_ids[:size]).nonzero()
+        shared = int(differs[0]) if len(differs) else size
+        cache.data[:, :, :, :, :shared] = keys_values[:, :, :, :, :shared]
+        cache.advance(shared)
+        return shared
 
     @torch.no_grad()
     def start(self, inputs):
@@ -81,9 +101,13 @@ class DecoderOnlyDecoder:
         prompt_extra, next_extra = _extra_inputs(inputs, batch, length)
         capacity = length + self.max_new_tokens if limit is None else min(length + self.max_new_tokens, limit)
         cache = KVCache.allocate(self.backbone.kv_cache_spec(), batch, capacity)
-        positions = positions_from_mask(attention_mask, 0, length, input_ids.device)
-        mask = decoder_attention_mask(attention_mask, batch, 0, length, input_ids.device)
-        logits = self._logits(input_ids, positions, mask, cache, prompt_extra)
+        alone = batch == 1 and attention_mask is None and not prompt_extra
+        past = self._reuse_prompt(input_ids[0], cache) if alone else 0
+        positions = positions_from_mask(attention_mask, past, length - past, input_ids.device)
+        mask = decoder_attention_mask(attention_mask, batch, past, length - past, input_ids.device)
+        logits = self._logits(input_ids[:, past:], positions, mask, cache, prompt_extra)
+        if alone:
+            self._prompt = (input_ids[0].clone(), cache.data[:, :, :, :, :length].clone(), self._weights())
         key_mask = None
         if attention_mask is not None:
             key_mask = torch.ones((batch, capacity), dtype=torch.bool, device=input_ids.device)
@@ -117,13 +141,13 @@ class DecoderOnlyDecoder:
         extra = {name: value[index] for name, value in state.extra.items()}
         return DecoderOnlyState(state.cache, key_mask, state.next_position[index], extra)
 
-    def merge(self, state: DecoderOnlyState, other: DecoderOnlyState) -> DecoderOnlyState:
-        """The rows of ``state`` then those of ``other`` (continuous batching). Both caches
-        end at the same position: the shorter is padded on the left, masked; each row keeps
-        its own positions, so its logits are those it would have alone."""
-        if state.extra.keys() != other.extra.keys():
-            raise ValueError(f"cannot merge states with different inputs: {sorted(state.extra)} and {sorted(other.extra)}")
-        states = (state, other)
+    def merge(self, state: DecoderOnlyState, *others: DecoderOnlyState) -> DecoderOnlyState:
+        """The rows of ``state`` then those of each of ``others`` (continuous batching), in one
+        copy. The caches end at the same position: the shorter are padded on the left, masked;
+        each row keeps its own positions, so its logits are those it would have alone."""
+        states = (state, *others)
+        if any(s.extra.keys() != state.extra.keys() for s in others):
+            raise ValueError(f"cannot merge states with different inputs: {[sorted(s.extra) for s in states]}")
         fronts = [_padding_front(s.key_mask, s.cache.length) for s in states]
         length = max(s.cache.length - front for s, front in zip(states, fronts))
         limit = self.backbone.max_positions
@@ -138,8 +162,8 @@ class DecoderOnlyDecoder:
             mask[:, length - size : length] = True if s.key_mask is None else s.key_mask[:, front : s.cache.length]
             mask[:, length:] = True
             masks.append(mask)
-        extra = {name: torch.cat([state.extra[name], other.extra[name]]) for name in state.extra}
-        return DecoderOnlyState(cache, torch.cat(masks), torch.cat([state.next_position, other.next_position]), extra)
+        extra = {name: torch.cat([s.extra[name] for s in states]) for name in state.extra}
+        return DecoderOnlyState(cache, torch.cat(masks), torch.cat([s.next_position for s in states]), extra)
 
     def _logits(self, input_ids, positions, mask, cache: KVCache, extra):
         """Next-token logits [B, V] after ``input_ids`` [B, Q], writing their keys/values."""

@@ -25,6 +25,7 @@ sources on the right (masked), so each row's logits are those it would have alon
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -136,9 +137,12 @@ class EncoderDecoderDecoder:
             return replace(state, encoder_mask=state.encoder_mask.index_select(0, index))
         return self._settle(state, state.reads.index_select(0, index))
 
-    def merge(self, state: EncoderDecoderState, other: EncoderDecoderState) -> EncoderDecoderState:
-        """The rows of ``state`` then those of ``other`` (continuous batching): the decoded
-        prefixes padded on the left to the longer, the sources on the right, both masked."""
+    def merge(self, state: EncoderDecoderState, *others: EncoderDecoderState) -> EncoderDecoderState:
+        """The rows of ``state`` then those of each of ``others`` (continuous batching): the
+        decoded prefixes padded on the left to the longer, the sources on the right, masked."""
+        if len(others) != 1:
+            return functools.reduce(self.merge, others, state)
+        other = others[0]
         states = (state, other)
         length = max(_length(s.past) for s in states)
         masks = [_decoder_mask(s, length) for s in states]

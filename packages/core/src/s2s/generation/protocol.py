@@ -45,8 +45,8 @@ class Decoder(Protocol):
 
 
 def can_merge(decoder) -> bool:
-    """Whether ``decoder`` also has the optional ``merge(state, other) -> state``: the rows of
-    ``state`` then those of ``other``, each row's logits unchanged, so sequences started at
+    """Whether ``decoder`` also has the optional ``merge(state, *others) -> state``: the rows
+    of ``state`` then those of each of ``others``, each row's logits unchanged, so sequences started at
     different steps run in one batch (:mod:`.scheduler`). Without it the scheduler steps each
     admitted group of sequences as its own batch."""
     return callable(getattr(decoder, "merge", None))

@@ -3,16 +3,18 @@
 A :class:`Scheduler` owns one :class:`~.protocol.Decoder` and a thread. Requests
 (:meth:`Scheduler.submit`) wait in a bounded queue; at each step the thread
 
-1. admits waiting sequences (up to ``max_running``): ``decoder.start`` reads their prompts and
-   ``decoder.merge`` adds their rows to the running state (decoders without ``merge`` keep
-   each admitted group as its own state, stepped one after the other);
-2. picks one token per running sequence with that sequence's own settings
-   (:class:`SamplingParams`: greedy or temperature / top-p sampling with its own seed,
-   OpenAI's presence and frequency penalties, banned tokens);
+1. admits waiting sequences (up to ``max_running``) one by one: ``decoder.start`` reads the
+   prompt and the sequence's first token is handed out at once (time to first token is one
+   prompt's reading, not every newcomer's); ``decoder.merge`` then adds their rows to the
+   running state (decoders without ``merge`` keep each admitted sequence as its own state,
+   stepped one after the other);
+2. steps the running sequences (``decoder.step``) and right away picks one token per sequence
+   with that sequence's own settings (:class:`SamplingParams`: greedy or temperature / top-p
+   sampling with its own seed, OpenAI's presence and frequency penalties, banned tokens);
 3. hands each sequence the text its new token completes (a streaming decode: whole characters;
    stop strings are held back until they cannot match);
 4. retires sequences that ended (EOS, ``max_new_tokens``, a stop string) or were cancelled
-   (a client that went away) with ``decoder.reorder``, and steps the rest.
+   (a client that went away) with ``decoder.reorder``.
 
 Greedy choice is the engine's (:func:`~.search.generate`): the same adjusted scores, the same
 argmax, so a sequence alone gives what ``predict`` gives.
@@ -153,11 +155,12 @@ def _held_back(text: str, stops: tuple[str, ...]) -> int:
 
 @dataclasses.dataclass
 class _Group:
-    """Running sequences sharing one decoder state; ``logits`` [N, vocab] pick their next token."""
+    """Running sequences sharing one decoder state; ``tokens`` [N] are their last tokens, the
+    input of the next step."""
 
     sequences: list[Generation]
     state: Any
-    logits: torch.Tensor
+    tokens: torch.Tensor | None = None
 
 
 class Scheduler:
@@ -234,49 +237,56 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - every sequence in flight hears of it
                 logger.exception("generation failed")
                 for sequence in admitted + [s for group in self._groups for s in group.sequences]:
-                    sequence.sink(Event(finish_reason="error", error=f"{type(exc).__name__}: {exc}"))
+                    if not sequence.finish_reason:  # not told of its end already
+                        sequence.sink(Event(finish_reason="error", error=f"{type(exc).__name__}: {exc}"))
                 self._groups = []
+            del admitted  # not held (with their inputs) while the thread waits
 
     @torch.inference_mode()
     def _step(self, admitted: list[Generation]) -> None:
+        started = []
         for sequence in admitted:
             if sequence.cancelled:
                 continue
             logits, state = self.decoder.start(sequence.request.inputs)
             self.forward_passes += 1
-            self._join(_Group([sequence], state, logits))
-        groups = []
-        for group in self._groups:
-            tokens = self._pick(group.sequences, group.logits)
-            self.tokens += len(tokens)
-            keep = []
-            for row, (sequence, token) in enumerate(zip(group.sequences, tokens.tolist())):
-                if not sequence.cancelled:
-                    sequence.add(token)
-                if not (sequence.cancelled or sequence.finish_reason):
-                    keep.append(row)
-            if not keep:
-                continue
-            state = group.state
-            if len(keep) < len(group.sequences):
-                state = self.decoder.reorder(state, torch.tensor(keep, device=tokens.device))
-                tokens = tokens[keep]
-            group.sequences = [group.sequences[row] for row in keep]
-            group.logits, group.state = self.decoder.step(tokens, state)
+            started += self._advance(_Group([sequence], state), logits)
+        running, groups = self._joined(self._groups + started), []
+        for group in running:
+            logits, group.state = self.decoder.step(group.tokens, group.state)
             self.forward_passes += 1
-            groups.append(group)
-        if groups:
+            groups += self._advance(group, logits)
+        if running:
             self.steps += 1
         self._groups = groups
 
-    def _join(self, group: _Group) -> None:
-        if self.merges and self._groups:
-            first = self._groups[0]
-            first.state = self.decoder.merge(first.state, group.state)
-            first.logits = torch.cat([first.logits, group.logits])
-            first.sequences += group.sequences
-        else:
-            self._groups.append(group)
+    def _advance(self, group: _Group, logits: torch.Tensor) -> list[_Group]:
+        """Pick and hand out each sequence's next token; ``[group]`` with the sequences that go
+        on (``tokens`` set), or ``[]``."""
+        tokens = self._pick(group.sequences, logits)
+        self.tokens += len(tokens)
+        keep = []
+        for row, (sequence, token) in enumerate(zip(group.sequences, tokens.tolist())):
+            if not sequence.cancelled:
+                sequence.add(token)
+            if not (sequence.cancelled or sequence.finish_reason):
+                keep.append(row)
+        if not keep:
+            return []
+        if len(keep) < len(group.sequences):
+            index = torch.tensor(keep, device=tokens.device)
+            group.state, tokens = self.decoder.reorder(group.state, index), tokens[index]
+            group.sequences = [group.sequences[row] for row in keep]
+        group.tokens = tokens
+        return [group]
+
+    def _joined(self, groups: list[_Group]) -> list[_Group]:
+        """``groups`` as one group when the decoder merges states (every newcomer in one merge)."""
+        if not self.merges or len(groups) < 2:
+            return groups
+        state = self.decoder.merge(groups[0].state, *(group.state for group in groups[1:]))
+        return [_Group([s for group in groups for s in group.sequences], state,
+                       torch.cat([group.tokens for group in groups]))]
 
     def _pick(self, sequences: list[Generation], logits: torch.Tensor) -> torch.Tensor:
         """One token per row of ``logits`` [N, vocab], each with its sequence's settings."""
