@@ -66,9 +66,10 @@ class DecoderOnlyDecoder:
         self.max_new_tokens = max_new_tokens
         self._prompt = None  # (ids [L], keys/values [layers, 2, 1, kv_heads, L, head_dim], weights)
 
-    def _weights(self) -> int:
-        """Changes when a parameter is written in place (training, ``load_state_dict``)."""
-        return sum(parameter._version for parameter in self.backbone.parameters())
+    def _weights(self) -> tuple:
+        """Changes when a parameter is written in place (training, ``load_state_dict``) or
+        replaced; inference tensors cannot be updated (they have no version counter)."""
+        return tuple((p.data_ptr(), 0 if p.is_inference() else p._version) for p in self.backbone.parameters())
 
     def _reuse_prompt(self, input_ids, cache: KVCache) -> int:
         """Copy into ``cache`` the keys/values of the beginning ``input_ids`` [L] shares with the
