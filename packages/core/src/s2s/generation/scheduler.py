@@ -182,6 +182,7 @@ class Scheduler:
         self.forward_passes = self.steps = self.tokens = 0
         self._waiting: deque[Generation] = deque()
         self._groups: list[_Group] = []
+        self._admitted: list[Generation] = []  # taken from the queue, joining the groups this step
         self._wake = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="s2s-scheduler", daemon=True)
@@ -203,7 +204,7 @@ class Scheduler:
 
     @property
     def running(self) -> int:
-        return sum(len(group.sequences) for group in self._groups)
+        return len(self._admitted) + sum(len(group.sequences) for group in self._groups)
 
     @property
     def waiting(self) -> int:
@@ -229,18 +230,17 @@ class Scheduler:
                     self._wake.wait()
                 if self._closing and not self._waiting and not self._groups:
                     return
-                admitted = []
-                while self._waiting and self.running + len(admitted) < self.max_running:
-                    admitted.append(self._waiting.popleft())
+                while self._waiting and self.running < self.max_running:
+                    self._admitted.append(self._waiting.popleft())
             try:
-                self._step(admitted)
+                self._step(self._admitted)
             except Exception as exc:  # noqa: BLE001 - every sequence in flight hears of it
                 logger.exception("generation failed")
-                for sequence in admitted + [s for group in self._groups for s in group.sequences]:
+                for sequence in self._admitted + [s for group in self._groups for s in group.sequences]:
                     if not sequence.finish_reason:  # not told of its end already
                         sequence.sink(Event(finish_reason="error", error=f"{type(exc).__name__}: {exc}"))
                 self._groups = []
-            del admitted  # not held (with their inputs) while the thread waits
+            self._admitted = []  # running in the groups now, or ended
 
     @torch.inference_mode()
     def _step(self, admitted: list[Generation]) -> None:
