@@ -57,6 +57,31 @@ def test_one_tensor_under_two_names_of_separate_parameters_is_copied_for_the_sec
     assert module.a.weight.data_ptr() != module.b.weight.data_ptr()
 
 
+def _rename(state, prefix: str, old: str, new: str) -> None:
+    for key in [k for k in state if k.startswith(prefix + old)]:
+        state[prefix + new + key[len(prefix + old):]] = state.pop(key)
+
+
+class Renamed(nn.Module):
+    """Saves its attribute ``inner`` as ``outer.`` (state-dict hooks, as T5's ``decoder_stack``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(2, 3)
+        self.register_state_dict_post_hook(lambda module, state, prefix, meta: _rename(state, prefix, "inner.", "outer."))
+        self.register_load_state_dict_pre_hook(lambda module, state, prefix, *args: _rename(state, prefix, "outer.", "inner."))
+
+
+def test_a_module_saved_under_other_names_is_filled_by_its_state_dict_names():
+    with empty_parameters():
+        module = Renamed()
+    assert empty_names(module) == ["outer.weight", "outer.bias"]
+    weight, bias = torch.randn(3, 2), torch.randn(3)
+    load_into(module, {"outer.weight": weight, "outer.bias": bias}, source="test")
+    assert not empty_names(module)
+    assert module.inner.weight.data_ptr() == weight.data_ptr() and torch.equal(module.inner.bias, bias)
+
+
 def test_an_incomplete_checkpoint_assigns_nothing_and_a_real_module_is_copied_into():
     with empty_parameters():
         module = nn.Sequential(OrderedDict(dense=nn.Linear(2, 2)))

@@ -66,19 +66,15 @@ def empty_names(module: nn.Module) -> list[str]:
 def assign(module: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
     """Make ``tensors`` (keys as in ``module.state_dict()``, shapes already checked) the meta
     parameters and buffers they name, converted to each one's dtype where it differs (no copy
-    otherwise). A parameter shared by several modules stays shared; a tensor that two parameters
-    would alias (one checkpoint tensor under two names) is copied for the second."""
-    slots = [
-        (owner_slots, name, f"{prefix}.{name}" if prefix else name, old)
-        for prefix, owner in module.named_modules(remove_duplicate=False)
-        for owner_slots in (owner._parameters, owner._buffers)
-        for name, old in owner_slots.items()
-        if old is not None and old.is_meta
-    ]
+    otherwise). Keys are the state dict's, so a module whose state-dict hooks rename its
+    attributes (T5's ``decoder_stack`` saved as ``decoder``) is filled too. A parameter shared by
+    several modules stays shared; a tensor that two parameters would alias (one checkpoint
+    tensor under two names) is copied for the second. Raises ``ValueError`` naming what a key in
+    ``tensors`` left on the meta device."""
     replaced: dict[int, torch.Tensor] = {}  # id of a meta tensor -> what replaced it
     used: set[int] = set()  # data pointers of the tensors assigned
-    for _slots, _name, key, old in slots:
-        if key not in tensors or id(old) in replaced:
+    for key, old in module.state_dict(keep_vars=True).items():
+        if key not in tensors or not old.is_meta or id(old) in replaced:
             continue
         tensor = tensors[key].to(dtype=old.dtype)
         if tensor.numel() and tensor.data_ptr() in used:
@@ -87,6 +83,11 @@ def assign(module: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
         if isinstance(old, nn.Parameter):
             tensor = nn.Parameter(tensor, requires_grad=old.requires_grad)
         replaced[id(old)] = tensor
-    for owner_slots, name, _key, old in slots:  # every name of a shared parameter
-        if id(old) in replaced:
-            owner_slots[name] = replaced[id(old)]
+    for owner in module.modules():  # every name of a shared parameter
+        for slots in (owner._parameters, owner._buffers):
+            for name, old in slots.items():
+                if old is not None and id(old) in replaced:
+                    slots[name] = replaced[id(old)]
+    left = sorted(set(empty_names(module)) & set(tensors))
+    if left:
+        raise ValueError(f"still on the meta device after assigning the checkpoint: {', '.join(left)}")
