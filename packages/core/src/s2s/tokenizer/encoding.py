@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import tokenizers
 
@@ -90,7 +91,7 @@ class EngineTokenizer:
     @property
     def start_ids(self) -> list[int]:
         """The special tokens the template puts before a text (``[CLS]``, Llama 3's bos, none for Qwen2)."""
-        return self._engine.encode("a").ids[: self._lead_specials()]
+        return self._engine.encode("a").ids[: self._specials_around_text[0]]
 
     def text_ids(self, text: str) -> list[int]:
         """A whole text for training: the template's tokens (``[CLS] text [SEP]``), ending with
@@ -106,7 +107,7 @@ class EngineTokenizer:
     def continuation_ids(self, text: str) -> list[int]:
         """:meth:`text_ids` without the template's leading specials: a text that follows
         another in one sequence (``tgt [SEP]``)."""
-        return self.text_ids(text)[self._lead_specials() :]
+        return self.text_ids(text)[self._specials_around_text[0] :]
 
     def prompt_ids(self, text: str) -> list[int]:
         """A text for a decoder to continue: the template's tokens with its leading specials
@@ -114,7 +115,8 @@ class EngineTokenizer:
         template adds. A text of no tokens starts from :attr:`start_ids` (else the bos, else
         the end token, as GPT-2's ``<|endoftext|>`` starts a text)."""
         ids = self.encode(text).ids
-        if len(ids) > self._lead_specials() and ids[-1] == self.end_id and self._tail_specials():
+        lead, tail = self._specials_around_text
+        if len(ids) > lead and ids[-1] == self.end_id and tail:
             ids = ids[:-1]
         if ids:
             return ids
@@ -123,14 +125,13 @@ class EngineTokenizer:
             raise ValueError(f"{self!r} has no bos or eos token to start an empty prompt from: give a prompt")
         return [start]
 
-    def _lead_specials(self) -> int:
-        """How many special tokens the template puts before a single text."""
+    @cached_property
+    def _specials_around_text(self) -> tuple[int, int]:
+        """How many special tokens the template puts before and after a single text (read once:
+        the template is fixed for the tokenizer's life)."""
         mask = self._engine.encode("a").special_tokens_mask
-        return mask.index(0) if 0 in mask else 0
-
-    def _tail_specials(self) -> int:
-        """How many special tokens the template puts after a single text."""
-        return self._engine.num_special_tokens_to_add(False) - self._lead_specials()
+        lead = mask.index(0) if 0 in mask else 0
+        return lead, self._engine.num_special_tokens_to_add(False) - lead
 
     # ---------------------------------------------------------------- engines
     def _reset_engines(self) -> None:
@@ -138,6 +139,7 @@ class EngineTokenizer:
         self._engines_lock = threading.Lock()
         self._engines: dict[tuple[int | None, bool], tokenizers.Tokenizer] = {}
         self._engine = self._engine_for(None, False)
+        self.__dict__.pop("_specials_around_text", None)  # read again from the new engine
 
     def _engine_for(self, max_length: int | None, padding: bool) -> tokenizers.Tokenizer:
         """The engine that truncates to ``max_length`` and pads (or not); made once per setting."""
