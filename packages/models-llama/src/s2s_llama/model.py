@@ -5,6 +5,8 @@ and a gated SiLU MLP. Llama, Qwen2, Qwen3 and GLM-4 are this one model under the
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,29 +17,18 @@ from s2s.nn import prepacked
 from s2s.nn.attention import attention
 from s2s.nn.init import init_normal
 from s2s.nn.kv_cache import KVCache
+from s2s.nn.norms import RMSNorm
 from s2s.nn.packing import Packing
 
 from .config import Glm4Config, GlmConfig, LlamaConfig, Qwen2Config, Qwen3Config
 from .rotary import Rotary
 
+# transformers' Llama rounds the normalised values to the input's dtype before the weight multiplies them
+Norm = functools.partial(RMSNorm, round_to_input=True)
+
 # As in GPT-2: the blocks run on rows [B * Q, E] (or the real tokens [T, E] of a packing) and
 # call their layers' ``forward`` directly, since decoding one token costs little more than
 # reading the weights.
-
-
-class RMSNorm(nn.Module):
-    """``weight * x / sqrt(mean(x²) + eps)`` over the last dimension, computed in fp32."""
-
-    def __init__(self, size: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(size))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
 
 
 class Attention(nn.Module):
@@ -55,8 +46,8 @@ class Attention(nn.Module):
         self.v_proj = prepacked.Linear(hidden, self.kv_heads * self.head_dim, bias=bias)
         self.o_proj = prepacked.Linear(self.heads * self.head_dim, hidden, bias=bias and config.output_bias)
         if config.qk_norm:
-            self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
-            self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+            self.q_norm = Norm(self.head_dim, config.rms_norm_eps)
+            self.k_norm = Norm(self.head_dim, config.rms_norm_eps)
         self.dropout = config.attention_dropout
 
     def forward(self, x, batch: int, length: int, mask, cache: KVCache | None, rotary: Rotary, cos, sin,
@@ -118,13 +109,13 @@ class Block(nn.Module):
     def __init__(self, config: LlamaConfig, layer: int):
         super().__init__()
         eps = config.rms_norm_eps
-        self.input_layernorm = RMSNorm(config.hidden_size, eps)
+        self.input_layernorm = Norm(config.hidden_size, eps)
         self.self_attn = Attention(config, layer)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps)
+        self.post_attention_layernorm = Norm(config.hidden_size, eps)
         self.mlp = MLP(config)
         if config.post_norms:
-            self.post_self_attn_layernorm = RMSNorm(config.hidden_size, eps)
-            self.post_mlp_layernorm = RMSNorm(config.hidden_size, eps)
+            self.post_self_attn_layernorm = Norm(config.hidden_size, eps)
+            self.post_mlp_layernorm = Norm(config.hidden_size, eps)
 
     def forward(self, x, batch: int, length: int, mask, cache, rotary, cos, sin, packing=None):
         """``x``: rows [B * Q, E], or the real tokens [T, E] of ``packing``."""
@@ -146,7 +137,7 @@ class Model(nn.Module):
         pad = config.pad_token_id if config.pad_token_id is not None and config.pad_token_id < config.vocab_size else None
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=pad)
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_hidden_layers))
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.norm = Norm(config.hidden_size, config.rms_norm_eps)
 
 
 class LlamaBackbone(Backbone):
