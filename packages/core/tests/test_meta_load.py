@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import pytest
@@ -32,6 +33,37 @@ def test_parameters_are_built_on_meta_without_drawing_while_buffers_keep_their_v
     assert module.head.weight is module.embed.weight
     assert empty_names(module) == ["embed.weight", "head.weight", "norm.weight", "norm.bias"]
     assert not nn.Linear(2, 2).weight.is_meta  # only inside
+
+
+def test_only_the_thread_inside_builds_on_meta():
+    original = nn.Module.register_parameter
+    inside, built = threading.Event(), threading.Event()
+
+    class Slow(nn.Module):  # built in a thread that waits inside empty_parameters
+        def __init__(self):
+            super().__init__()
+            self.first = nn.Linear(2, 2)
+            inside.set()
+            assert built.wait(10)
+            self.second = nn.Linear(2, 2)
+
+    modules = {}
+
+    def build_empty():
+        with empty_parameters():
+            modules["empty"] = Slow()
+
+    worker = threading.Thread(target=build_empty)
+    worker.start()
+    assert inside.wait(10)
+    try:
+        modules["plain"] = nn.Linear(2, 2)  # this thread, while the other is inside
+    finally:
+        built.set()
+        worker.join()
+    assert not any(p.is_meta for p in modules["plain"].parameters())
+    assert all(p.is_meta for p in modules["empty"].parameters())
+    assert nn.Module.register_parameter is original  # restored once no thread is inside
 
 
 def test_load_into_an_empty_module_assigns_the_tensors_keeping_ties_and_converting_only_dtypes():

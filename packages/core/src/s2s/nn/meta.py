@@ -11,6 +11,7 @@ model's dtype is neither copied nor read until used, so loading holds the weight
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping
 
 import torch
@@ -35,26 +36,42 @@ class _SkipInitOnMeta(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+# empty_parameters' state: whether this thread is inside it, and how many threads are (the patch of
+# nn.Module.register_parameter is installed while any is, and acts only in those threads)
+_INSIDE = threading.local()
+_PATCH_LOCK = threading.Lock()
+_patch = {"users": 0, "original": None}
+
+
+def _register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+    if getattr(_INSIDE, "depth", 0) and param is not None and not param.is_meta:
+        param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+    _patch["original"](module, name, param)
+
+
 @contextlib.contextmanager
 def empty_parameters() -> Iterator[None]:
     """Parameters registered inside (by any module) are put on the meta device, and the
     in-place fills of an initialisation (:data:`INIT_OPS`) skipped on meta tensors.
 
-    Patches ``nn.Module.register_parameter`` while it is open, so build one model at a time in
-    it (as transformers' and accelerate's ``init_empty_weights`` do)."""
-    original = nn.Module.register_parameter
-
-    def register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        if param is not None and not param.is_meta:
-            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
-        original(module, name, param)
-
-    nn.Module.register_parameter = register_on_meta
+    Only in the thread that opened it: ``nn.Module.register_parameter`` is patched while any
+    thread is inside, and the patch passes other threads' parameters through unchanged (the
+    torch function mode that skips the fills is per thread already)."""
+    with _PATCH_LOCK:
+        if _patch["users"] == 0:
+            _patch["original"] = nn.Module.register_parameter
+            nn.Module.register_parameter = _register_on_meta
+        _patch["users"] += 1
+    _INSIDE.depth = getattr(_INSIDE, "depth", 0) + 1
     try:
         with _SkipInitOnMeta():
             yield
     finally:
-        nn.Module.register_parameter = original
+        _INSIDE.depth -= 1
+        with _PATCH_LOCK:
+            _patch["users"] -= 1
+            if _patch["users"] == 0:
+                nn.Module.register_parameter = _patch["original"]
 
 
 def empty_names(module: nn.Module) -> list[str]:
