@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,6 +44,18 @@ def test_bin_safetensors_and_sharded_index_read_the_same_tensors(tmp_path):
         assert loaded.keys() == expected.keys()
         for key in expected:
             assert torch.equal(loaded[key], expected[key])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the process's mappings")
+@pytest.mark.parametrize("legacy", [False, True])
+def test_bin_files_are_memory_mapped_unless_in_the_legacy_format(tmp_path, legacy):
+    expected = small_module().state_dict()
+    file = tmp_path / "pytorch_model.bin"
+    torch.save(expected, file, _use_new_zipfile_serialization=not legacy)
+    loaded = read_state_dict(file)
+    assert all(torch.equal(loaded[key], expected[key]) for key in expected)
+    mapped = str(file.resolve()) in Path("/proc/self/maps").read_text()
+    assert mapped is not legacy
 
 
 def test_pickle_that_needs_code_is_refused_with_an_explanation(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,8 @@ def _read_sharded(index_file: Path) -> dict[str, torch.Tensor]:
 
 def _read_pickle(file: Path) -> dict[str, torch.Tensor]:
     try:
-        loaded = torch.load(file, map_location="cpu", weights_only=True)
+        # memory-mapped like safetensors; a file in torch's legacy (pre-1.6, not zip) format cannot be
+        loaded = torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file))
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{file} is not a plain state dict: it needs code to be unpickled, which s2s refuses "
