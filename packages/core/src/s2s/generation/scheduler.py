@@ -211,7 +211,10 @@ class Scheduler:
         return len(self._waiting)
 
     def stats(self) -> dict:
-        return {"running": self.running, "waiting": self.waiting, "steps": self.steps,
+        """The counters, and ``running``: the admitted sequences whose last event is not out yet,
+        so a caller that has seen every sequence end reads 0 even while the thread finishes its step."""
+        sequences = self._admitted + [s for group in self._groups for s in group.sequences]
+        return {"running": sum(not s.finish_reason for s in sequences), "waiting": self.waiting, "steps": self.steps,
                 "forward_passes": self.forward_passes, "tokens": self.tokens}
 
     def close(self, timeout: float = 30) -> None:
