@@ -1,7 +1,7 @@
-"""Continuous batching on encoder-decoders (T5, BART) through the generation contract: the
-scheduler of ``s2s serve`` on a seq2seq folder, 64 requests of mixed source and output lengths
-submitted at once, gives what ``predict`` gives one request at a time, in fewer forward passes
-than tokens.
+"""Continuous batching on encoder-decoders (T5, BART) and UniLM (BERT) through the generation
+contract: the scheduler of ``s2s serve`` on a seq2seq folder, 64 requests of mixed source and
+output lengths submitted at once, gives what ``predict`` gives one request at a time, in fewer
+forward passes than tokens.
 
 The folders are tiny random models saved by ``save_pretrained`` with their weights drawn wide
 enough that greedy outputs vary; the BART one states a ``forced_eos_token_id``, which each
@@ -23,7 +23,7 @@ pytest.importorskip("s2s_tasks")
 TEXTS = ["国足晋级世界杯", "股市今天大涨", "新款手机发布", "电影票房创新高", "篮球比赛精彩", "今天天气很好", "从前有座山"]
 
 
-@pytest.fixture(scope="module", params=["t5", "bart"])
+@pytest.fixture(scope="module", params=["bert", "t5", "bart"])
 def model(request, tmp_path_factory):
     pytest.importorskip(f"s2s_{request.param}")
     folder = tmp_path_factory.mktemp(request.param)

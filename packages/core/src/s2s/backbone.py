@@ -515,6 +515,21 @@ def reorder_cache(cache, index: torch.Tensor):
     return type(cache)(reorder_cache(item, index) for item in cache)
 
 
+def map_cache(cache, fn):
+    """``cache`` (tensors nested in tuples/lists) with ``fn`` applied to every tensor."""
+    if isinstance(cache, torch.Tensor):
+        return fn(cache)
+    return type(cache)(map_cache(item, fn) for item in cache)
+
+
+def join_caches(caches: list):
+    """The caches' tensors concatenated on dim 0 (their rows one after another), in the nesting
+    of the first: continuous batching merging running batches."""
+    if isinstance(caches[0], torch.Tensor):
+        return torch.cat(caches)
+    return type(caches[0])(join_caches(list(items)) for items in zip(*caches))
+
+
 def check_keep_tokens(keep_tokens, vocab_size: int | None, source: str) -> list[int]:
     """``keep_tokens`` as a list of ids of ``source``'s vocabulary of ``vocab_size`` tokens
     (``None``: not known yet, only the type is checked); a bad id is named with the size."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from s2s.backbone import DECODER, ENCODER, ENCODER_DECODER, reorder_cache
+from s2s.backbone import DECODER, ENCODER, ENCODER_DECODER, join_caches, map_cache, reorder_cache
 from s2s.data import LABEL_PAD
 from s2s.generation import decoder_for, source_batch
 from s2s.nn.masks import unilm_mask
@@ -142,7 +142,8 @@ class UniLMDecoder:
     right) once with the source's bidirectional attention; its ``[SEP]`` gives the first
     target logits. Each ``step`` feeds one target token (type 1) at its row's next position,
     attending to the real source tokens and the earlier target tokens, exactly the UniLM
-    mask's target rows. Only the backbone contract's forward arguments are used.
+    mask's target rows. ``merge`` joins running batches (continuous batching). Only the
+    backbone contract's forward arguments are used.
     """
 
     def __init__(self, backbone):
@@ -170,6 +171,17 @@ class UniLMDecoder:
 
     def reorder(self, state: UniLMState, index):
         return UniLMState(reorder_cache(state.past, index), state.key_mask[index], state.next_position[index])
+
+    def merge(self, state: UniLMState, *others: UniLMState) -> UniLMState:
+        """The rows of ``state`` then those of each of ``others`` (continuous batching): each cache
+        padded on the right to the longest, the padding masked. Every row keeps its own next
+        position, so its logits are those it would have alone."""
+        states = (state, *others)
+        length = max(s.key_mask.shape[1] for s in states)
+        right = {id(s): length - s.key_mask.shape[1] for s in states}  # positions each state is padded by
+        past = join_caches([map_cache(s.past, lambda t, s=s: F.pad(t, (0, 0, 0, right[id(s)]))) for s in states])
+        key_mask = torch.cat([F.pad(s.key_mask, (0, right[id(s)])) for s in states])  # the padding masked
+        return UniLMState(past, key_mask, torch.cat([s.next_position for s in states]))
 
 
 VARIANTS = {ENCODER: UniLM, DECODER: DecoderOnly, ENCODER_DECODER: EncoderDecoder}

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..backbone import CROSS_CACHE, DECODER_PADDING, reorder_cache
+from ..backbone import CROSS_CACHE, DECODER_PADDING, join_caches, map_cache, reorder_cache
 from .protocol import source_batch
 
 
@@ -146,9 +146,9 @@ class EncoderDecoderDecoder:
         states = (state, other)
         length = max(_length(s.past) for s in states)
         masks = [_decoder_mask(s, length) for s in states]
-        past = _join([_map(s.past, lambda t, s=s: F.pad(t, (0, 0, length - _length(s.past), 0))) for s in states])
+        past = join_caches([map_cache(s.past, lambda t, s=s: F.pad(t, (0, 0, length - _length(s.past), 0))) for s in states])
         sources = max(s.encoder_mask.shape[1] for s in states)
-        cross = _join([_map(s.cross, lambda t, s=s: F.pad(t, (0, 0, 0, sources - s.encoder_mask.shape[1])))
+        cross = join_caches([map_cache(s.cross, lambda t, s=s: F.pad(t, (0, 0, 0, sources - s.encoder_mask.shape[1])))
                        for s in states])
         encoder_mask = torch.cat([F.pad(s.encoder_mask, (0, sources - s.encoder_mask.shape[1])) for s in states])
         offset = int(state.cross_sources.max()) + 1  # the other's sources get numbers of their own
@@ -189,20 +189,6 @@ def _group(reads: torch.Tensor, count: int) -> int | None:
     return group if torch.equal(reads, expected) else None
 
 
-def _map(cache, fn):
-    """``cache`` (tensors nested in tuples/lists) with ``fn`` applied to every tensor."""
-    if isinstance(cache, torch.Tensor):
-        return fn(cache)
-    return type(cache)(_map(item, fn) for item in cache)
-
-
-def _join(caches: list):
-    """The caches' tensors concatenated on dim 0, in the nesting of the first."""
-    if isinstance(caches[0], torch.Tensor):
-        return torch.cat(caches)
-    return type(caches[0])(_join(list(items)) for items in zip(*caches))
-
-
 def _length(past) -> int:
     """Cached decoder positions ``T`` (per layer (keys, values) ``[B, N, T, D]``)."""
     while not isinstance(past, torch.Tensor):
@@ -235,5 +221,5 @@ def _trim(state: EncoderDecoderState) -> EncoderDecoderState:
     mask = state.decoder_mask[:, front:]
     if front == 0 and not bool(mask.all()):
         return state
-    past = _map(state.past, lambda t: t[:, :, front:]) if front else state.past
+    past = map_cache(state.past, lambda t: t[:, :, front:]) if front else state.past
     return replace(state, past=past, decoder_mask=None if bool(mask.all()) else mask)
