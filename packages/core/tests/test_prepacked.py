@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from s2s.backbone import Backbone
 from s2s.nn import prepacked
@@ -39,8 +40,8 @@ def test_products_equal_float64_products(rows, with_bias):
 @needs_onednn
 @pytest.mark.parametrize("threads", [1, 2])
 def test_one_row_on_one_thread_takes_a_dense_transposed_copy(threads):
-    layer, conv_weight = prepacked.Linear(64, 48), torch.randn(64, 48)
-    x = torch.randn(1, 64)
+    layer, conv_weight = prepacked.Linear(512, 512), torch.randn(512, 512) * 0.02  # not small (SMALL_WEIGHT_VALUES)
+    x = torch.randn(1, 512)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -55,6 +56,69 @@ def test_one_row_on_one_thread_takes_a_dense_transposed_copy(threads):
     assert set(prepacked._COPIES[layer.weight]) == {expected_form}
     # an [in, out] weight is used as it is on one thread: no copy
     assert conv_weight not in prepacked._COPIES if threads == 1 else "packed from in_out" in prepacked._COPIES[conv_weight]
+
+
+@needs_onednn
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_row_by_a_small_weight_is_the_plain_product(threads):
+    layer, conv_weight = prepacked.Linear(896, 128), torch.randn(896, 128)  # a Qwen2.5-0.5B k/v projection
+    x = torch.randn(1, 1, 896)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            got, got_conv = layer(x), prepacked.linear(x, conv_weight, None, transposed=True)
+            assert torch.equal(got, torch.nn.functional.linear(x, layer.weight, layer.bias))
+            assert torch.equal(got_conv, x @ conv_weight)
+            layer(torch.randn(2, 896))  # two rows: prepacked
+    finally:
+        torch.set_num_threads(before)
+    assert conv_weight not in prepacked._COPIES
+    assert set(prepacked._COPIES[layer.weight]) == {"packed"}
+
+
+@needs_onednn
+@pytest.mark.parametrize("rows", [1, 5])
+def test_linears_stack_the_weights_into_one_product_equal_to_each_layers(rows):
+    torch.manual_seed(rows)
+    layers = [prepacked.Linear(64, 96), prepacked.Linear(64, 16, bias=False), prepacked.Linear(64, 16)]
+    x = torch.randn(rows, 3, 64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            outs = prepacked.linears(x, layers)
+            assert set(prepacked._COPIES[layers[0].weight]) == {"stacked"}  # no copy per layer
+            for out, layer in zip(outs, layers):
+                torch.testing.assert_close(out.double(), exact(x, layer.weight, layer.bias), atol=1e-5, rtol=0)
+            stacked = prepacked._COPIES[layers[0].weight]["stacked"][1]
+            prepacked.linears(x, layers)
+            assert prepacked._COPIES[layers[0].weight]["stacked"][1] is stacked  # made once
+            layers[2].bias.add_(1.0)  # any tensor of the group changes: made again
+            layers[1].weight.mul_(-2.0)
+            outs = prepacked.linears(x, layers)
+            for out, layer in zip(outs, layers):
+                torch.testing.assert_close(out.double(), exact(x, layer.weight, layer.bias), atol=1e-5, rtol=0)
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_onednn
+def test_linears_leave_other_layers_and_training_to_each_layer():
+    from s2s.nn import lora
+
+    layers = [prepacked.Linear(64, 32), prepacked.Linear(64, 32)]
+    x = torch.randn(4, 64)
+    outs = prepacked.linears(x, layers)  # gradients on: each layer's plain product
+    assert all(torch.equal(out, F.linear(x, layer.weight, layer.bias)) for out, layer in zip(outs, layers))
+    assert layers[0].weight not in prepacked._COPIES
+    lora.attach(layers[1], lora.LoraConfig(r=2))
+    with torch.no_grad():
+        torch.nn.init.normal_(lora.adapter_of(layers[1]).B)
+        outs = prepacked.linears(x, layers)
+        torch.testing.assert_close(outs[1], layers[1](x))  # the adapter's delta included
+        assert not torch.allclose(outs[1], F.linear(x, layers[1].weight, layers[1].bias))
+    assert "stacked" not in prepacked._COPIES.get(layers[0].weight, {})
 
 
 @needs_onednn
@@ -111,7 +175,7 @@ def test_backbones_free_their_packed_weights_when_training():
 
     model = Tiny().eval()
     with torch.no_grad():
-        model.proj(torch.randn(1, 4))
+        model.proj(torch.randn(2, 4))
     assert model.proj.weight in prepacked._COPIES
     model.eval()
     assert model.proj.weight in prepacked._COPIES

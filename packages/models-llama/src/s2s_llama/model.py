@@ -53,9 +53,9 @@ class Attention(nn.Module):
     def forward(self, x, batch: int, length: int, mask, cache: KVCache | None, rotary: Rotary, cos, sin,
                 packing: Packing | None = None):
         rows = x.shape[0]  # B * Q, or T real tokens
-        q = self.q_proj.forward(x).view(rows, self.heads, self.head_dim)
-        k = self.k_proj.forward(x).view(rows, self.kv_heads, self.head_dim)
-        v = self.v_proj.forward(x).view(rows, self.kv_heads, self.head_dim)
+        q, k, v = prepacked.linears(x, (self.q_proj, self.k_proj, self.v_proj))
+        q = q.view(rows, self.heads, self.head_dim)
+        k, v = k.view(rows, self.kv_heads, self.head_dim), v.view(rows, self.kv_heads, self.head_dim)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm.forward(q), self.k_norm.forward(k)
         q, k = rotary.apply(q, cos, sin), rotary.apply(k, cos, sin)
@@ -98,7 +98,7 @@ class MLP(nn.Module):
         if hasattr(self, "gate_up_proj"):
             gate, up = self.gate_up_proj.forward(x).chunk(2, dim=-1)
         else:
-            gate, up = self.gate_proj.forward(x), self.up_proj.forward(x)
+            gate, up = prepacked.linears(x, (self.gate_proj, self.up_proj))
         return self.down_proj.forward(F.silu(gate) * up)
 
 

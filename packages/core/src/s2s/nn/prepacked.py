@@ -9,14 +9,18 @@ one thread MKL's matrix-vector product on an ``[in, out]`` weight is the fastest
 row, so that case takes it. Either way the arithmetic is fp32, summed in another order than
 ``F.linear``: results agree to about 1e-6 relative.
 
+:func:`linears` multiplies by several layers' weights stacked (a block's q / k / v): one call
+and one pass over memory.
+
 The copies are made on first use (about 2 ms per million weights), kept beside the weight
 and made again whenever the weight changes (in place or replaced), so they are never stale.
 Each costs as much memory as the weight; backbones free theirs when they go back to
 training (:func:`release`).
 
-Used only where that is safe: CPU fp32 tensors, gradients, autocast and tracing off, and a torch
-whose oneDNN ops work. Anywhere else, or with ``s2s.nn.prepacked.enabled = False`` (no extra
-memory), :func:`linear` is the plain product.
+Used only where that is safe and pays: CPU fp32 tensors, gradients, autocast and tracing off, a
+torch whose oneDNN ops work, and not for one row by a small weight (:data:`SMALL_WEIGHT_VALUES`).
+Anywhere else, or with ``s2s.nn.prepacked.enabled = False`` (no extra memory), :func:`linear` is
+the plain product.
 
 Training in bf16 on a CPU without bf16 kernels goes through :func:`s2s.nn.cpu_bf16.linear`
 (a backward whose products are laid out for that CPU's kernel). Inference in bf16 on such a CPU
@@ -32,6 +36,7 @@ model's tied LM head multiplies by an int8 copy of the embeddings its lookups re
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +46,10 @@ from torch.utils.weak import WeakIdKeyDictionary
 from . import cpu_bf16
 
 enabled = True
+# One row by a weight smaller than this: the plain product. oneDNN's fixed cost per call (about 60 µs
+# on two threads) is then more than the product itself: a Qwen2.5-0.5B k/v projection (896 x 128)
+# takes 0.02 ms plain, 0.08-0.10 ms prepacked (bench/prepacked_linear.py --qwen --rows 1).
+SMALL_WEIGHT_VALUES = 1 << 18
 # bf16 inference on a CPU without bf16 kernels: convert weights to fp32 by blocks from 8 rows on
 # (_bf16_linear). Off by default: its sums, taken in another order than torch's bf16 product,
 # round differently now and then, so batched greedy / beam tokens can differ from transformers'.
@@ -87,16 +96,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
         return cpu_bf16.linear(x, weight.t() if transposed else weight, bias)
     if _bf16_inference(x, weight):
         return _bf16_linear(x, weight, bias, transposed)
-    if (
-        not enabled
-        or x.device.type != "cpu"
-        or x.dtype != torch.float32
-        or weight.dtype != torch.float32
-        or torch.is_grad_enabled()
-        or torch.jit.is_tracing()  # an ONNX export records the plain product
-        or _cpu_autocast()
-        or not available()
-    ):
+    if not _fp32_inference(x, weight) or (x.numel() == x.shape[-1] and weight.numel() < SMALL_WEIGHT_VALUES):
         # weight.t() is a view: F.linear multiplies by the [in, out] storage (addmm), no copy
         return F.linear(x, weight.t() if transposed else weight, bias)
     rows = x.reshape(-1, x.shape[-1])
@@ -107,6 +107,54 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
         packed = _copy(weight, "packed from in_out" if transposed else "packed")
         out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
     return out.view(*x.shape[:-1], out.shape[-1])
+
+
+def linears(x: torch.Tensor, layers: Sequence[nn.Module]) -> list[torch.Tensor]:
+    """``[layer(x) for layer in layers]`` (a block's q / k / v, or gate / up). For inference by
+    plain :class:`Linear` layers where :func:`linear` would use a packed weight, one product by
+    their weights stacked and packed once: one oneDNN call and one pass over memory instead of
+    one per layer. The outputs are views of that product's columns."""
+    if (
+        not all(type(layer) is Linear and _fp32_inference(x, layer.weight) for layer in layers)  # not LoRA, int8
+        or (x.numel() == x.shape[-1] and torch.get_num_threads() == 1)
+    ):
+        return [layer.forward(x) for layer in layers]
+    rows = x.reshape(-1, x.shape[-1])
+    packed, bias = _stacked(layers)
+    out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+    sizes = [layer.out_features for layer in layers]
+    return list(out.view(*x.shape[:-1], out.shape[-1]).split(sizes, dim=-1))
+
+
+def _fp32_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether ``x @ weight.T`` is an fp32 CPU product for inference that oneDNN can take."""
+    return (
+        enabled
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()  # an ONNX export records the plain product
+        and not _cpu_autocast()
+        and available()
+    )
+
+
+def _stacked(layers: Sequence[nn.Module]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The layers' weights stacked ``[sum of out, in]`` and packed, and their biases stacked (zeros
+    for a layer without one; ``None`` when none has one). Kept beside the first weight, made
+    again when any weight or bias changes."""
+    tensors = [t for layer in layers for t in (layer.weight, layer.bias) if t is not None]
+    key = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors)
+    copies = _COPIES.setdefault(layers[0].weight, {})
+    entry = copies.get("stacked")
+    if entry is None or entry[0] != key:
+        weight = torch.cat([layer.weight.detach() for layer in layers])
+        bias = None
+        if any(layer.bias is not None for layer in layers):
+            bias = torch.cat([layer.bias.detach() if layer.bias is not None else layer.weight.new_zeros(layer.out_features)
+                              for layer in layers])
+        copies["stacked"] = entry = (key, (torch.ops.mkldnn._reorder_linear_weight(weight), bias))
+    return entry[1]
 
 
 def _bf16_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
