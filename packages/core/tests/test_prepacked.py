@@ -112,6 +112,9 @@ def test_linears_leave_other_layers_and_training_to_each_layer():
     outs = prepacked.linears(x, layers)  # gradients on: each layer's plain product
     assert all(torch.equal(out, F.linear(x, layer.weight, layer.bias)) for out, layer in zip(outs, layers))
     assert layers[0].weight not in prepacked._COPIES
+    with torch.no_grad():
+        prepacked.linears(x[:1], layers)  # one row by small weights: each layer's plain product
+    assert layers[0].weight not in prepacked._COPIES
     lora.attach(layers[1], lora.LoraConfig(r=2))
     with torch.no_grad():
         torch.nn.init.normal_(lora.adapter_of(layers[1]).B)

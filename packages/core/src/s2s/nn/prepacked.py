@@ -116,7 +116,8 @@ def linears(x: torch.Tensor, layers: Sequence[nn.Module]) -> list[torch.Tensor]:
     one per layer. The outputs are views of that product's columns."""
     if (
         not all(type(layer) is Linear and _fp32_inference(x, layer.weight) for layer in layers)  # not LoRA, int8
-        or (x.numel() == x.shape[-1] and torch.get_num_threads() == 1)
+        or (x.numel() == x.shape[-1]  # one row: as linear() takes it
+            and (torch.get_num_threads() == 1 or sum(layer.weight.numel() for layer in layers) < SMALL_WEIGHT_VALUES))
     ):
         return [layer.forward(x) for layer in layers]
     rows = x.reshape(-1, x.shape[-1])
@@ -143,8 +144,7 @@ def _stacked(layers: Sequence[nn.Module]) -> tuple[torch.Tensor, torch.Tensor | 
     """The layers' weights stacked ``[sum of out, in]`` and packed, and their biases stacked (zeros
     for a layer without one; ``None`` when none has one). Kept beside the first weight, made
     again when any weight or bias changes."""
-    tensors = [t for layer in layers for t in (layer.weight, layer.bias) if t is not None]
-    key = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors)
+    key = tuple(_state(t) for layer in layers for t in (layer.weight, layer.bias) if t is not None)
     copies = _COPIES.setdefault(layers[0].weight, {})
     entry = copies.get("stacked")
     if entry is None or entry[0] != key:
@@ -213,8 +213,7 @@ def _copy(weight: torch.Tensor, form: str) -> torch.Tensor:
     from in_out" (the same of an ``[in, out]`` weight), "in_out" (the dense transpose of an
     ``[out, in]`` weight), "out_in" (that of an ``[in, out]`` one) or "map" (the module
     :func:`multiply_by` makes)."""
-    # Inference tensors have no version counter; they cannot be updated outside inference mode.
-    key = (weight.data_ptr(), 0 if weight.is_inference() else weight._version)
+    key = _state(weight)
     copies = _COPIES.setdefault(weight, {})
     entry = copies.get(form)
     if entry is None or entry[0] != key:
@@ -226,6 +225,12 @@ def _copy(weight: torch.Tensor, form: str) -> torch.Tensor:
         entry = (key, dense if form in ("in_out", "out_in") else torch.ops.mkldnn._reorder_linear_weight(dense))
         copies[form] = entry
     return entry[1]
+
+
+def _state(tensor: torch.Tensor) -> tuple[int, int]:
+    """What changes when ``tensor`` is written in place or replaced: its storage and version
+    (inference tensors have no version counter; they cannot be updated outside inference mode)."""
+    return tensor.data_ptr(), 0 if tensor.is_inference() else tensor._version
 
 
 def release(module: nn.Module) -> None:
