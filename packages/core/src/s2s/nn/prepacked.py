@@ -129,14 +129,19 @@ def linears(x: torch.Tensor, layers: Sequence[nn.Module]) -> list[torch.Tensor]:
 
 def _fp32_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether ``x @ weight.T`` is an fp32 CPU product for inference that oneDNN can take."""
+    return _cpu_inference(x, weight, torch.float32) and available()
+
+
+def _cpu_inference(x: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether ``x @ weight.T`` is a CPU product for inference with both operands in ``dtype``,
+    neither traced nor under autocast."""
     return (
         enabled
         and x.device.type == "cpu"
-        and x.dtype == weight.dtype == torch.float32
+        and x.dtype == weight.dtype == dtype
         and not torch.is_grad_enabled()
         and not torch.jit.is_tracing()  # an ONNX export records the plain product
         and not _cpu_autocast()
-        and available()
     )
 
 
@@ -159,15 +164,7 @@ def _stacked(layers: Sequence[nn.Module]) -> tuple[torch.Tensor, torch.Tensor | 
 
 def _bf16_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether ``x @ weight.T`` is a bf16 product for inference on a CPU without bf16 kernels."""
-    return (
-        enabled
-        and x.device.type == "cpu"
-        and x.dtype == weight.dtype == torch.bfloat16
-        and not torch.is_grad_enabled()
-        and not torch.jit.is_tracing()
-        and not _cpu_autocast()
-        and cpu_bf16.slow_bf16_products()
-    )
+    return _cpu_inference(x, weight, torch.bfloat16) and cpu_bf16.slow_bf16_products()
 
 
 def _bf16_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, transposed: bool) -> torch.Tensor:
