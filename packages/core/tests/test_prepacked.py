@@ -68,7 +68,7 @@ def test_one_row_by_a_small_weight_is_the_plain_product(threads):
     try:
         with torch.no_grad():
             got, got_conv = layer(x), prepacked.linear(x, conv_weight, None, transposed=True)
-            assert torch.equal(got, torch.nn.functional.linear(x, layer.weight, layer.bias))
+            assert torch.equal(got, F.linear(x, layer.weight, layer.bias))
             assert torch.equal(got_conv, x @ conv_weight)
             layer(torch.randn(2, 896))  # two rows: prepacked
     finally:

@@ -178,9 +178,9 @@ class UniLMDecoder:
         position, so its logits are those it would have alone."""
         states = (state, *others)
         length = max(s.key_mask.shape[1] for s in states)
-        right = {id(s): length - s.key_mask.shape[1] for s in states}  # positions each state is padded by
-        past = join_caches([map_cache(s.past, lambda t, s=s: F.pad(t, (0, 0, 0, right[id(s)]))) for s in states])
-        key_mask = torch.cat([F.pad(s.key_mask, (0, right[id(s)])) for s in states])  # the padding masked
+        pads = [length - s.key_mask.shape[1] for s in states]
+        past = join_caches([map_cache(s.past, lambda t, pad=pad: F.pad(t, (0, 0, 0, pad))) for s, pad in zip(states, pads)])
+        key_mask = torch.cat([F.pad(s.key_mask, (0, pad)) for s, pad in zip(states, pads)])  # the padding masked
         return UniLMState(past, key_mask, torch.cat([s.next_position for s in states]))
 
 

@@ -96,7 +96,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
         return cpu_bf16.linear(x, weight.t() if transposed else weight, bias)
     if _bf16_inference(x, weight):
         return _bf16_linear(x, weight, bias, transposed)
-    if not _fp32_inference(x, weight) or (x.numel() == x.shape[-1] and weight.numel() < SMALL_WEIGHT_VALUES):
+    if not _fp32_inference(x, weight) or _one_small_row(x, weight.numel()):
         # weight.t() is a view: F.linear multiplies by the [in, out] storage (addmm), no copy
         return F.linear(x, weight.t() if transposed else weight, bias)
     rows = x.reshape(-1, x.shape[-1])
@@ -116,8 +116,8 @@ def linears(x: torch.Tensor, layers: Sequence[nn.Module]) -> list[torch.Tensor]:
     one per layer. The outputs are views of that product's columns."""
     if (
         not all(type(layer) is Linear and _fp32_inference(x, layer.weight) for layer in layers)  # not LoRA, int8
-        or (x.numel() == x.shape[-1]  # one row: as linear() takes it
-            and (torch.get_num_threads() == 1 or sum(layer.weight.numel() for layer in layers) < SMALL_WEIGHT_VALUES))
+        or _one_small_row(x, sum(layer.weight.numel() for layer in layers))
+        or (x.numel() == x.shape[-1] and torch.get_num_threads() == 1)  # linear() takes MKL on an [in, out] copy
     ):
         return [layer.forward(x) for layer in layers]
     rows = x.reshape(-1, x.shape[-1])
@@ -125,6 +125,12 @@ def linears(x: torch.Tensor, layers: Sequence[nn.Module]) -> list[torch.Tensor]:
     out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
     sizes = [layer.out_features for layer in layers]
     return list(out.view(*x.shape[:-1], out.shape[-1]).split(sizes, dim=-1))
+
+
+def _one_small_row(x: torch.Tensor, weights: int) -> bool:
+    """Whether ``x`` is one row multiplied by fewer than :data:`SMALL_WEIGHT_VALUES` weights: the
+    plain product then costs less than a oneDNN call."""
+    return x.numel() == x.shape[-1] and weights < SMALL_WEIGHT_VALUES
 
 
 def _fp32_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
