@@ -81,7 +81,7 @@ def tests(session: nox.Session, suite: str) -> None:
     session.run("pytest", *session.posargs, *folders, env={"S2S_LOAD_PLUGINS": None})
     if suite == "template":
         check_template_discovery(session)
-    if suite == "tasks":  # the CPU checks of bench/gpu_check.py (its CUDA ones need a GPU)
+    if suite == "all":  # the CPU checks of bench/gpu_check.py (its CUDA ones need a GPU)
         session.run("python", "bench/gpu_check.py", "--device", "cpu", env={"S2S_LOAD_PLUGINS": None})
 
 

@@ -9,7 +9,11 @@ transformers (random, bf16, sharded):
 3. loading: peak RSS and time of ``load_model(..., dtype="auto")`` against transformers'
    ``from_pretrained(dtype="auto")``, each in a fresh process.
 
-    python bench/llm_generation.py [--sizes small,0.5b] [--new-tokens 32] [--threads N]
+    python bench/llm_generation.py [--sizes small,0.5b] [--new-tokens 32] [--threads N] [--device cuda]
+        [--dtypes float32,bfloat16]
+
+On ``--device cuda`` both models generate on the GPU and the copy bandwidth is the device's;
+loading (a CPU RSS figure) is measured on the CPU only.
 """
 
 from __future__ import annotations
@@ -28,15 +32,13 @@ import torch
 EOS, PAD = 2, 0
 
 
-def copy_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
+def copy_bandwidth(device: torch.device, megabytes: int = 512, repeats: int = 5) -> float:
     """Bytes per second moved by a large tensor copy (each byte read once and written once)."""
-    source = torch.ones(megabytes * 2**20 // 4)
+    source = torch.ones(megabytes * 2**20 // 4, device=device)
     target = torch.empty_like(source)
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
-        target.copy_(source)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, timed(lambda: target.copy_(source), device)[0])
     return 2 * source.numel() * 4 / best
 
 
@@ -90,20 +92,23 @@ def measure_load(directory: Path) -> dict:
     return result
 
 
-def timed(fn):
+def timed(fn, device: torch.device):
     start = time.perf_counter()
     out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start, out
 
 
-def bench_generation(directory: Path, dtype: torch.dtype, batch: int, beams: int, new: int, repeats: int):
+def bench_generation(directory: Path, dtype: torch.dtype, batch: int, beams: int, new: int, repeats: int,
+                     device: torch.device):
     import transformers
 
     from s2s import load_model
     from s2s.generation import decoder_for, generate
 
-    peer = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).eval()
-    ours = load_model(model_name="qwen2", checkpoint=directory, dtype=dtype).eval()
+    peer = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).eval().to(device)
+    ours = load_model(model_name="qwen2", checkpoint=directory, dtype=dtype).eval().to(device)
     generator = torch.Generator().manual_seed(batch)
     lengths = torch.randint(8, 33, (batch,), generator=generator)
     ids = torch.full((batch, int(lengths.max())), PAD)
@@ -111,6 +116,7 @@ def bench_generation(directory: Path, dtype: torch.dtype, batch: int, beams: int
     for row, length in enumerate(lengths.tolist()):
         ids[row, -length:] = torch.randint(3, 151000, (length,), generator=generator)
         mask[row, -length:] = 1
+    ids, mask = ids.to(device), mask.to(device)
     options = dict(num_beams=beams, max_new_tokens=new, min_new_tokens=new)
 
     def theirs():
@@ -126,7 +132,7 @@ def bench_generation(directory: Path, dtype: torch.dtype, batch: int, beams: int
     best = {"transformers": float("inf"), "s2s": float("inf")}
     for _ in range(repeats):
         for name, fn in (("transformers", theirs), ("s2s", mine)):
-            seconds, out = timed(fn)
+            seconds, out = timed(fn, device)
             best[name] = min(best[name], seconds)
             if name == "transformers":
                 expected = out
@@ -142,15 +148,19 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--load-child", nargs=2, metavar=("WHICH", "DIR"))
     args = parser.parse_args()
+    device = torch.device(args.device)
     if args.load_child:
         load_child(*args.load_child)
         return
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}, {torch.get_num_threads()} threads")
-    bandwidth = copy_bandwidth()
+    print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}, {torch.get_num_threads()} threads, "
+          f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}")
+    bandwidth = copy_bandwidth(device)
     print(f"copy bandwidth {bandwidth / 1e9:.2f} GB/s")
 
     import dataclasses
@@ -169,17 +179,18 @@ def main() -> None:
             directory = Path(tmp)
             save_checkpoint(size, directory)
             weights = sum(f.stat().st_size for f in directory.glob("*.safetensors"))
-            load = measure_load(directory)
-            t, s = load["transformers"], load["s2s"]
-            print(f"[{size}] load bf16 ({weights / 2**20:.0f} MiB of weights, "
-                  f"{len(list(directory.glob('*.safetensors')))} shards): s2s {s['seconds']:.2f} s, "
-                  f"peak RSS {s['rss'] / 2**20:.0f} MiB ({s['dtype']}); transformers {t['seconds']:.2f} s, "
-                  f"{t['rss'] / 2**20:.0f} MiB; target RSS <= {(1.15 * weights + 400 * 2**20) / 2**20:.0f} MiB")
-            for dtype in (torch.float32, torch.bfloat16):
+            if device.type == "cpu":
+                load = measure_load(directory)
+                t, s = load["transformers"], load["s2s"]
+                print(f"[{size}] load bf16 ({weights / 2**20:.0f} MiB of weights, "
+                      f"{len(list(directory.glob('*.safetensors')))} shards): s2s {s['seconds']:.2f} s, "
+                      f"peak RSS {s['rss'] / 2**20:.0f} MiB ({s['dtype']}); transformers {t['seconds']:.2f} s, "
+                      f"{t['rss'] / 2**20:.0f} MiB; target RSS <= {(1.15 * weights + 400 * 2**20) / 2**20:.0f} MiB")
+            for dtype in (getattr(torch, name) for name in args.dtypes.split(",")):
                 for batch in (1, 8):
                     for beams in (1, 4):
                         best, same, weight_bytes = bench_generation(directory, dtype, batch, beams, args.new_tokens,
-                                                                    args.repeats)
+                                                                    args.repeats, device)
                         tokens = batch * args.new_tokens
                         line = (f"[{size}] {str(dtype)[6:]} batch {batch} {'greedy' if beams == 1 else 'beam 4'}: "
                                 f"s2s {tokens / best['s2s']:.1f} tok/s, transformers "
