@@ -8,17 +8,20 @@ Checks, each printed as PASS / FAIL / SKIP with its figures:
 - ``train bf16`` (CPU and CUDA) and ``train fp16`` (CUDA: autocast + GradScaler): a tiny BERT
   classifier trained by the Trainer; every logged loss finite, the last third's mean below the
   first third's.
-- ``ddp nccl`` (CUDA): a process group of world size 1 under NCCL (its init and an
-  all-reduce), and three AdamW steps of a DDP-wrapped model equal to the same steps unwrapped.
-- ``fsdp bf16 nccl`` (CUDA): a process group of world size 1 under NCCL; the classifier's
-  blocks and root sharded with ``fully_shard`` and FSDP's bf16 ``MixedPrecisionPolicy`` (fp32
-  reduce and master weights), as ``Trainer(strategy="fsdp", amp="bf16")`` does, three AdamW
-  steps: the sharded weights stay fp32 and end within 2e-2 (relative) of the same steps
-  unsharded under bf16 autocast.
+- ``ddp``: a process group of world size 1 (NCCL on CUDA, gloo on the CPU): its init and an
+  all-reduce, and three AdamW steps of a DDP-wrapped model (``find_unused_parameters=True``, as
+  the Trainer's ``ddp`` strategy: the classifier keeps the MLM head its loss does not use) equal
+  to the same steps unwrapped.
+- ``fsdp``: the same group; the classifier's blocks and root sharded with ``fully_shard`` as
+  ``Trainer(strategy="fsdp")`` does. Without mixed precision, three AdamW steps equal the same
+  steps unsharded (1e-5). With FSDP's bf16 ``MixedPrecisionPolicy`` (fp32 reduce, as
+  ``amp="bf16"``), the sharded weights stay fp32 and the loss falls over 30 steps. (The bf16
+  steps are not compared with unsharded ones: at this tiny random model's start the gradient is
+  mostly cancellation, and bf16 autocast alone moves it by ~40 %.)
 - ``sdpa = eager``: a padded batch through the same BERT weights with
   ``attn_implementation="sdpa"`` and ``"eager"``, on the device (fp32, atol 1e-5).
 - ``greedy cuda = cpu`` (CUDA): UniLM greedy generation on the device token-identical to CPU.
-- ``llm = transformers``: a tiny random Qwen2 (GQA 7:1, ``head_dim`` != hidden / heads, tied head)
+- ``llm = transformers``: a tiny random Qwen2 (GQA 7:1 over 2 key/value heads, ``head_dim`` != hidden / heads, tied head)
   saved by transformers; on the device, in fp32, our logits of a left-padded batch within 1e-4
   (relative) of ``Qwen2ForCausalLM``'s, and greedy and beam-4 generation of that batch
   token-identical to its ``generate``; in bf16, the share of greedy tokens that agree (printed).
@@ -82,74 +85,90 @@ def check_training(device: torch.device, amp: str) -> str:
     return f"{len(values)} steps, mean loss {first:.4f} -> {last:.4f}"
 
 
-def nccl_group(device: torch.device) -> None:
-    """A process group of world size 1 under NCCL on ``device``."""
+def process_group(device: torch.device) -> str:
+    """A process group of world size 1 on ``device`` (NCCL on CUDA, gloo on the CPU); its backend."""
     import torch.distributed as dist
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     store = dist.TCPStore("127.0.0.1", port, 1, is_master=True)
-    dist.init_process_group("nccl", store=store, rank=0, world_size=1, device_id=device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, store=store, rank=0, world_size=1,
+                            device_id=device if device.type == "cuda" else None)
+    return backend
 
 
-def check_ddp_nccl(device: torch.device) -> str:
+def adamw_steps(model, batch, steps: int = 3) -> list[float]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = model(**batch)["loss"]
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def largest_difference(model, reference) -> float:
+    ours = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in model.state_dict().items()}
+    return max((ours[k] - v).abs().max().item() for k, v in reference.state_dict().items())
+
+
+def check_ddp(device: torch.device) -> str:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    nccl_group(device)
+    backend = process_group(device)
     try:
         ones = torch.ones(4, device=device)
         dist.all_reduce(ones)
         assert torch.equal(ones.cpu(), torch.ones(4)), f"all_reduce gave {ones}"
         plain = classifier().to(device)
-        wrapped = DistributedDataParallel(copy.deepcopy(plain), device_ids=[device.index])
+        wrapped = DistributedDataParallel(copy.deepcopy(plain), device_ids=[device.index] if device.index is not None
+                                          else None, find_unused_parameters=True)
         batch = plain.collate_to_device(plain.build_dataset(
             [{"text": t, "label": y} for t, y in zip(TEXTS, LABELS)]))
         for model in (plain, wrapped):
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-            for _ in range(3):
-                optimizer.zero_grad()
-                model(**batch)["loss"].backward()
-                optimizer.step()
-        ours = wrapped.module.state_dict()
-        worst = max((ours[k] - v).abs().max().item() for k, v in plain.state_dict().items())
+            adamw_steps(model, batch)
+        worst = largest_difference(wrapped.module, plain)
         assert worst <= 1e-5, f"DDP and plain weights differ by {worst:.2e}"
-        return f"world size 1, all-reduce ok, 3 DDP steps = plain (max diff {worst:.1e})"
+        return f"{backend}, world size 1, all-reduce ok, 3 DDP steps = plain (max diff {worst:.1e})"
     finally:
         dist.destroy_process_group()
 
 
-def check_fsdp_bf16(device: torch.device) -> str:
+def check_fsdp(device: torch.device) -> str:
     import torch.distributed as dist
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    nccl_group(device)
+    def sharded(model, policy: MixedPrecisionPolicy):
+        for block in model.backbone.blocks():
+            fully_shard(block, mp_policy=policy)
+        return fully_shard(model, mp_policy=policy)
+
+    backend = process_group(device)
     try:
         plain = classifier().to(device)
-        sharded = copy.deepcopy(plain)
-        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-        for block in sharded.backbone.blocks():
-            fully_shard(block, mp_policy=policy)
-        fully_shard(sharded, mp_policy=policy)
         batch = plain.collate_to_device(plain.build_dataset(
             [{"text": t, "label": y} for t, y in zip(TEXTS, LABELS)]))
-        for model in (plain, sharded):
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-            for _ in range(3):
-                optimizer.zero_grad()
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model is plain):
-                    loss = model(**batch)["loss"]
-                assert math.isfinite(loss.item()), f"loss {loss.item()}"
-                loss.backward()
-                optimizer.step()
-        dtypes = {p.dtype for p in sharded.parameters()}
+        fp32 = sharded(copy.deepcopy(plain), MixedPrecisionPolicy())
+        for model in (plain, fp32):
+            adamw_steps(model, batch)
+        worst = largest_difference(fp32, plain)
+        assert worst <= 1e-5, f"FSDP fp32 and plain weights differ by {worst:.2e}"
+
+        bf16 = sharded(classifier().to(device), MixedPrecisionPolicy(param_dtype=torch.bfloat16,
+                                                                      reduce_dtype=torch.float32))
+        losses = adamw_steps(bf16, batch, steps=30)
+        dtypes = {p.dtype for p in bf16.parameters()}
         assert dtypes == {torch.float32}, f"sharded master weights are {dtypes}, expected fp32"
-        ours = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in sharded.state_dict().items()}
-        worst = max(((ours[k] - v).abs().max() / v.abs().max().clamp_min(1e-6)).item()
-                    for k, v in plain.state_dict().items() if v.is_floating_point())
-        assert worst <= 2e-2, f"FSDP bf16 and autocast bf16 weights differ by {worst:.2e} (relative)"
-        return f"world size 1, fp32 master weights, 3 steps within {worst:.1e} of bf16 autocast"
+        assert all(math.isfinite(v) for v in losses), f"non-finite losses: {losses}"
+        first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+        assert last < first, f"FSDP bf16 loss did not fall: first third {first:.4f}, last third {last:.4f}"
+        return (f"{backend}, world size 1: fp32 3 steps = plain (max diff {worst:.1e}); bf16 policy: fp32 "
+                f"master weights, mean loss {first:.4f} -> {last:.4f} over 30 steps")
     finally:
         dist.destroy_process_group()
 
@@ -186,7 +205,7 @@ def check_llm(device: torch.device) -> str:
     from s2s.generation import decoder_for, generate
 
     config = transformers.Qwen2Config(vocab_size=211, hidden_size=56, intermediate_size=96, num_hidden_layers=2,
-                                      num_attention_heads=7, num_key_value_heads=1, head_dim=16,
+                                      num_attention_heads=14, num_key_value_heads=2, head_dim=16,
                                       tie_word_embeddings=True, bos_token_id=2, eos_token_id=2, pad_token_id=0,
                                       initializer_range=0.3)  # confident enough that outputs vary
     torch.manual_seed(0)
@@ -259,8 +278,8 @@ def main() -> int:
     checks = [
         ("train bf16", lambda: check_training(device, "bf16"), True),
         ("train fp16", lambda: check_training(device, "fp16"), cuda),
-        ("ddp nccl", lambda: check_ddp_nccl(device), cuda),
-        ("fsdp bf16 nccl", lambda: check_fsdp_bf16(device), cuda),
+        ("ddp", lambda: check_ddp(device), True),
+        ("fsdp", lambda: check_fsdp(device), True),
         ("sdpa = eager", lambda: check_sdpa(device), True),
         ("greedy cuda = cpu", lambda: check_greedy(device), cuda),
         ("llm = transformers", lambda: check_llm(device), True),

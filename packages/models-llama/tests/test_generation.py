@@ -107,6 +107,20 @@ def test_one_by_one_and_left_padded_identical_to_transformers(models, variant, o
     assert max(len(row) for row in singles + batch) >= NEW // 2, [len(row) for row in singles + batch]
 
 
+def test_attention_output_in_the_layout_of_cuda_kernels(models, monkeypatch):
+    """CUDA's fused attention returns [B, Q, heads, D] in memory, seen as [B, heads, Q, D]. A decode
+    step's grouped queries (GQA 2 here) must not assume the CPU kernel's layout: a ``view`` did,
+    and failed on an H200."""
+    import s2s_llama.model
+
+    peer, ours = models("glm4")
+    sdpa = s2s_llama.model.attention
+    monkeypatch.setattr(s2s_llama.model, "attention",
+                        lambda *args, **kwargs: sdpa(*args, **kwargs).transpose(1, 2).contiguous().transpose(1, 2))
+    ids, mask = testing.left_pad(prompts(4), PAD)
+    assert ours_generate(ours, ids, mask, **GREEDY) == peer_generate(peer, ids, mask, **GREEDY)
+
+
 def test_sampling_matches_transformers_distribution_by_chi_square(tmp_path):
     peer, ours = confident("qwen2", tmp_path, init=0.02)  # a flat distribution: many tokens in play
     prompt, draws = prompts(1)[0], 2000

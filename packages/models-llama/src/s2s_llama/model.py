@@ -76,7 +76,7 @@ class Attention(nn.Module):
         if length == 1:  # one new token: a group's queries side by side read their key/value head once
             out = attention(q.view(batch, self.kv_heads, self.groups, self.head_dim), k, v, attn_mask=mask,
                             dropout_p=dropout_p)
-            return out.view(batch, self.heads, 1, self.head_dim)
+            return out.reshape(batch, self.heads, 1, self.head_dim)  # CUDA's kernels return [B, groups, kv_heads, D] in memory
         k, v = (t.repeat_interleave(self.groups, dim=1) for t in (k, v))  # [B, heads, K, D]
         return attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout_p)
 
