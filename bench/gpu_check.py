@@ -21,10 +21,11 @@ Checks, each printed as PASS / FAIL / SKIP with its figures:
 - ``sdpa = eager``: a padded batch through the same BERT weights with
   ``attn_implementation="sdpa"`` and ``"eager"``, on the device (fp32, atol 1e-5).
 - ``greedy cuda = cpu`` (CUDA): UniLM greedy generation on the device token-identical to CPU.
-- ``llm = transformers``: a tiny random Qwen2 (GQA 7:1 over 2 key/value heads, ``head_dim`` != hidden / heads, tied head)
-  saved by transformers; on the device, in fp32, our logits of a left-padded batch within 1e-4
-  (relative) of ``Qwen2ForCausalLM``'s, and greedy and beam-4 generation of that batch
-  token-identical to its ``generate``; in bf16, the share of greedy tokens that agree (printed).
+- ``llm = transformers``: a tiny random Qwen2 (GQA 7:1 over 2 key/value heads, ``head_dim`` !=
+  hidden / heads, tied head) saved by transformers; on the device, in fp32, our logits of a
+  left-padded batch within 1e-4 (relative) of ``Qwen2ForCausalLM``'s, and greedy and beam-4
+  generation of that batch token-identical to its ``generate``; in bf16, the share of greedy
+  tokens that agree (printed).
 - ``prepacked``: on CUDA no prepacked weight copy is made; on the CPU one is (no_grad, fp32).
 
 Exits 1 when a check fails. Needs s2s-models-bert, s2s-tasks and transformers (and
@@ -126,8 +127,8 @@ def check_ddp(device: torch.device) -> str:
         dist.all_reduce(ones)
         assert torch.equal(ones.cpu(), torch.ones(4)), f"all_reduce gave {ones}"
         plain = classifier().to(device)
-        wrapped = DistributedDataParallel(copy.deepcopy(plain), device_ids=[device.index] if device.index is not None
-                                          else None, find_unused_parameters=True)
+        device_ids = [device.index] if device.type == "cuda" else None
+        wrapped = DistributedDataParallel(copy.deepcopy(plain), device_ids=device_ids, find_unused_parameters=True)
         batch = plain.collate_to_device(plain.build_dataset(
             [{"text": t, "label": y} for t, y in zip(TEXTS, LABELS)]))
         for model in (plain, wrapped):
