@@ -10,7 +10,7 @@ transformers (random, bf16, sharded):
    ``from_pretrained(dtype="auto")``, each in a fresh process.
 
     python bench/llm_generation.py [--sizes small,0.5b] [--new-tokens 32] [--threads N] [--device cuda]
-        [--dtypes float32,bfloat16]
+        [--dtypes float32,bfloat16] [--batches 1,8] [--beams 1,4]
 
 On ``--device cuda`` both models generate on the GPU and the copy bandwidth is the device's;
 loading (a CPU RSS figure) is measured on the CPU only.
@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--beams", default="1,4")
     parser.add_argument("--load-child", nargs=2, metavar=("WHICH", "DIR"))
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -187,12 +189,12 @@ def main() -> None:
                       f"peak RSS {s['rss'] / 2**20:.0f} MiB ({s['dtype']}); transformers {t['seconds']:.2f} s, "
                       f"{t['rss'] / 2**20:.0f} MiB; target RSS <= {(1.15 * weights + 400 * 2**20) / 2**20:.0f} MiB")
             for dtype in (getattr(torch, name) for name in args.dtypes.split(",")):
-                for batch in (1, 8):
-                    for beams in (1, 4):
+                for batch in map(int, args.batches.split(",")):
+                    for beams in map(int, args.beams.split(",")):
                         best, same, weight_bytes = bench_generation(directory, dtype, batch, beams, args.new_tokens,
                                                                     args.repeats, device)
                         tokens = batch * args.new_tokens
-                        line = (f"[{size}] {str(dtype)[6:]} batch {batch} {'greedy' if beams == 1 else 'beam 4'}: "
+                        line = (f"[{size}] {str(dtype)[6:]} batch {batch} {'greedy' if beams == 1 else f'beam {beams}'}: "
                                 f"s2s {tokens / best['s2s']:.1f} tok/s, transformers "
                                 f"{tokens / best['transformers']:.1f} tok/s, "
                                 f"{best['transformers'] / best['s2s']:.2f}x, identical tokens: {same}")
