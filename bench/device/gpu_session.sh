@@ -1,13 +1,14 @@
 #!/bin/bash
 # The CUDA checks and figures in one call on a lent GPU machine (torch and transformers there,
 # nothing installable): see bench/README.md, "GPU readiness". Each step is bounded; the default
-# steps end within ~7 minutes, `tests` is best a second call. Logs go to $OUT (or /tmp/gpu_session).
+# steps end within ~9 minutes, `tests` is best a second call. Logs go to $OUT (or /tmp/gpu_session).
 #
 #   bash bench/device/gpu_session.sh [check] [llm] [cpu-bf16] [tests]     (default: check llm cpu-bf16)
 #
 # check: bench/gpu_check.py on CUDA. llm: bench/llm_generation.py on CUDA (small and 0.5b).
-# cpu-bf16: the same bench on the machine's CPU in bf16 (its flags printed: AMX / AVX512-BF16 are
-# what the CPU bf16 targets need). tests: the cross-package, core and task tests with CUDA visible
+# cpu-bf16: the same bench on the machine's CPU in bf16, and GPT-2 base generation in fp32 / int8 /
+# bf16 (bench/cpu_inference.py); the CPU's flags printed: AMX / AVX512-BF16 are what the CPU bf16
+# targets of issues 22 and 26 need. tests: the cross-package, core and task tests with CUDA visible
 # (the Trainer then trains on it), 14 workers, each failure printed as it happens.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -34,7 +35,8 @@ for step in "${steps[@]}"; do
         cpu-bf16)
             lscpu | grep -E "Model name|^CPU\(s\)"
             grep -o -w -E "avx512_bf16|amx_bf16" /proc/cpuinfo | sort | uniq -c
-            bounded llm-cpu-bf16 150 python3 bench/llm_generation.py --sizes 0.5b --dtypes bfloat16 --repeats 2 ;;
+            bounded llm-cpu-bf16 150 python3 bench/llm_generation.py --sizes 0.5b --dtypes bfloat16 --repeats 2
+            bounded gpt2-cpu-bf16 90 python3 bench/cpu_inference.py --only generation --threads "$(nproc)" --repeats 3 ;;
         tests)
             # bounds: these folders took 9.7 / 1.1 / 2.4 min with 2 workers on this project's 2-core machine
             for bound_folder in 150:tests 100:packages/core/tests 100:packages/tasks/tests; do

@@ -8,7 +8,7 @@ site folder), each package's metadata (``METADATA`` and ``entry_points.txt``, fr
 tests' ``python train.py``) then find the packages too, which a ``PYTHONPATH`` a test's own
 environment replaces would not give.
 
-    python3 bench/device/install_checkout.py [--into SITE_PACKAGES]
+    python3 bench/device/install_checkout.py [--into SITE_PACKAGES]     (Python 3.11+: tomllib)
 """
 
 from __future__ import annotations
