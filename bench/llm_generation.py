@@ -154,10 +154,10 @@ def main() -> None:
     parser.add_argument("--beams", default="1,4")
     parser.add_argument("--load-child", nargs=2, metavar=("WHICH", "DIR"))
     args = parser.parse_args()
-    device = torch.device(args.device)
     if args.load_child:
         load_child(*args.load_child)
         return
+    device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}, {torch.get_num_threads()} threads, "

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECTS = [*sorted(ROOT.glob("packages/*/pyproject.toml")), ROOT / "examples/plugins/s2s-task-template/pyproject.toml"]
 
 
-def write_metadata(pyproject: Path, site: Path) -> None:
+def write_metadata(pyproject: Path, into: Path) -> None:
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-    folder = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    folder = into / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     (folder / "METADATA").write_text(
