@@ -188,3 +188,21 @@ def test_a_raising_worker_ends_the_job(tmp_path):
     for process in processes(out):
         with pytest.raises(ProcessLookupError):
             os.kill(process["pid"], 0)
+
+
+def test_the_launch_configuration_suits_a_torch_without_shutdown_timeout(monkeypatch):
+    """torch 2.11's LaunchConfig (on the GPU image) has no ``shutdown_timeout`` field: the
+    Trainer must not pass one there, and passes it where the field exists."""
+    import dataclasses
+
+    from torch.distributed.launcher import api
+
+    from s2s.trainer import launch
+
+    assert launch.launch_config(2).shutdown_timeout == 5
+    older = dataclasses.make_dataclass(
+        "LaunchConfig", [(f.name, f.type, f) for f in dataclasses.fields(api.LaunchConfig) if f.name != "shutdown_timeout"]
+    )
+    monkeypatch.setattr(api, "LaunchConfig", older)
+    config = launch.launch_config(2)
+    assert isinstance(config, older) and config.nproc_per_node == 2 and config.max_restarts == 0

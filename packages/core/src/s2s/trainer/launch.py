@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -133,14 +133,15 @@ def script_command() -> list[str]:
     return list(sys.orig_argv[1:])
 
 
-def launch_workers(num_procs: int, handback_dir: str) -> None:
-    """Run this script in ``num_procs`` workers on this machine; return when all succeeded."""
+def launch_config(num_procs: int):
+    """``torchrun --standalone --nproc-per-node num_procs``'s configuration, no restarts."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.launcher.api import LaunchConfig
 
-    command = script_command()
-    config = LaunchConfig(
+    options = {}  # the seconds a failed job's other workers get to stop (torch 2.11 has no field: 30)
+    if "shutdown_timeout" in {field.name for field in fields(LaunchConfig)}:
+        options["shutdown_timeout"] = 5
+    return LaunchConfig(
         min_nodes=1,
         max_nodes=1,
         nproc_per_node=num_procs,
@@ -150,8 +151,17 @@ def launch_workers(num_procs: int, handback_dir: str) -> None:
         max_restarts=0,
         monitor_interval=0.1,
         logs_specs=DefaultLogsSpecs(),
-        shutdown_timeout=5,
+        **options,
     )
+
+
+def launch_workers(num_procs: int, handback_dir: str) -> None:
+    """Run this script in ``num_procs`` workers on this machine; return when all succeeded."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
+    command = script_command()
+    config = launch_config(num_procs)
     logger.info("starting %d worker processes: %s %s", num_procs, sys.executable, " ".join(command))
     extra_env = {HANDBACK_VARIABLE: handback_dir}
     if "OMP_NUM_THREADS" not in os.environ:  # as torchrun does: workers share the cores
