@@ -132,3 +132,16 @@ def test_cli_exports_and_predicts(tmp_path, capsys):
     load_model(TOKENIZER, "bert", "mlm", size="tiny").save_pretrained(tmp_path / "mlm")
     assert main(["export", str(tmp_path / "mlm"), "--format", "onnx", "--output", str(tmp_path / "no")]) != 0
     assert "does not export to ONNX; tasks that do" in capsys.readouterr().err
+
+
+def test_an_export_is_served_on_the_cpu_where_cuda_is_present(tmp_path, monkeypatch):
+    """ONNX Runtime runs the backbone on the CPU: `s2s predict` / `serve` keep the head there too
+    (on the lent H200 the head went to CUDA and met CPU states)."""
+    from s2s.commands.predict import load_task
+
+    load_model(TOKENIZER, "bert", "ner", size="tiny", labels=["LOC", "ORG"]).save_pretrained(tmp_path / "ner")
+    export_onnx(load_model(checkpoint=tmp_path / "ner"), tmp_path / "onnx")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    task = load_task(tmp_path / "onnx")
+    assert {p.device.type for p in task.parameters()} == {"cpu"}
+    assert task.predict(TEXTS[:1]) == load_model(checkpoint=tmp_path / "onnx").predict(TEXTS[:1])

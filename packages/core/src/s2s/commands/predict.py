@@ -51,15 +51,18 @@ def add_parser(subparsers) -> None:
 
 def load_task(folder, device=None, quantize=None):
     """The fine-tuned task in ``folder`` (checked first), on ``device``, its backbone's linear maps
-    int8 with ``quantize`` (on the CPU only)."""
+    int8 with ``quantize`` (on the CPU only). An ONNX export runs on the CPU unless told."""
     import torch
 
     from .. import load_model
+    from ..onnx.runtime import is_onnx_folder
 
-    device = torch.device(device or ("cpu" if quantize or not torch.cuda.is_available() else "cuda"))
+    folder = check_model_folder(folder)
+    on_cpu = quantize or is_onnx_folder(folder) or not torch.cuda.is_available()
+    device = torch.device(device or ("cpu" if on_cpu else "cuda"))
     if quantize and device.type != "cpu":
         raise CommandError(f"--quantize {quantize} runs on the CPU: leave out --device {device} or --quantize")
-    model = load_model(checkpoint=check_model_folder(folder), quantize=quantize)
+    model = load_model(checkpoint=folder, quantize=quantize)
     return model.to(device).eval()
 
 

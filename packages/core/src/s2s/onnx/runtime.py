@@ -51,7 +51,8 @@ class OnnxBackbone(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         feed = {name: t.detach().cpu().long().numpy() for name, t in zip(INPUTS, (input_ids, attention_mask, token_type_ids))}
-        values = dict(zip(self.outputs, (torch.from_numpy(v) for v in self.session.run(self.outputs, feed))))
+        arrays = self.session.run(self.outputs, feed)  # on the CPU; the states go where the inputs are
+        values = {name: torch.from_numpy(v).to(input_ids.device) for name, v in zip(self.outputs, arrays)}
         hidden = [values[name] for name in self.outputs if name.startswith("hidden_states.")]
         if output_hidden_states and not hidden:
             raise ValueError("this ONNX export does not return every layer's states: export the task again")
