@@ -152,3 +152,24 @@ def test_a_tied_head_multiplies_by_an_int8_copy_of_the_embeddings():
     torch.testing.assert_close(out.double(), by_hand_dynamic(x, embeddings.weight, bias), rtol=1e-5, atol=1e-5)
     # with gradients (training), the product is the full-precision one
     torch.testing.assert_close(prepacked.linear(x, embeddings.weight, bias), x @ embeddings.weight.T + bias)
+
+
+@pytest.mark.parametrize(
+    "kernel, reason",
+    [
+        (lambda x, weight, scales: x @ weight.to(x.dtype).T, "gave a product off by"),  # the scales left out
+        (lambda *args: (_ for _ in ()).throw(RuntimeError("no kernel for this CPU")), "raised RuntimeError: no kernel"),
+    ],
+)
+def test_a_kernel_that_fails_its_probe_is_refused_with_the_reason(monkeypatch, kernel, reason):
+    from s2s.nn import quantize
+
+    monkeypatch.setattr(torch.ops.aten, "_weight_int8pack_mm", kernel)
+    quantize.int8_kernel_problem.cache_clear()
+    try:
+        with pytest.raises(QuantizationError, match=rf"cannot serve quantize='int8'.*{reason}.*quantize='int8-dynamic'"):
+            quantize_int8(nn.Sequential(nn.Linear(8, 8)))
+    finally:
+        monkeypatch.undo()
+        quantize.int8_kernel_problem.cache_clear()
+    assert int8_kernel_available()

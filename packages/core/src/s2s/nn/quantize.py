@@ -43,14 +43,27 @@ class QuantizationError(RuntimeError):
 
 
 @functools.cache
+def int8_kernel_problem() -> str | None:
+    """Why this torch's CPU int8 weight-only kernel cannot serve, or None: probed once with a
+    product against float."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 64, generator=generator).to(torch.bfloat16)
+    weight = torch.randint(-127, 128, (48, 64), dtype=torch.int8, generator=generator)
+    scales = (0.5 + torch.rand(48, generator=generator)).to(torch.bfloat16)
+    try:
+        out = torch.ops.aten._weight_int8pack_mm(x, weight, scales)
+    except (AttributeError, RuntimeError, NotImplementedError) as error:
+        return f"raised {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    expected = x.float() @ weight.float().T * scales.float()
+    error = (out.float() - expected).abs().max().item()
+    if not error <= 1e-2 * expected.abs().max().item():  # bf16 rounds at ~4e-3
+        return f"gave a product off by {error:.3g} (largest value {expected.abs().max().item():.3g})"
+    return None
+
+
 def int8_kernel_available() -> bool:
     """Whether this torch has a working CPU int8 weight-only kernel (checked once)."""
-    try:
-        x = torch.ones(1, 8, dtype=torch.bfloat16)
-        out = torch.ops.aten._weight_int8pack_mm(x, torch.eye(8, dtype=torch.int8), torch.ones(8, dtype=torch.bfloat16))
-        return torch.equal(out, x)
-    except (AttributeError, RuntimeError, NotImplementedError):
-        return False
+    return int8_kernel_problem() is None
 
 
 @functools.cache
@@ -167,8 +180,9 @@ def quantize_int8(model: nn.Module, scheme: str = "int8") -> int:
         )
     if scheme == "int8" and not int8_kernel_available():
         raise QuantizationError(
-            f"this torch ({torch.__version__}) has no CPU int8 weight-only kernel "
-            f"(aten._weight_int8pack_mm): install torch >= 2.4 or load without quantize='int8'"
+            f"this torch ({torch.__version__}) cannot serve quantize='int8': its CPU int8 weight-only "
+            f"kernel (aten._weight_int8pack_mm) {int8_kernel_problem()}. Load with quantize='int8-dynamic' "
+            f"or without quantize"
         )
     if scheme == "int8-dynamic" and not int8_dynamic_kernel_available():
         raise QuantizationError(
