@@ -104,7 +104,7 @@ def test_fgm_with_its_defaults_trains_gpt2(tokenizer):
     expected = {name: start[name] - lr * (a + b) for (name, _), a, b in zip(lm.named_parameters(), clean, adversarial)}
 
     optimizer = torch.optim.SGD(lm.parameters(), lr=lr)
-    trainer = Trainer(epochs=1, batch_size=len(features), callbacks=[FGM()], progress=False)
+    trainer = Trainer(epochs=1, batch_size=len(features), callbacks=[FGM()], progress=False, device="cpu")
     trainer.train(lm, features, optimizer=optimizer, collate_fn=lm.collate)
     assert trainer.step == 1
     for name, parameter in lm.named_parameters():
