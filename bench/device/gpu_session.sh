@@ -9,7 +9,8 @@
 # cpu-bf16: the same bench on the machine's CPU in bf16, and GPT-2 base generation in fp32 / int8 /
 # bf16 (bench/cpu_inference.py); the CPU's flags printed: AMX / AVX512-BF16 are what the CPU bf16
 # targets of issues 22 and 26 need. tests: the cross-package, core and task tests with CUDA visible
-# (the Trainer then trains on it), 14 workers, each failure printed as it happens.
+# (the Trainer then trains on it), 14 workers, a file's tests on one worker (the examples' runs are
+# started once per worker that has one), each failure printed as it happens.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 python3 bench/device/install_checkout.py || exit 1
@@ -42,7 +43,7 @@ for step in "${steps[@]}"; do
             for bound_folder in 150:tests 100:packages/core/tests 100:packages/tasks/tests; do
                 folder=${bound_folder#*:}
                 GIST="(FAILED|ERROR) |[0-9]+ (passed|failed)" bounded "tests-${folder//\//-}" "${bound_folder%%:*}" \
-                    python3 -m pytest -p no:cacheprovider -o addopts= -v -rfE -n 14 --timeout 120 "$folder"
+                    python3 -m pytest -p no:cacheprovider -o addopts= -v -rfE -n 14 --dist loadfile --timeout 120 "$folder"
             done ;;
         *) echo "unknown step $step (check, llm, cpu-bf16, tests)"; exit 2 ;;
     esac
