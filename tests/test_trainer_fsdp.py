@@ -35,7 +35,13 @@ SCRIPT = textwrap.dedent(
         model = build(run.pop("model"), run.pop("size", "tiny"), lora=run.pop("lora", False))
         trainer = Trainer(epochs=run.pop("epochs", 1), batch_size=run.pop("batch_size", 8), lr=run.pop("lr", 1e-3),
                           device="cpu", progress=False, seed=3, **run)
-        model = trainer.train(model, items("bert" if "labels" in model.forward.__code__.co_varnames else "gpt2", 48))
+        kind = "bert" if "labels" in model.forward.__code__.co_varnames else "gpt2"
+        model = trainer.train(model, items(kind, 48))
+        if role in ("launcher", "rank0"):  # rank 0 alone runs the model, as code after train() may
+            sharded = [n for n, p in model.named_parameters() if hasattr(p, "to_local")]
+            with torch.no_grad():
+                logits = model.eval()(**model.collate(items(kind, 4, seed=9)))["logits"]
+            torch.save({"logits": logits, "sharded": sharded}, os.path.join(out, f"after-{name}-{role}.pt"))
         if role == "launcher":
             torch.save(params(model), os.path.join(out, f"params-{name}.pt"))
         elif getattr(trainer, "memory", None):
@@ -110,6 +116,40 @@ def test_fsdp_equals_ddp_also_with_accumulation_and_clipping(tmp_path, kind):
         if name == "-lora":
             frozen = [k for k in start if "lora_adapters" not in k]
             assert all(torch.equal(fsdp[k], start[k]) for k in frozen)
+    for name in runs:  # after train(): rank 0's model is whole, and runs as the launcher's does
+        worker, launcher = (torch.load(out / f"after-fsdp{name}-{role}.pt", weights_only=True)
+                            for role in ("rank0", "launcher"))
+        assert worker["sharded"] == [] and torch.equal(worker["logits"], launcher["logits"])
+
+
+AGAIN_SCRIPT = textwrap.dedent(
+    """
+    import os, torch
+    from fsdp_models import build, items
+    from s2s import Trainer
+
+    role = "rank" + os.environ["RANK"] if "RANK" in os.environ else "launcher"
+    model = build("gpt2")
+    for call in range(2):
+        trainer = Trainer(epochs=1, batch_size=8, device="cpu", progress=False, seed=3, num_procs=2, strategy="fsdp")
+        trainer.train(model, items("gpt2", 32, seed=call))
+        if role in ("launcher", "rank0"):
+            with torch.no_grad():
+                logits = model.eval()(**model.collate(items("gpt2", 4, seed=9)))["logits"]
+            torch.save(logits, os.path.join(os.environ["FSDP_OUT"], f"logits-{call}-{role}.pt"))
+    """
+)
+
+
+def test_the_same_model_trains_again_after_fsdp_made_it_whole(tmp_path):
+    """Two ``train()`` calls on one model under fsdp: the first leaves it whole (not registered
+    as sharded), so the second shards and trains it again; rank 0 runs it alone after each."""
+    out, _ = run(tmp_path, {}, script=AGAIN_SCRIPT)
+    logits = {(call, role): torch.load(out / f"logits-{call}-{role}.pt", weights_only=True)
+              for call in (0, 1) for role in ("rank0", "launcher")}
+    for call in (0, 1):
+        assert torch.equal(logits[call, "rank0"], logits[call, "launcher"])
+    assert not torch.equal(logits[0, "launcher"], logits[1, "launcher"])
 
 
 def build_params(kind, size, lora=False):

@@ -14,7 +14,9 @@ while the sharded master weights, the gradient reduction and the optimizer stay 
 ``cpu_offload=True`` keeps the shards, their gradients and the optimizer state in CPU memory
 (:class:`CPUOffloadPolicy`; the optimizer step runs there). Checkpoints are written by every
 rank through :mod:`torch.distributed.checkpoint` (:class:`ShardedCheckpoint`), and resume on
-any number of processes. ``final/`` is gathered on rank 0 into a plain folder.
+any number of processes. At the end the weights are gathered on every rank and the model is
+whole again there (``final/`` is written from it by rank 0), so code after ``train()`` runs it
+on any one rank, as under ``ddp``.
 
 With one process ``fsdp`` does not shard (it says so), but writes the same sharded checkpoints,
 so a run may move between 1 and N processes.
@@ -105,8 +107,8 @@ class DDP:
         """Gradients are averaged over ranks only on the last micro-batch of a step."""
         return contextlib.nullcontext() if sync else model.no_sync()
 
-    def full_module(self, module: nn.Module, procs: Processes) -> nn.Module | None:
-        return module
+    def make_whole(self, module: nn.Module, procs: Processes) -> None:
+        """Every process holds the whole model already."""
 
 
 class FSDP:
@@ -131,7 +133,7 @@ class FSDP:
             fully_shard,
         )
 
-        self._skeleton = skeleton(module) if procs.is_main else None
+        self._skeleton = skeleton(module)
         options = {"mp_policy": MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
                    if self.amp == "bf16" else MixedPrecisionPolicy()}
         if self.cpu_offload and procs.device.type == "cpu":
@@ -153,19 +155,22 @@ class FSDP:
         model.set_requires_gradient_sync(sync)
         return contextlib.nullcontext()
 
-    def full_module(self, module: nn.Module, procs: Processes) -> nn.Module | None:
-        """A plain (unsharded) module with the trained weights, on rank 0; ``None`` elsewhere.
-        Every rank calls it (the weights are gathered)."""
+    def make_whole(self, module: nn.Module, procs: Processes) -> None:
+        """``module`` whole again on every rank, with the trained weights: they are gathered into
+        the plain copy made before sharding, which ``module`` (the same object) then becomes. So
+        code after ``train()`` runs the model on any one rank, as under ddp; a sharded module
+        would wait there for the other ranks. Every rank calls it."""
         if not procs.distributed:
-            return module
+            return
+        from torch.distributed import _composable_state
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        full = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if not procs.is_main:
-            return None
-        plain = self._skeleton
+        full = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True))  # on every rank
+        plain, self._skeleton = self._skeleton, None
         plain.load_state_dict(full, assign=True)
-        return plain
+        module.__class__, module.__dict__ = type(plain), plain.__dict__  # FSDP's class, hooks and shards gone
+        # torch's (private) registry of sharded modules: without this a later train() cannot shard it again
+        getattr(_composable_state, "_module_state_mapping", {}).pop(module, None)
 
 
 def skeleton(module: nn.Module) -> nn.Module:

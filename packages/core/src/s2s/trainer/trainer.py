@@ -324,10 +324,10 @@ class Trainer:
         self.checkpointer.save(self.state, self.hooks, self, self.best_metric)
 
     def _finish(self, call: int) -> None:
-        full = self.strategy.full_module(self.module, self.procs)  # fsdp: gathered on rank 0
+        self.strategy.make_whole(self.module, self.procs)  # fsdp: the shards gathered on every rank
         if self.is_main_process:
             self.reports.close()
-            self.checkpointer.finish(full, self.model_save_dir, launch.handback_file(call))
+            self.checkpointer.finish(self.module, self.model_save_dir, launch.handback_file(call))
 
     # --- setting up a run -----------------------------------------------------------------
 
