@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from s2s.backbone import Backbone
-from s2s.nn import prepacked
+from s2s.nn import cpu_bf16, prepacked
 
 needs_onednn = pytest.mark.skipif(not prepacked.available(), reason="this torch has no working oneDNN linear ops")
 
@@ -186,12 +186,54 @@ def test_backbones_free_their_packed_weights_when_training():
     assert model.proj.weight not in prepacked._COPIES
 
 
+needs_bf16_kernels = pytest.mark.skipif(
+    cpu_bf16.slow_bf16_products() or not prepacked.bf16_available(), reason="a CPU without oneDNN bf16 kernels (AVX2)")
+
+
+@needs_bf16_kernels
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows", [1, 4, 33])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_bf16_products_on_a_cpu_with_bf16_kernels_take_packed_weights(threads, rows, with_bias):
+    """One rounding to bf16 of the exact product of the bf16 values, by a packed copy: for one
+    row on one thread too, and for a small weight (unlike fp32's plain products there)."""
+    generator = torch.Generator().manual_seed(rows)
+    weight = (torch.randn(96, 64, generator=generator) * 0.1).bfloat16()
+    bias = torch.randn(96, generator=generator).bfloat16() if with_bias else None
+    x = torch.randn(rows, 3, 64, generator=generator).bfloat16()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            got = prepacked.linear(x, weight, bias)
+            got_conv = prepacked.linear(x, weight.t().contiguous(), bias, transposed=True)
+    finally:
+        torch.set_num_threads(before)
+    for value in (got, got_conv):
+        assert value.dtype == torch.bfloat16
+        torch.testing.assert_close(value.double(), exact(x, weight, bias), rtol=2**-8, atol=1e-5)
+    assert set(prepacked._COPIES[weight]) == {"packed"}
+
+
+@needs_bf16_kernels
+def test_bf16_linears_stack_into_one_packed_product_equal_to_each_layers():
+    torch.manual_seed(0)
+    layers = [prepacked.Linear(64, 96), prepacked.Linear(64, 16, bias=False), prepacked.Linear(64, 16)]
+    for layer in layers:
+        layer.bfloat16()
+    x = torch.randn(1, 3, 64).bfloat16()
+    with torch.no_grad():
+        outs = prepacked.linears(x, layers)
+    assert set(prepacked._COPIES[layers[0].weight]) == {"stacked"}
+    for out, layer in zip(outs, layers):
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.double(), exact(x, layer.weight, layer.bias), rtol=2**-8, atol=1e-5)
+
+
 @pytest.fixture
 def bf16_path(monkeypatch):
     """Counts the bf16 products converted to fp32 by blocks, on a CPU said to lack bf16 kernels
     (as AVX2 is; the path's arithmetic runs on any CPU)."""
-    from s2s.nn import cpu_bf16
-
     monkeypatch.setattr(cpu_bf16, "slow_bf16_products", lambda: True)
     monkeypatch.setattr(prepacked, "_BLOCK_BYTES", 4 * 64 * 7)  # blocks of 7 weight rows: 96 = 13 x 7 + 5
     monkeypatch.setattr(prepacked, "_UP_CONVERT_VALUES", 96 * 64)
@@ -223,8 +265,6 @@ def test_bf16_inference_products_are_bf16_roundings_of_the_exact_products(bf16_p
 
 
 def test_bf16_path_is_taken_only_for_cpu_inference_on_bf16_tensors(bf16_path, monkeypatch):
-    from s2s.nn import cpu_bf16
-
     weight, conv_weight = torch.randn(96, 64).bfloat16(), torch.randn(64, 96).bfloat16()
     x = torch.randn(8, 64).bfloat16()
     with torch.no_grad():
