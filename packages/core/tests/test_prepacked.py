@@ -39,7 +39,10 @@ def test_products_equal_float64_products(rows, with_bias):
 
 @needs_onednn
 @pytest.mark.parametrize("threads", [1, 2])
-def test_one_row_on_one_thread_takes_a_dense_transposed_copy(threads):
+def test_one_row_on_one_thread_takes_a_dense_transposed_copy(threads, monkeypatch):
+    """On an AVX2 CPU (as the products were tuned there; the ops run on any CPU): one thread, an
+    ``[in, out]`` copy; two threads, a packed one."""
+    monkeypatch.setattr(cpu_bf16, "slow_bf16_products", lambda: True)
     layer, conv_weight = prepacked.Linear(512, 512), torch.randn(512, 512) * 0.02  # not small (SMALL_WEIGHT_VALUES)
     x = torch.randn(1, 512)
     before = torch.get_num_threads()
@@ -56,6 +59,24 @@ def test_one_row_on_one_thread_takes_a_dense_transposed_copy(threads):
     assert set(prepacked._COPIES[layer.weight]) == {expected_form}
     # an [in, out] weight is used as it is on one thread: no copy
     assert conv_weight not in prepacked._COPIES if threads == 1 else "packed from in_out" in prepacked._COPIES[conv_weight]
+
+
+@needs_onednn
+def test_one_row_on_threads_of_a_cpu_above_avx2_is_the_plain_product(monkeypatch):
+    monkeypatch.setattr(cpu_bf16, "slow_bf16_products", lambda: False)
+    layer, conv_weight = prepacked.Linear(512, 512), torch.randn(512, 512) * 0.02
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            x = torch.randn(1, 512)
+            assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+            assert torch.equal(prepacked.linear(x, conv_weight, None, transposed=True), x @ conv_weight)
+            assert layer.weight not in prepacked._COPIES and conv_weight not in prepacked._COPIES  # no copy
+            layer(torch.randn(2, 512))  # two rows: prepacked
+    finally:
+        torch.set_num_threads(before)
+    assert set(prepacked._COPIES[layer.weight]) == {"packed"}
 
 
 @needs_onednn

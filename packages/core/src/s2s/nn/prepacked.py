@@ -2,12 +2,15 @@
 
 Decoding multiplies a few rows by every weight matrix of the model for each new token. For
 such products oneDNN's kernels on a weight reordered into its blocked layout beat MKL's
-``addmm`` by 1.8-3.6x at 4-32 rows, and at one row with two threads by up to 1.6x for layer
-weights (a 21128-token LM head: 1.6x ``F.linear`` on its ``[V, E]`` embedding, 0.8x an
-``addmm`` on an ``[E, V]`` copy), on the CPU we measured (``bench/prepacked_linear.py``). On
-one thread MKL's matrix-vector product on an ``[in, out]`` weight is the fastest for a single
-row, so that case takes it. Either way the arithmetic is fp32, summed in another order than
-``F.linear``: results agree to about 1e-6 relative.
+``addmm`` by 1.8-3.6x at 4-32 rows, and on an AVX2 CPU at one row with two threads by up to
+1.6x for layer weights (a 21128-token LM head: 1.6x ``F.linear`` on its ``[V, E]`` embedding,
+0.8x an ``addmm`` on an ``[E, V]`` copy; ``bench/prepacked_linear.py``). On one thread MKL's
+matrix-vector product on an ``[in, out]`` copy is the fastest for a single row there, so that
+case takes it. On several threads of a CPU above AVX2 a single row takes the plain product (MKL's, on the
+weight as it is, no copy): on an AMX Xeon with 2 threads it beat the packed one by 1.2-2x at
+every decoding shape.
+Either way the arithmetic is fp32, summed in another order than ``F.linear``: results agree to
+about 1e-6 relative.
 
 :func:`linears` multiplies by several layers' weights stacked (a block's q / k / v): one call
 and one pass over memory.
@@ -115,7 +118,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
         return cpu_bf16.linear(x, weight.t() if transposed else weight, bias)
     if _bf16_inference(x, weight):
         return _bf16_linear(x, weight, bias, transposed)
-    if not _packed_inference(x, weight) or _one_small_row(x, weight.numel()):
+    if not _packed_inference(x, weight) or _plain_row(x, weight.numel()):
         # weight.t() is a view: F.linear multiplies by the [in, out] storage (addmm), no copy
         return F.linear(x, weight.t() if transposed else weight, bias)
     rows = x.reshape(-1, x.shape[-1])
@@ -135,8 +138,8 @@ def linears(x: torch.Tensor, layers: Sequence[nn.Module]) -> list[torch.Tensor]:
     one per layer. The outputs are views of that product's columns."""
     if (
         not all(type(layer) is Linear and _packed_inference(x, layer.weight) for layer in layers)  # not LoRA, int8
-        or _one_small_row(x, sum(layer.weight.numel() for layer in layers))
-        # fp32: linear() takes MKL on an [in, out] copy
+        or _plain_row(x, sum(layer.weight.numel() for layer in layers))
+        # one fp32 row on one thread: linear() takes MKL on an [in, out] copy
         or (x.numel() == x.shape[-1] and torch.get_num_threads() == 1 and x.dtype == torch.float32)
     ):
         return [layer.forward(x) for layer in layers]
@@ -147,10 +150,12 @@ def linears(x: torch.Tensor, layers: Sequence[nn.Module]) -> list[torch.Tensor]:
     return list(out.view(*x.shape[:-1], out.shape[-1]).split(sizes, dim=-1))
 
 
-def _one_small_row(x: torch.Tensor, weights: int) -> bool:
-    """Whether ``x`` is one fp32 row multiplied by fewer than :data:`SMALL_WEIGHT_VALUES` weights:
-    the plain product then costs less than a oneDNN call (in bf16 the packed one never costs more)."""
-    return x.numel() == x.shape[-1] and weights < SMALL_WEIGHT_VALUES and x.dtype == torch.float32
+def _plain_row(x: torch.Tensor, weights: int) -> bool:
+    """Whether ``x`` is one fp32 row that the plain product multiplies faster than a packed weight:
+    by fewer than :data:`SMALL_WEIGHT_VALUES` weights (a oneDNN call's fixed cost), or on several
+    threads of a CPU above AVX2 (see the module doc). In bf16 the packed product never cost more."""
+    return x.numel() == x.shape[-1] and x.dtype == torch.float32 and (
+        weights < SMALL_WEIGHT_VALUES or (torch.get_num_threads() > 1 and not cpu_bf16.slow_bf16_products()))
 
 
 def _packed_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
