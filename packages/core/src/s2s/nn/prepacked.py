@@ -6,11 +6,10 @@ such products oneDNN's kernels on a weight reordered into its blocked layout bea
 1.6x for layer weights (a 21128-token LM head: 1.6x ``F.linear`` on its ``[V, E]`` embedding,
 0.8x an ``addmm`` on an ``[E, V]`` copy; ``bench/prepacked_linear.py``). On one thread MKL's
 matrix-vector product on an ``[in, out]`` copy is the fastest for a single row there, so that
-case takes it. On several threads of a CPU above AVX2 a single row takes the plain product (MKL's, on the
-weight as it is, no copy): on an AMX Xeon with 2 threads it beat the packed one by 1.2-2x at
-every decoding shape.
-Either way the arithmetic is fp32, summed in another order than ``F.linear``: results agree to
-about 1e-6 relative.
+case takes it. On several threads of a CPU above AVX2 a single row takes the plain product
+(MKL's, on the weight as it is, no copy): on an AMX Xeon with 2 threads it beat the packed one
+by 1.2-2x at every decoding shape. Either way the arithmetic is fp32, summed in another order
+than ``F.linear``: results agree to about 1e-6 relative.
 
 :func:`linears` multiplies by several layers' weights stacked (a block's q / k / v): one call
 and one pass over memory.
@@ -122,7 +121,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
         # weight.t() is a view: F.linear multiplies by the [in, out] storage (addmm), no copy
         return F.linear(x, weight.t() if transposed else weight, bias)
     rows = x.reshape(-1, x.shape[-1])
-    if rows.shape[0] == 1 and torch.get_num_threads() == 1 and x.dtype == torch.float32:
+    if _one_row_on_one_thread(x):
         in_out = weight if transposed else _copy(weight, "in_out")
         out = F.linear(rows, in_out.t(), bias)
     else:
@@ -139,8 +138,7 @@ def linears(x: torch.Tensor, layers: Sequence[nn.Module]) -> list[torch.Tensor]:
     if (
         not all(type(layer) is Linear and _packed_inference(x, layer.weight) for layer in layers)  # not LoRA, int8
         or _plain_row(x, sum(layer.weight.numel() for layer in layers))
-        # one fp32 row on one thread: linear() takes MKL on an [in, out] copy
-        or (x.numel() == x.shape[-1] and torch.get_num_threads() == 1 and x.dtype == torch.float32)
+        or _one_row_on_one_thread(x)  # linear() takes MKL on an [in, out] copy
     ):
         return [layer.forward(x) for layer in layers]
     rows = x.reshape(-1, x.shape[-1])
@@ -148,6 +146,11 @@ def linears(x: torch.Tensor, layers: Sequence[nn.Module]) -> list[torch.Tensor]:
     out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
     sizes = [layer.out_features for layer in layers]
     return list(out.view(*x.shape[:-1], out.shape[-1]).split(sizes, dim=-1))
+
+
+def _one_row_on_one_thread(x: torch.Tensor) -> bool:
+    """Whether ``x`` is one fp32 row on one thread: MKL's product by an ``[in, out]`` copy."""
+    return x.numel() == x.shape[-1] and torch.get_num_threads() == 1 and x.dtype == torch.float32
 
 
 def _plain_row(x: torch.Tensor, weights: int) -> bool:
