@@ -6,9 +6,9 @@
 #   bash bench/device/gpu_session.sh [check] [llm] [cpu-bf16] [tests]     (default: check llm cpu-bf16)
 #
 # check: bench/gpu_check.py on CUDA. llm: bench/llm_generation.py on CUDA (small and 0.5b).
-# cpu-bf16: the same bench on the machine's CPU in bf16, and GPT-2 base generation in fp32 / int8 /
-# bf16 (bench/cpu_inference.py); the CPU's flags printed: AMX / AVX512-BF16 are what the CPU bf16
-# targets of issues 22 and 26 need. tests: the cross-package, core and task tests with CUDA visible
+# cpu-bf16: the same bench on the machine's CPU in bf16, GPT-2 base generation in fp32 / int8 / bf16
+# (bench/cpu_inference.py) and bf16 products per shape (bench/prepacked_linear.py); the CPU's flags
+# printed: AMX / AVX512-BF16 are what the CPU bf16 targets of issues 22 and 26 need. tests: the cross-package, core and task tests with CUDA visible
 # (the Trainer then trains on it), 14 workers, a file's tests on one worker (the examples' runs are
 # started once per worker that has one), each failure printed as it happens.
 set -u
@@ -37,7 +37,8 @@ for step in "${steps[@]}"; do
             lscpu | grep -E "Model name|^CPU\(s\)"
             grep -o -w -E "avx512_bf16|amx_bf16" /proc/cpuinfo | sort | uniq -c
             bounded llm-cpu-bf16 150 python3 bench/llm_generation.py --sizes 0.5b --dtypes bfloat16 --repeats 2
-            bounded gpt2-cpu-bf16 90 python3 bench/cpu_inference.py --only generation --threads "$(nproc)" --repeats 3 ;;
+            bounded gpt2-cpu-bf16 90 python3 bench/cpu_inference.py --only generation --threads "$(nproc)" --repeats 3
+            bounded prepacked-cpu 60 python3 bench/prepacked_linear.py --dtype bfloat16 --qwen --rows 1 4 ;;
         tests)
             # bounds: these folders took 9.7 / 1.1 / 2.4 min with 2 workers on this project's 2-core machine
             for bound_folder in 150:tests 100:packages/core/tests 100:packages/tasks/tests; do
