@@ -18,13 +18,11 @@ Random weights (no download); timings are best-of-N, the two sides interleaved.
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA
 
-SHARED = Path(os.environ.get("S2S_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PAD, CLS, SEP = 0, 101, 102
 UNUSED = 1  # [unused1]: the end token of the speed runs
 NEW_TOKENS, SOURCE_LEN = 32, 256
@@ -37,7 +35,7 @@ BASE = dict(
 
 def csl_pairs(count: int) -> list[tuple[str, str]]:
     pairs = []
-    with open(SHARED / "csl_title" / "train.tsv", encoding="utf-8") as handle:
+    with open(SHARED_DATA / "csl_title" / "train.tsv", encoding="utf-8") as handle:
         for line in handle:
             columns = line.rstrip("\n").split("\t")
             pairs.append((columns[-2], columns[-1]))
@@ -183,7 +181,7 @@ def main() -> None:
     from s2s.tokenizer import Tokenizer
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads")
-    tokenizer = Tokenizer(SHARED / "vocab" / "chinese_bert_vocab.txt")
+    tokenizer = Tokenizer(SHARED_DATA / "vocab" / "chinese_bert_vocab.txt")
     pairs = csl_pairs(20)
     sources = [tokenizer.encode(src, max_length=SOURCE_LEN).ids for src, _ in pairs]
     if args.only in (None, "identical"):

@@ -27,16 +27,14 @@ machine shared with other jobs are noisy: compare runs made one after the other,
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("S2S_SHARED_DATA", REPO.parent / "shared" / "data"))
 SHAPE = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
 EPOCHS, BATCH, LR, WARMUP, MAX_LENGTH = 2, 32, 5e-4, 0.1, 64
 MAX_GRAD_NORM = 1.0  # transformers' default; the s2s Trainer clips only when asked
@@ -123,7 +121,7 @@ def summary(runs):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--runs", default="s2s,hf,hf-grouped")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, each run once per seed")

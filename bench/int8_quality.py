@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("S2S_SHARED_DATA", REPO.parent / "shared" / "data"))
 SCHEMES = ("int8", "int8-dynamic")
 
 
@@ -78,7 +78,7 @@ def generation(data: Path, epochs: int, new_tokens: int = 64, sources: int = 20)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--only", choices=("classification", "generation"))
     parser.add_argument("--epochs", type=int, default=8, help="auto_title epochs of the generation models")
     args = parser.parse_args()

@@ -16,16 +16,16 @@ Prints the counts; exits 1 on any failure, 0 with a ``skipped:`` line when the d
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter
 from pathlib import Path
+
+from shared_data import SHARED_DATA
 
 from s2s import Tokenizer
 from s2s_tasks.labeling import read_char_tags
 from s2s_tasks.spans import char_to_token_spans, decode_tags, spans_to_tags, token_to_char_spans
 
-REPO = Path(__file__).resolve().parents[1]
 FILE = Path("peoples_daily_ner") / "train.txt"
 VOCAB = Path("vocab") / "chinese_bert_vocab.txt"
 
@@ -48,8 +48,7 @@ def read_sentences(path: Path) -> list[tuple[list[str], list[str]]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = os.environ.get("S2S_SHARED_DATA", REPO.parent / "shared" / "data")
-    parser.add_argument("--data", type=Path, default=Path(default))
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     args = parser.parse_args()
     if not (args.data / FILE).is_file() or not (args.data / VOCAB).is_file():
         print(f"skipped: {args.data / FILE} or {args.data / VOCAB} not found")

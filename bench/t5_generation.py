@@ -20,15 +20,13 @@ Random weights (no download); timings are best-of-N, the two sides interleaved.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections import Counter
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from shared_data import SHARED_DATA
 
-SHARED = Path(os.environ.get("S2S_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PAD, CLS, SEP = 0, 101, 102  # the Chinese BERT vocab's ids, kept by the word-level vocab
 NEW_TOKENS, SOURCE_LEN, VOCAB = 32, 256, 50000
 SHAPES = {
@@ -40,7 +38,7 @@ CHECK_SHAPE = dict(d_model=256, d_kv=64, d_ff=512, num_layers=2, num_heads=4)
 
 def csl_pairs(count: int | None = None) -> list[tuple[str, str]]:
     pairs = []
-    with open(SHARED / "csl_title" / "train.tsv", encoding="utf-8") as handle:
+    with open(SHARED_DATA / "csl_title" / "train.tsv", encoding="utf-8") as handle:
         for line in handle:
             columns = line.rstrip("\n").split("\t")
             pairs.append((columns[-2], columns[-1]))
@@ -52,7 +50,7 @@ def word_tokenizer(texts):
 
     from s2s.tokenizer import Tokenizer
 
-    bert = (SHARED / "vocab" / "chinese_bert_vocab.txt").read_text(encoding="utf-8").rstrip("\n").split("\n")
+    bert = (SHARED_DATA / "vocab" / "chinese_bert_vocab.txt").read_text(encoding="utf-8").rstrip("\n").split("\n")
     known = set(bert)
     counts = Counter(w for text in texts for w in jieba.cut(text.lower(), HMM=False) if len(w) > 1 and w not in known)
     words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:5000]
@@ -189,8 +187,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("check", "generate", "train"))
     parser.add_argument("--sizes", nargs="+", choices=tuple(SHAPES), default=list(SHAPES))
     args = parser.parse_args()
-    if not (SHARED / "csl_title" / "train.tsv").is_file():
-        print(f"skipped: {SHARED / 'csl_title' / 'train.tsv'} not found (set S2S_SHARED_DATA)")
+    if not (SHARED_DATA / "csl_title" / "train.tsv").is_file():
+        print(f"skipped: {SHARED_DATA / 'csl_title' / 'train.tsv'} not found (set S2S_SHARED_DATA)")
         return
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("S2S_SHARED_DATA", REPO.parent / "shared" / "data"))
 VOCAB = Path("vocab") / "chinese_bert_vocab.txt"
 THUCNEWS = Path("thucnews_titles") / "train.txt"
 PEOPLES_DAILY = Path("peoples_daily_ner") / "train.txt"

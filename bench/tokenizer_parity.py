@@ -22,9 +22,9 @@ import unicodedata
 from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA
 from tokenizer_common import (
     CSL,
-    DEFAULT_DATA,
     PEOPLES_DAILY,
     THUCNEWS,
     VOCAB,
@@ -110,7 +110,7 @@ def round_trip_failures(tok, texts) -> tuple[int, list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
     parser.add_argument("--max-lengths", default="none,16,64,512", help="comma-separated")
     args = parser.parse_args()
     absent = missing(args.data, VOCAB, THUCNEWS, PEOPLES_DAILY, CSL)

@@ -28,7 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-from tokenizer_common import DEFAULT_DATA, THUCNEWS, VOCAB, missing, thucnews_titles
+from shared_data import SHARED_DATA
+from tokenizer_common import THUCNEWS, VOCAB, missing, thucnews_titles
 from transformers import BertTokenizerFast
 
 from s2s import Tokenizer
@@ -105,7 +106,7 @@ def thread_scaling(tok: Tokenizer, titles: list[str], batch_size: int, repeats: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", action="store_true", help="2 threads against 1 (see above)")

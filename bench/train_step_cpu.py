@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
 import statistics
 import sys
@@ -27,9 +26,8 @@ from unittest import mock
 
 import torch
 import torch.nn.functional as F
+from shared_data import SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("S2S_SHARED_DATA", REPO.parent / "shared" / "data"))
 SHAPES = {
     "bert": ("classification", dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                                     intermediate_size=1024)),
@@ -93,7 +91,7 @@ def step_times(model, batches, bf16: bool) -> list[float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--models", default="bert,gpt2,t5,bart")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
