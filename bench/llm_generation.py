@@ -201,8 +201,8 @@ def main() -> None:
             for dtype in (getattr(torch, name) for name in args.dtypes.split(",")):
                 for batch in map(int, args.batches.split(",")):
                     for beams in map(int, args.beams.split(",")):
-                        best, tokens_agree, weight_bytes = bench_generation(directory, dtype, batch, beams, args.new_tokens,
-                                                                    args.repeats, device)
+                        best, tokens_agree, weight_bytes = bench_generation(
+                            directory, dtype, batch, beams, args.new_tokens, args.repeats, device)
                         tokens = batch * args.new_tokens
                         line = (f"[{size}] {str(dtype)[6:]} batch {batch} {'greedy' if beams == 1 else f'beam {beams}'}: "
                                 f"s2s {tokens / best['s2s']:.1f} tok/s, transformers "

@@ -8,9 +8,10 @@
 # check: bench/gpu_check.py on CUDA. llm: bench/llm_generation.py on CUDA (small and 0.5b).
 # cpu-bf16: the same bench on the machine's CPU in bf16, GPT-2 base generation in fp32 / int8 / bf16
 # (bench/cpu_inference.py) and bf16 products per shape (bench/prepacked_linear.py); the CPU's flags
-# printed: AMX / AVX512-BF16 are what the CPU bf16 targets of issues 22 and 26 need. tests: the cross-package, core and task tests with CUDA visible
-# (the Trainer then trains on it), 14 workers, a file's tests on one worker (the examples' runs are
-# started once per worker that has one), each failure printed as it happens.
+# printed: AMX / AVX512-BF16 are what the CPU bf16 targets of issues 22 and 26 need.
+# tests: the cross-package, core and task tests with CUDA visible (the Trainer then trains on it),
+# 14 workers, a file's tests on one worker (the examples' runs are started once per worker that
+# has one), each failure printed as it happens.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 python3 bench/device/install_checkout.py || exit 1

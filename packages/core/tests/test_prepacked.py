@@ -208,7 +208,7 @@ def test_backbones_free_their_packed_weights_when_training():
 
 
 needs_bf16_kernels = pytest.mark.skipif(
-    cpu_bf16.slow_bf16_products() or not prepacked.bf16_available(), reason="a CPU without oneDNN bf16 kernels (AVX2)")
+    cpu_bf16.slow_bf16_products() or not prepacked.available(torch.bfloat16), reason="a CPU without oneDNN bf16 kernels (AVX2)")
 
 
 @needs_bf16_kernels

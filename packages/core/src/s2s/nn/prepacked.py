@@ -83,26 +83,16 @@ def _cpu_autocast() -> bool:
 
 
 @functools.cache
-def available() -> bool:
-    """Whether this torch has working oneDNN linear ops (checked once, on a 2 x 2 product)."""
+def available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether this torch has working oneDNN linear ops in ``dtype`` on this CPU (checked once per
+    dtype, on a 2 x 2 product). bf16 needs the CPU's bf16 kernels: an AVX2 CPU's bf16 products
+    take :func:`_bf16_linear` instead."""
     try:
-        weight, x = torch.eye(2), torch.ones(1, 2)
+        if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+        weight, x = torch.eye(2, dtype=dtype), torch.ones(1, 2, dtype=dtype)
         out = torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(weight), None, "none", [], "")
         return torch.equal(out, x)
-    except (AttributeError, RuntimeError):
-        return False
-
-
-@functools.cache
-def bf16_available() -> bool:
-    """Whether this torch's oneDNN linear ops take bf16 on this CPU (checked once, on a 2 x 2
-    product). An AVX2 CPU has no bf16 kernels: its products take :func:`_bf16_linear`."""
-    if not available():
-        return False
-    try:
-        weight, x = torch.eye(2, dtype=torch.bfloat16), torch.ones(1, 2, dtype=torch.bfloat16)
-        out = torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(weight), None, "none", [], "")
-        return torch.ops.mkldnn._is_mkldnn_bf16_supported() and torch.equal(out, x)
     except (AttributeError, RuntimeError):
         return False
 
@@ -164,9 +154,9 @@ def _plain_row(x: torch.Tensor, weights: int) -> bool:
 def _packed_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether ``x @ weight.T`` is a CPU product for inference that oneDNN can take on a packed
     weight: fp32, or bf16 on a CPU with bf16 kernels."""
-    if x.dtype == torch.bfloat16:
-        return _cpu_inference(x, weight, torch.bfloat16) and not cpu_bf16.slow_bf16_products() and bf16_available()
-    return _cpu_inference(x, weight, torch.float32) and available()
+    if x.dtype == torch.bfloat16 and cpu_bf16.slow_bf16_products():
+        return False
+    return x.dtype in (torch.float32, torch.bfloat16) and _cpu_inference(x, weight, x.dtype) and available(x.dtype)
 
 
 def _cpu_inference(x: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype) -> bool:
