@@ -4,7 +4,8 @@ transformers (random, bf16, sharded):
 1. generation: batch 1 and 8, greedy and beam 4, fp32 and bf16, on the Qwen2-shaped ``small``
    model and the Qwen2.5-0.5B shape; s2s ``generate`` vs ``Qwen2ForCausalLM.generate``, token ids
    compared; batch-1 greedy bf16 as a share of the memory-bandwidth limit (bytes of weights read
-   per token over a copy bandwidth measured here);
+   per token over a copy bandwidth measured here); where the tokens differ, whether transformers'
+   own tokens stay the same with each prompt twice in the batch;
 2. the KV-cache bytes of a 1,024-token context at GQA 7:1 against a full-head cache;
 3. loading: peak RSS and time of ``load_model(..., dtype="auto")`` against transformers'
    ``from_pretrained(dtype="auto")``, each in a fresh process.
@@ -119,11 +120,11 @@ def bench_generation(directory: Path, dtype: torch.dtype, batch: int, beams: int
     ids, mask = ids.to(device), mask.to(device)
     options = dict(num_beams=beams, max_new_tokens=new, min_new_tokens=new)
 
-    def theirs():
+    def theirs(copies: int = 1):
         with torch.no_grad():
-            out = peer.generate(input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=PAD,
-                                eos_token_id=EOS, **options)
-        return out[:, ids.shape[1]:].tolist()
+            out = peer.generate(input_ids=ids.repeat(copies, 1), attention_mask=mask.repeat(copies, 1),
+                                do_sample=False, pad_token_id=PAD, eos_token_id=EOS, **options)
+        return out[:batch, ids.shape[1]:].tolist()
 
     def mine():
         return generate(decoder_for(ours, new), {"input_ids": ids, "attention_mask": mask}, prompt_ids=ids,
@@ -139,12 +140,17 @@ def bench_generation(directory: Path, dtype: torch.dtype, batch: int, beams: int
             else:
                 got = out
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
-    return best, agreement(got, expected), weight_bytes
+    tokens_agree = agreement(got, expected)
+    if got != expected:  # how far transformers' tokens move when only the batch's size changes
+        tokens_agree += f"; transformers against itself, each prompt twice in the batch: {agreement(theirs(2), expected)}"
+    return best, tokens_agree, weight_bytes
 
 
 def agreement(got: list[list[int]], expected: list[list[int]]) -> str:
     """Whether the token rows are identical; if not, where the first row parts from its peer's (bf16
-    products summed in another order round differently now and then, and greedy follows)."""
+    products summed in another order round differently now and then, and greedy follows: oneDNN picks
+    its bf16 kernel, and so the order, by the product's shape, which is why transformers' own tokens
+    change with the batch's size)."""
     if got == expected:
         return "identical tokens: True"
     first = min(next((i for i, (a, b) in enumerate(zip(g, e)) if a != b), len(e)) for g, e in zip(got, expected))
