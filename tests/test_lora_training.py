@@ -52,3 +52,25 @@ def test_lora_checkpoint_of_bert_base_is_under_3_percent(tmp_path):
     checkpointing.write_checkpoint(tmp_path, 0, checkpointing.trained_weights(model), {}, lambda d, s: None)
     lora = (tmp_path / "step-00000000" / checkpointing.WEIGHTS_FILE).stat().st_size
     assert full > 400e6 and lora / full <= 0.03, (lora, full)
+
+
+def test_lora_without_a_base_checkpoint_trains_and_checkpoints_its_weights(tmp_path, caplog):
+    """LoRA applied to a model built without checkpoint= (``apply_lora`` with no ``base``) names
+    no base, so no adapter folder can be written: its checkpoints hold the trained weights, and
+    the run says why there is no final/ folder (it used to fail at its first checkpoint)."""
+    from s2s.adapters import apply_lora
+
+    tokenizer = Tokenizer.build_vocab([t for t, _ in TEXTS], min_frequency=1)
+    torch.manual_seed(0)
+    model = load_model(tokenizer, "bert", "classification", size="tiny", labels=["体育", "财经"])
+    apply_lora(model, dict(r=4, alpha=8))
+    trainer = Trainer(epochs=1, batch_size=4, lr=1e-2, device="cpu", progress=False,
+                      model_save_dir=tmp_path / "run", save_every_step=5)
+    with caplog.at_level("WARNING"):
+        trainer.train(model, model.build_dataset([{"text": t, "label": y} for t, y in TEXTS]), collate_fn=model.collate)
+    assert trainer.step == 10
+    trained = {k: v for k, v in model.state_dict().items() if k.startswith(("lora_adapters.", "classifier."))}
+    weights, _ = checkpointing.read_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000010")
+    assert weights.keys() == trained.keys() and all(torch.equal(weights[k], trained[k]) for k in trained)
+    assert not (tmp_path / "run" / "checkpoints" / "step-00000010" / "adapter_config.json").exists()
+    assert not (tmp_path / "run" / "final").exists() and "names no base checkpoint" in caplog.text

@@ -152,6 +152,42 @@ def test_the_same_model_trains_again_after_fsdp_made_it_whole(tmp_path):
     assert not torch.equal(logits[0, "launcher"], logits[1, "launcher"])
 
 
+LORA_CHECKPOINT_SCRIPT = textwrap.dedent(
+    """
+    import os, torch
+    from fsdp_models import items
+    from s2s import Trainer, load_model
+
+    out = os.environ["FSDP_OUT"]
+    model = load_model(checkpoint=os.path.join(out, "base"), lora=dict(r=4, alpha=8))
+    trainer = Trainer(epochs=1, batch_size=8, lr=1e-2, device="cpu", progress=False, seed=3, num_procs=2,
+                      strategy="fsdp", model_save_dir=out)
+    model = trainer.train(model, items("gpt2", 32))
+    if "RANK" not in os.environ:
+        torch.save(model.state_dict(), os.path.join(out, "trained.pt"))
+    """
+)
+
+
+def test_a_lora_checkpoint_on_two_ranks_is_an_adapter_folder(tmp_path):
+    """Under fsdp on 2 ranks the adapters are sharded; each checkpoint still holds PEFT's adapter
+    folder (gathered), which rebuilds the trained model as ddp's checkpoints do."""
+    from fsdp_models import build
+
+    from s2s import load_model
+
+    build("gpt2").save_pretrained(tmp_path / "out" / "base")
+    out, _ = run(tmp_path, {}, script=LORA_CHECKPOINT_SCRIPT)
+    checkpoint = sorted((out / "checkpoints").iterdir())[-1]
+    assert (checkpoint / "shards").is_dir() and (checkpoint / "adapter_config.json").is_file()
+    trained = torch.load(out / "trained.pt", weights_only=True)  # rank 0's model, handed back
+    for folder in (checkpoint, out / "final"):
+        again = load_model(checkpoint=folder)
+        assert again.state_dict().keys() == trained.keys()
+        for key, value in again.state_dict().items():
+            assert torch.equal(value, trained[key]), (folder.name, key)
+
+
 def build_params(kind, size, lora=False):
     from fsdp_models import build, params
 

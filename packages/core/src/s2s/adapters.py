@@ -170,8 +170,23 @@ def peft_task_type(model) -> str | None:
     return TASK_TYPES.get(model.backbone.kind)
 
 
-def save_adapter(model, directory: str | os.PathLike) -> None:
-    """Write PEFT's adapter folder for a LoRA task (see the module docstring)."""
+def adapter_tensors(model) -> dict[str, torch.Tensor]:
+    """The tensors of ``model``'s adapter folder by their PEFT names: every adapter's ``A`` and
+    ``B``, and the task's head. Sharded ones (FSDP on several processes) are gathered whole, so
+    there every rank calls it, in step."""
+    modules = dict(model.backbone.named_modules())
+    tensors = {}
+    for path, hf in model.lora_hf_names.items():
+        adapter = lora.adapter_of(modules[path])
+        tensors[f"{PEFT_PREFIX}{hf}.lora_A.weight"] = adapter.A
+        tensors[f"{PEFT_PREFIX}{hf}.lora_B.weight"] = adapter.B
+    tensors.update({PEFT_PREFIX + k: v for k, v in model.head_state_dict().items()})
+    return {name: t.full_tensor() if hasattr(t, "full_tensor") else t for name, t in tensors.items()}
+
+
+def save_adapter(model, directory: str | os.PathLike, tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """Write PEFT's adapter folder for a LoRA task (see the module docstring); ``tensors``:
+    :func:`adapter_tensors`, when gathered on every rank beforehand."""
     if model.lora_base is None:
         raise ValueError(
             "this LoRA model has no base checkpoint to name in adapter_config.json (it was built "
@@ -181,14 +196,9 @@ def save_adapter(model, directory: str | os.PathLike) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config, names = model.lora_config, model.lora_hf_names
+    tensors = adapter_tensors(model) if tensors is None else tensors
+    head = model.head_state_dict()  # for its names
     modules = dict(model.backbone.named_modules())
-    tensors = {}
-    for path, hf in names.items():
-        adapter = lora.adapter_of(modules[path])
-        tensors[f"{PEFT_PREFIX}{hf}.lora_A.weight"] = adapter.A
-        tensors[f"{PEFT_PREFIX}{hf}.lora_B.weight"] = adapter.B
-    head = model.head_state_dict()
-    tensors.update({PEFT_PREFIX + k: v for k, v in head.items()})
     transposed = {lora.adapter_of(modules[p]).transposed for p in names}
     values = {
         "peft_type": "LORA",

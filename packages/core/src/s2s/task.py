@@ -191,8 +191,9 @@ class Task(nn.Module, metaclass=abc.ABCMeta):
     @property
     def rebuildable(self) -> bool:
         """Whether :meth:`save_pretrained` can write this task: one built by ``load_model`` knows
-        its task name and options (the Trainer then also writes them into its checkpoints)."""
-        return self.recipe is not None
+        its task name and options (the Trainer then also writes them into its checkpoints); with
+        LoRA, its adapter folder also names the base checkpoint, so it needs one."""
+        return self.recipe is not None and (not adapters.has_lora(self) or self.lora_base is not None)
 
     def load_pretrained(self, path: str | os.PathLike) -> LoadReport:
         """Load weights. From a folder written by :meth:`save_pretrained`, or a Trainer
@@ -206,7 +207,7 @@ class Task(nn.Module, metaclass=abc.ABCMeta):
         backbone's (config.json, model.safetensors, vocab.txt), ``task_head.safetensors`` and
         ``s2s_task.json`` (:func:`s2s.task_folder.save_task`).
         A model with LoRA adapters writes PEFT's adapter folder instead (:func:`s2s.adapters.save_adapter`)."""
-        if not self.rebuildable:
+        if self.recipe is None:
             raise ValueError(
                 f"this {type(self).__name__} was not built by s2s.load_model, so its task name and "
                 f"options are unknown; build it with load_model(...), or save the backbone alone "

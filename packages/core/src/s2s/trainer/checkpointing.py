@@ -10,7 +10,9 @@ A checkpoint is a directory ``model_save_dir/checkpoints/step-00000120/`` holdin
   containers, read back with ``weights_only=True``);
 - for a task built by :func:`s2s.load_model`: ``s2s_task.json``, ``config.json`` and the
   vocabulary, so ``load_model(checkpoint=folder)`` rebuilds the trained task from it (with
-  LoRA: its PEFT adapter folder, :mod:`s2s.adapters`, which names the base);
+  LoRA: its PEFT adapter folder, :mod:`s2s.adapters`, which names the base; under fsdp on
+  several processes the adapters are gathered for it. LoRA applied without a base checkpoint
+  has none to name: no folder then, and no ``final/``);
 - ``manifest.json``, written last: every other file's name, size and SHA-256.
 
 With ``strategy="fsdp"`` the weights and the optimizer state are in ``shards/`` instead
@@ -42,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from ..adapters import has_lora
+from ..adapters import adapter_tensors, has_lora, save_adapter
 from ..checkpoint import CheckpointError, load_into, read_state_dict, save_weights
 from ..folder import (
     BEST_FILE,
@@ -111,9 +113,12 @@ class Checkpointer:
             return
         rng = gather(self.procs, capture_rng(self.procs.device))
         sharded, partial = self.strategy.sharded, None
+        module = state.module
+        rebuildable = isinstance(module, Task) and module.rebuildable
+        adapter = adapter_tensors(module) if rebuildable and has_lora(module) else None  # every rank: gathers shards
         if sharded:  # every rank writes its shards into the folder rank 0 made
             partial = from_main(self.procs, start_checkpoint(self.root, progress.step) if self.procs.is_main else None)
-            ShardedCheckpoint(state.module, state.optimizer).save(partial / SHARDS_FOLDER)
+            ShardedCheckpoint(module, state.optimizer).save(partial / SHARDS_FOLDER)
         if self.procs.is_main:
             saved = {
                 "format": FORMAT, "version": VERSION, "progress": asdict(progress),
@@ -124,14 +129,13 @@ class Checkpointer:
             }
 
             def fill(directory, saved):
-                hooks.on_save(trainer=trainer, model=state.module, directory=directory,
-                              state=saved["callbacks"])
-                if has_lora(state.module) and not (sharded and self.procs.distributed):  # a LoRA adapter folder
-                    state.module.save_pretrained(directory)
-                elif isinstance(state.module, Task) and state.module.rebuildable:
-                    save_recipe(state.module, directory)
+                hooks.on_save(trainer=trainer, model=module, directory=directory, state=saved["callbacks"])
+                if adapter is not None:  # a LoRA adapter folder
+                    save_adapter(module, directory, adapter)
+                elif rebuildable:
+                    save_recipe(module, directory)
 
-            weights = None if sharded else trained_weights(state.module)
+            weights = None if sharded else trained_weights(module)
             path = write_checkpoint(self.root, progress.step, weights, saved, fill, partial)
             if progress.best_checkpoint == path.name:
                 write_best(self.root, path.name, best_metric, progress.best_value, progress.step)
@@ -271,6 +275,10 @@ def write_final(module: torch.nn.Module, directory: Path) -> None:
     save_weights(trained_weights(module), directory / WEIGHTS_FILE)
     if isinstance(module, Task) and module.rebuildable:
         module.save_pretrained(directory / FINAL_FOLDER)
+    elif isinstance(module, Task) and has_lora(module):
+        logger.warning("no %s folder in %s: this LoRA model names no base checkpoint (it was built without "
+                       "checkpoint=), so neither do its checkpoints; %s holds the trained weights only",
+                       FINAL_FOLDER, directory, WEIGHTS_FILE)
 
 
 def complete_checkpoints(root: Path) -> list[Path]:
