@@ -1,7 +1,5 @@
-"""Where the benches read the project's shared data sets: ``$S2S_SHARED_DATA``, else
-``../shared/data`` beside this checkout (see that folder's README)."""
+"""Where the benches read the project's shared data sets (:mod:`s2s.testing.shared_data`)."""
 
-import os
-from pathlib import Path
+from s2s.testing.shared_data import shared_data
 
-SHARED_DATA = Path(os.environ.get("S2S_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = shared_data(__file__)

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from s2s.testing.shared_data import shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("S2S_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = shared_data(__file__)
 
 EXAMPLES = {
     "classification/train_classification.py": {"accuracy", "macro_f1"},

@@ -24,18 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import time
 from pathlib import Path
 
 from s2s import load_model, resolve_tokenizer, seed_everything
+from s2s.testing.shared_data import shared_data
 from s2s.trainer import Trainer
 from s2s_tasks.metrics.generation import generation_metrics
 from s2s_tasks.sft_data import read_conversations
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("S2S_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED = shared_data(__file__)
 CLASSES = {"finance": "财经", "realty": "房产", "stocks": "股票", "education": "教育", "science": "科技",
            "society": "社会", "politics": "时政", "sports": "体育", "game": "游戏", "entertainment": "娱乐"}
 TITLE = "为这篇论文摘要拟一个标题。"

@@ -3,7 +3,8 @@
 Pairs are made from the data: a title and the same title with characters dropped or swapped.
 Held out: 1,000 other titles; each perturbed copy is a query, the 1,000 originals the corpus;
 top-1 accuracy is reported for the trained model, the same model untrained and char TF-IDF
-(scikit-learn). Reads ``../shared/data/thucnews_titles/train.txt`` (``--data`` overrides)::
+(scikit-learn). Reads ``../shared/data/thucnews_titles/train.txt`` (``S2S_SHARED_DATA`` or ``--data``
+overrides)::
 
     python examples/simbert/train_simbert.py --model roformer --scale 20
     python examples/simbert/train_simbert.py --model bert
@@ -29,10 +30,10 @@ from pathlib import Path
 import torch
 
 from s2s import load_model, resolve_tokenizer, seed_everything
+from s2s.testing.shared_data import shared_data
 from s2s.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data" / "thucnews_titles" / "train.txt"
+DATA = shared_data(__file__) / "thucnews_titles" / "train.txt"
 
 
 def read_titles(path: Path) -> list[str]:

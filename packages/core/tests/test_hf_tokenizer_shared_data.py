@@ -4,15 +4,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from s2s import Tokenizer
 from s2s.testing.hf_tokenizers import byte_level_bpe_folder
+from s2s.testing.shared_data import shared_data
 
-DATA = Path(os.environ.get("S2S_SHARED_DATA", Path(__file__).parents[4] / "shared" / "data"))
+DATA = shared_data(__file__)
 pytestmark = pytest.mark.skipif(not (DATA / "thucnews_titles" / "train.txt").is_file(), reason=f"no shared data at {DATA}")
 
 

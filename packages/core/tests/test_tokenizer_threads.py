@@ -9,17 +9,16 @@ second test (skipped without ../shared/data) runs the 10,000 shared THUCNews tit
 
 from __future__ import annotations
 
-import os
 import random
 import threading
-from pathlib import Path
 
 import pytest
 
 from s2s.testing.hf_tokenizers import byte_level_bpe_folder
+from s2s.testing.shared_data import shared_data
 from s2s.tokenizer import Tokenizer
 
-DATA = Path(os.environ.get("S2S_SHARED_DATA", Path(__file__).parents[4] / "shared" / "data"))
+DATA = shared_data(__file__)
 MAX_LENGTHS = [None, 8, 16, 24, 64]
 THREADS = 8
 

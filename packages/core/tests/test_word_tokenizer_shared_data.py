@@ -5,16 +5,15 @@ THUCNews titles."""
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from functools import cache
-from pathlib import Path
 
 import pytest
 
+from s2s.testing.shared_data import shared_data
 from s2s.tokenizer import Tokenizer
 
-DATA = Path(os.environ.get("S2S_SHARED_DATA", Path(__file__).parents[4] / "shared" / "data"))
+DATA = shared_data(__file__)
 pytestmark = pytest.mark.skipif(not (DATA / "vocab" / "chinese_bert_vocab.txt").is_file(), reason=f"no shared data at {DATA}")
 
 

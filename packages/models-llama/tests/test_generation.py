@@ -7,7 +7,6 @@ byte-level BPE trained on them, whose vocabulary the random checkpoints take."""
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 
@@ -19,11 +18,12 @@ from s2s import load_model
 from s2s.generation import decoder_for, generate
 from s2s.testing import generation as testing
 from s2s.testing.hf_tokenizers import byte_level_bpe
+from s2s.testing.shared_data import shared_data
 
 pytest.importorskip("transformers")
 
 ROOT = Path(__file__).resolve().parents[3]
-SHARED_TITLES = Path(os.environ.get("S2S_SHARED_DATA", ROOT.parent / "shared" / "data")) / "thucnews_titles" / "train.txt"
+SHARED_TITLES = shared_data(__file__) / "thucnews_titles" / "train.txt"
 OWN_TITLES = ROOT / "data" / "classification" / "train.tsv"
 NEW = 64
 

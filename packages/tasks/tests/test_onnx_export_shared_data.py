@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -18,8 +15,9 @@ pytest.importorskip("s2s_bert")
 from test_onnx_export import CASES, TASKS  # noqa: E402
 
 from s2s.onnx.export import export_onnx  # noqa: E402
+from s2s.testing.shared_data import shared_data
 
-DATA = Path(os.environ.get("S2S_SHARED_DATA", Path(__file__).parents[4] / "shared" / "data"))
+DATA = shared_data(__file__)
 TITLES = DATA / "thucnews_titles" / "train.txt"
 pytestmark = pytest.mark.skipif(not TITLES.is_file(), reason=f"no shared data at {DATA}")
 
