@@ -156,9 +156,10 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(config)
         self.output = Output(config, config.intermediate_size)
 
-    def forward(self, hidden, mask=None, past=None, relative=None, packing=None):
+    def forward(self, hidden, mask=None, past=None, relative=None, packing=None, use_cache=False):
         attended, key_value = self.attention(hidden, mask, past, relative, packing)
-        return self.output(self.intermediate(attended), attended), key_value
+        # (key, value) are views: returned only for a cache (FSDP warns of a unit returning views)
+        return self.output(self.intermediate(attended), attended), key_value if use_cache else None
 
 
 class Encoder(nn.Module):
@@ -279,7 +280,7 @@ class BertBackbone(Backbone):
         cache = []
         for i, layer in enumerate(self.encoder.layer):
             past = past_key_values[i] if past_key_values else None
-            hidden, key_value = layer(hidden, mask, past, relative, packing)
+            hidden, key_value = layer(hidden, mask, past, relative, packing, use_cache)
             all_hidden.append(hidden)
             if use_cache:
                 cache.append(key_value)
