@@ -182,6 +182,7 @@ def test_a_lora_checkpoint_on_two_ranks_is_an_adapter_folder(tmp_path):
     checkpoint = sorted((out / "checkpoints").iterdir())[-1]
     assert (checkpoint / "shards").is_dir() and (checkpoint / "adapter_config.json").is_file()
     trained = torch.load(out / "trained.pt", weights_only=True)  # rank 0's model, handed back
+    assert all(trained[k].any() for k in trained if k.endswith(".B"))  # trained: every B starts at 0
     for folder in (checkpoint, out / "final"):
         again = load_model(checkpoint=folder)
         assert again.state_dict().keys() == trained.keys()
