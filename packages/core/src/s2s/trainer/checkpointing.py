@@ -275,7 +275,7 @@ def write_final(module: torch.nn.Module, directory: Path) -> None:
     save_weights(trained_weights(module), directory / WEIGHTS_FILE)
     if isinstance(module, Task) and module.rebuildable:
         module.save_pretrained(directory / FINAL_FOLDER)
-    elif isinstance(module, Task) and has_lora(module):
+    elif isinstance(module, Task) and has_lora(module) and module.lora_base is None:
         logger.warning("no %s folder in %s: this LoRA model names no base checkpoint (it was built without "
                        "checkpoint=), so neither do its checkpoints; %s holds the trained weights only",
                        FINAL_FOLDER, directory, WEIGHTS_FILE)
